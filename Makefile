@@ -1,0 +1,34 @@
+# Two commands on a fresh machine with Python 3.11: `make demo` and `make test`.
+PYTHON ?= python3.11
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: demo test lint bench dev clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/docket demo
+
+dev: $(STAMP)
+	$(BIN)/docket dev
+
+test: $(STAMP)
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(BIN)/ruff check docket tests bench
+	$(BIN)/ruff format --check docket tests bench
+
+bench: $(STAMP)
+	$(BIN)/python -m bench.orders
+	$(BIN)/python -m bench.backorder_latency
+	$(BIN)/python -m bench.worker_memory
+
+clean:
+	rm -rf $(VENV) var

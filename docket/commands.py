@@ -1,0 +1,199 @@
+"""What staff and storefronts ask of docket, shared by the CLI and the API: who may, whether the
+request makes sense, then the workflow that carries it out. No HTTP and no terminal here."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
+from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
+from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
+from temporalio.service import RPCError, RPCStatusCode
+
+from docket.models.access import DELIVERY_TRIGGER_ACTION, Action, Operator
+from docket.models.errors import InvalidInput, NotFound, OrderRejected, Refused, from_kind
+from docket.models.lifecycles import OrderState
+from docket.models.messages import StockChange
+from docket.models.schemas import (
+    AdjustStock,
+    CancelOrder,
+    ConfirmPayment,
+    LedgerReport,
+    MoveDelivery,
+    OrderPage,
+    OrderRecord,
+    OrderView,
+    PaymentFlow,
+    PlaceOrder,
+    ReceiveStock,
+    ReturnOrder,
+    StockLevel,
+    StockReceived,
+)
+from docket.store import queries, stock
+from docket.store.engine import SessionFactory
+from docket.store.tables import Customer, Order, Product, Shop, ShopWarehouse, Warehouse
+from docket.workflows.order import OrderWorkflow, workflow_id
+from docket.workflows.stock import StockWorkflow, stock_workflow_id
+
+
+@dataclass(frozen=True)
+class Docket:
+    """The handles every command needs."""
+
+    temporal: Client
+    sessions: SessionFactory
+    task_queue: str
+
+    # --- orders ---------------------------------------------------------------------------------
+
+    async def place_order(self, operator: Operator, cmd: PlaceOrder) -> OrderView:
+        """Start the order's workflow and answer with the order as placed. The order id is the
+        idempotency key: the same id again answers with what was recorded the first time."""
+        operator.require(Action.place_order, cmd.shop_id)
+        cmd = cmd.model_copy(update={"operator_id": operator.operator_id})
+        async with self.sessions() as session:
+            if await session.get(Order, cmd.order_id) is None:
+                await self._check_catalogue(session, cmd)
+        try:
+            handle = await self.temporal.start_workflow(
+                OrderWorkflow.run,
+                cmd,
+                id=workflow_id(cmd.order_id),
+                task_queue=self.task_queue,
+                id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+                id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+            )
+            view = await handle.execute_update(OrderWorkflow.placement)
+        except WorkflowAlreadyStartedError:
+            async with self.sessions() as session:
+                view = await queries.order_view(session, cmd.order_id)
+        if view.state is OrderState.rejected:
+            raise OrderRejected(f"order {view.order_id} rejected: {view.rejection}")
+        return view
+
+    async def _check_catalogue(self, session, cmd: PlaceOrder) -> None:  # type: ignore[no-untyped-def]
+        shop = await session.get(Shop, cmd.shop_id)
+        if shop is None:
+            raise NotFound(f"unknown shop {cmd.shop_id}")
+        if await session.get(Customer, cmd.customer_id) is None:
+            raise NotFound(f"unknown customer {cmd.customer_id}")
+        skus = {line.sku for line in cmd.lines}
+        known = set(await session.scalars(select(Product.sku).where(Product.sku.in_(skus))))
+        if skus - known:
+            raise NotFound(f"unknown SKU {', '.join(sorted(skus - known))}")
+        flow = cmd.payment_flow or shop.payment_flow
+        if flow is not PaymentFlow.offline:
+            raise InvalidInput(f"payment flow {flow.value} is not offered yet; the available flow is offline")
+
+    async def confirm_payment(self, operator: Operator, cmd: ConfirmPayment) -> OrderView:
+        await self._require_order(operator, Action.confirm_payment, cmd.order_id)
+        return await self._update(cmd.order_id, OrderWorkflow.confirm_payment, cmd)
+
+    async def move_delivery(self, operator: Operator, cmd: MoveDelivery) -> OrderView:
+        await self._require_order(operator, DELIVERY_TRIGGER_ACTION[cmd.trigger], cmd.order_id)
+        return await self._update(cmd.order_id, OrderWorkflow.move_delivery, cmd)
+
+    async def cancel_order(self, operator: Operator, cmd: CancelOrder) -> OrderView:
+        await self._require_order(operator, Action.cancel_order, cmd.order_id)
+        return await self._update(cmd.order_id, OrderWorkflow.cancel, cmd)
+
+    async def return_order(self, operator: Operator, cmd: ReturnOrder) -> OrderView:
+        await self._require_order(operator, Action.return_order, cmd.order_id)
+        return await self._update(cmd.order_id, OrderWorkflow.return_goods, cmd)
+
+    async def order_record(self, operator: Operator, order_id: str) -> OrderRecord:
+        await self._require_order(operator, Action.read_orders, order_id)
+        async with self.sessions() as session:
+            return await queries.order_record(session, order_id)
+
+    async def list_orders(self, operator: Operator, **filters) -> OrderPage:  # type: ignore[no-untyped-def]
+        operator.require(Action.read_orders, filters.get("shop_id"))
+        async with self.sessions() as session:
+            return await queries.list_orders(
+                session, shops=None if operator.all_shops else set(operator.shops), **filters
+            )
+
+    async def _require_order(self, operator: Operator, action: Action, order_id: str) -> None:
+        operator.require(action)
+        async with self.sessions() as session:
+            shop_id = await session.scalar(select(Order.shop_id).where(Order.order_id == order_id))
+        if shop_id is None:
+            raise NotFound(f"unknown order {order_id}")
+        operator.require(action, shop_id)
+
+    async def _update(self, order_id: str, update, cmd) -> OrderView:  # type: ignore[no-untyped-def]
+        handle: WorkflowHandle = self.temporal.get_workflow_handle(workflow_id(order_id))
+        try:
+            return await handle.execute_update(update, cmd)
+        except WorkflowUpdateFailedError as failed:
+            cause = failed.cause
+            if isinstance(cause, ApplicationError):
+                raise from_kind(cause.type, cause.message) from None
+            raise
+        except RPCError as error:
+            if error.status is not RPCStatusCode.NOT_FOUND:
+                raise
+            async with self.sessions() as session:
+                view = await queries.order_view(session, order_id)
+            raise Refused(
+                f"order {order_id} is {view.state.value} and closed: nothing more can move"
+            ) from None
+
+    # --- stock ----------------------------------------------------------------------------------
+
+    async def change_stock(self, operator: Operator, cmd: ReceiveStock | AdjustStock) -> StockReceived:
+        """Receive, return to stock or adjust; the reference makes a repeat a no-op that answers
+        with the first result."""
+        operator.require(Action.manage_stock)
+        async with self.sessions() as session:
+            await stock.check_item(session, cmd.warehouse_id, cmd.sku)
+            await self._require_warehouse(session, operator, cmd.warehouse_id)
+        change = StockChange(move_id=f"stock/{cmd.reference}", at=dt.datetime.now(dt.UTC), command=cmd)
+        try:
+            handle = await self.temporal.start_workflow(
+                StockWorkflow.run,
+                change,
+                id=stock_workflow_id(cmd.reference),
+                task_queue=self.task_queue,
+                id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+            )
+            return await handle.result()
+        except WorkflowAlreadyStartedError:
+            first = await self.temporal.get_workflow_handle(stock_workflow_id(cmd.reference)).result(
+                result_type=StockReceived
+            )
+            return first.model_copy(update={"duplicate": True})
+
+    async def _require_warehouse(self, session, operator: Operator, warehouse_id: str) -> None:  # type: ignore[no-untyped-def]
+        if operator.all_shops:
+            return
+        shops = set(
+            await session.scalars(
+                select(ShopWarehouse.shop_id).where(ShopWarehouse.warehouse_id == warehouse_id)
+            )
+        )
+        if not shops & operator.shops:
+            raise from_kind(
+                "Forbidden", f"operator {operator.operator_id} works for no shop served by {warehouse_id}"
+            )
+
+    async def stock_levels(
+        self, operator: Operator, warehouse_id: str | None, sku: str | None
+    ) -> list[StockLevel]:
+        operator.require(Action.read_stock)
+        async with self.sessions() as session:
+            if warehouse_id and await session.get(Warehouse, warehouse_id) is None:
+                raise NotFound(f"unknown warehouse {warehouse_id}")
+            return await stock.levels(session, warehouse_id, sku)
+
+    async def verify_stock(self, operator: Operator) -> LedgerReport:
+        operator.require(Action.read_stock)
+        async with self.sessions() as session:
+            return await stock.verify(session)
+
+    async def operator(self, operator_id: str) -> Operator:
+        async with self.sessions() as session:
+            return await queries.operator_by_id(session, operator_id)

@@ -1,0 +1,65 @@
+"""Domain errors. Translated only at the edges: HTTP status in the API, exit code in the CLI,
+ApplicationError in workflows."""
+
+from __future__ import annotations
+
+
+class DocketError(Exception):
+    """Base of every error docket means to show a user."""
+
+    kind = "DocketError"
+
+
+class IllegalTransition(DocketError):
+    kind = "IllegalTransition"
+
+    def __init__(self, lifecycle: str, state: str, trigger: str, allowed: list[str]):
+        self.lifecycle, self.state, self.trigger, self.allowed = lifecycle, state, trigger, allowed
+        allowed_text = ", ".join(allowed) if allowed else "nothing (final state)"
+        super().__init__(f"{lifecycle} is {state}: cannot {trigger}; allowed from here: {allowed_text}")
+
+
+class Refused(DocketError):
+    """A move the lifecycle allows in general but the order's facts do not (e.g. goods on their way)."""
+
+    kind = "Refused"
+
+
+class NotFound(DocketError):
+    kind = "NotFound"
+
+
+class InvalidInput(DocketError):
+    kind = "InvalidInput"
+
+
+class Forbidden(DocketError):
+    kind = "Forbidden"
+
+
+class Unauthenticated(DocketError):
+    kind = "Unauthenticated"
+
+
+class OrderRejected(DocketError):
+    """The order cannot be accepted as placed (stock, offline product); nothing was reserved."""
+
+    kind = "OrderRejected"
+
+
+class StaleState(DocketError):
+    """A guarded write found the row in another state than the move expected."""
+
+    kind = "StaleState"
+
+
+class LedgerMismatch(DocketError):
+    kind = "LedgerMismatch"
+
+
+def from_kind(kind: str | None, message: str) -> DocketError:
+    """Rebuild a domain error that crossed a Temporal boundary as an ApplicationError type."""
+    for cls in DocketError.__subclasses__():
+        if cls.kind == kind:
+            return cls(message)
+    return DocketError(message)

@@ -1,0 +1,169 @@
+"""The order and delivery lifecycles, declared once as tables.
+
+Three readers use these tables: the workflow (which moves are legal now), the update validators
+(refuse early, naming the allowed triggers) and the store's guarded write (compare-and-set on the
+current state). The `transitions` Machine holds no model and runs no callbacks: it is the table.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from enum import StrEnum
+from typing import Generic, TypeVar
+
+from transitions import Machine
+
+from docket.models.errors import IllegalTransition
+
+
+class OrderState(StrEnum):
+    pending = "pending"
+    waiting_confirmation = "waiting_confirmation"
+    waiting_payment = "waiting_payment"
+    in_progress = "in_progress"
+    partially_shipped = "partially_shipped"
+    completed = "completed"
+    cancelled = "cancelled"
+    cancelled_waiting_payment = "cancelled_waiting_payment"
+    returned = "returned"
+    returned_waiting_payment = "returned_waiting_payment"
+    rejected = "rejected"
+
+
+class DeliveryState(StrEnum):
+    new = "new"
+    reserved = "reserved"
+    wait_allocation = "wait_allocation"
+    wait_date = "wait_date"
+    wait_inventory = "wait_inventory"
+    allocated = "allocated"
+    packing = "packing"
+    ready = "ready"
+    ready_waiting_payment = "ready_waiting_payment"
+    shipping = "shipping"
+    shipping_waiting_payment = "shipping_waiting_payment"
+    shipped = "shipped"
+    reservation_voided = "reservation_voided"
+    deallocated = "deallocated"
+    returned = "returned"
+
+
+_O = OrderState
+_OPEN_UNSHIPPED = [_O.pending, _O.waiting_confirmation, _O.waiting_payment, _O.in_progress]
+
+ORDER_TRANSITIONS: list[dict[str, object]] = [
+    {"trigger": "reject", "source": _O.pending, "dest": _O.rejected},
+    {"trigger": "await_confirmation", "source": _O.pending, "dest": _O.waiting_confirmation},
+    {"trigger": "await_payment", "source": _O.pending, "dest": _O.waiting_payment},
+    {"trigger": "confirm_payment", "source": _O.waiting_confirmation, "dest": _O.in_progress},
+    {
+        "trigger": "payment_received",
+        "source": [_O.pending, _O.waiting_payment],
+        "dest": _O.in_progress,
+    },
+    {"trigger": "ship_partially", "source": _O.in_progress, "dest": _O.partially_shipped},
+    {"trigger": "complete", "source": [_O.in_progress, _O.partially_shipped], "dest": _O.completed},
+    {"trigger": "cancel", "source": _OPEN_UNSHIPPED, "dest": _O.cancelled},
+    {
+        "trigger": "cancel_awaiting_refund",
+        "source": _OPEN_UNSHIPPED,
+        "dest": _O.cancelled_waiting_payment,
+    },
+    {"trigger": "refund_cancelled", "source": _O.cancelled_waiting_payment, "dest": _O.cancelled},
+    {
+        "trigger": "return_goods",
+        "source": [_O.partially_shipped, _O.completed],
+        "dest": _O.returned,
+    },
+    {
+        "trigger": "return_awaiting_refund",
+        "source": [_O.partially_shipped, _O.completed],
+        "dest": _O.returned_waiting_payment,
+    },
+    {"trigger": "refund_returned", "source": _O.returned_waiting_payment, "dest": _O.returned},
+]
+ORDER_FINAL = frozenset({_O.completed, _O.cancelled, _O.returned, _O.rejected})
+
+_D = DeliveryState
+_WAITING = [_D.reserved, _D.wait_allocation, _D.wait_date, _D.wait_inventory]
+_ALLOCATED = [_D.allocated, _D.packing, _D.ready, _D.ready_waiting_payment]
+
+DELIVERY_TRANSITIONS: list[dict[str, object]] = [
+    {"trigger": "reserve", "source": _D.new, "dest": _D.reserved},
+    {"trigger": "await_allocation", "source": _D.reserved, "dest": _D.wait_allocation},
+    {"trigger": "await_date", "source": _D.reserved, "dest": _D.wait_date},
+    {
+        "trigger": "await_inventory",
+        "source": [_D.reserved, _D.wait_date],
+        "dest": _D.wait_inventory,
+    },
+    {
+        "trigger": "allocate",
+        "source": [_D.wait_allocation, _D.wait_date, _D.wait_inventory],
+        "dest": _D.allocated,
+    },
+    {"trigger": "release_digital", "source": _D.reserved, "dest": _D.shipping},
+    {"trigger": "pack", "source": _D.allocated, "dest": _D.packing},
+    {"trigger": "mark_ready", "source": _D.packing, "dest": _D.ready},
+    {"trigger": "ship", "source": _D.ready, "dest": _D.shipping},
+    {"trigger": "hold_for_payment", "source": _D.ready, "dest": _D.ready_waiting_payment},
+    {"trigger": "payment_captured", "source": _D.ready_waiting_payment, "dest": _D.shipping},
+    {"trigger": "ship_awaiting_payment", "source": _D.ready, "dest": _D.shipping_waiting_payment},
+    {
+        "trigger": "deliver",
+        "source": [_D.shipping, _D.shipping_waiting_payment],
+        "dest": _D.shipped,
+    },
+    {"trigger": "void", "source": [_D.new, *_WAITING], "dest": _D.reservation_voided},
+    {"trigger": "deallocate", "source": _ALLOCATED, "dest": _D.deallocated},
+    {"trigger": "return_goods", "source": _D.shipped, "dest": _D.returned},
+]
+DELIVERY_FINAL = frozenset({_D.shipped, _D.reservation_voided, _D.deallocated, _D.returned})
+
+# The delivery moves an operator makes by hand; every other delivery move follows from payment,
+# dates and stock, and is made by the workflow.
+OPERATOR_DELIVERY_TRIGGERS = ("pack", "mark_ready", "ship", "deliver")
+# A delivery in one of these states is on its way: it can no longer be cancelled, only returned.
+ON_ITS_WAY = frozenset({_D.shipping, _D.shipping_waiting_payment, _D.shipped})
+
+
+S = TypeVar("S", bound=StrEnum)
+
+
+class Lifecycle(Generic[S]):
+    """A state table loaded into a `transitions` Machine (no model, no auto transitions)."""
+
+    def __init__(self, name: str, states: type[S], table: list[dict[str, object]], final: Iterable[S]):
+        self.name = name
+        self.states = states
+        self.table = table
+        self.final = frozenset(final)
+        self._machine = Machine(
+            model=None, states=list(states), transitions=table, initial=None, auto_transitions=False
+        )
+
+    def allowed(self, state: S) -> list[str]:
+        """Triggers legal from `state`, in table order."""
+        return [t for t in self._triggers_in_order() if self._machine.get_transitions(t, state.value)]
+
+    def dest(self, state: S, trigger: str) -> S:
+        """Where `trigger` leads from `state`; IllegalTransition, naming the allowed triggers, if nowhere."""
+        found = self._machine.get_transitions(trigger, state.value)
+        if not found:
+            raise IllegalTransition.refusing(self.name, state.value, trigger, self.allowed(state))
+        return self.states(found[0].dest)
+
+    def edges(self) -> list[tuple[S, str, S]]:
+        return [
+            (self.states(t.source), trigger, self.states(t.dest))
+            for trigger, event in self._machine.events.items()
+            for transitions in event.transitions.values()
+            for t in transitions
+        ]
+
+    def _triggers_in_order(self) -> list[str]:
+        return list(dict.fromkeys(str(row["trigger"]) for row in self.table))
+
+
+ORDER = Lifecycle("order", OrderState, ORDER_TRANSITIONS, ORDER_FINAL)
+DELIVERY = Lifecycle("delivery", DeliveryState, DELIVERY_TRANSITIONS, DELIVERY_FINAL)

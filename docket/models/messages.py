@@ -1,0 +1,67 @@
+"""What workflows hand to activities and to each other: a command plus the move's identity.
+
+`move_id` is made once by the workflow and reused on every retry: the store applies a move id at
+most once. `at` is the workflow's clock, so durable timers and the store agree on what time it is."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from pydantic import BaseModel, ConfigDict
+
+from docket.models.schemas import (
+    AdjustStock,
+    CancelOrder,
+    ConfirmPayment,
+    MoveDelivery,
+    PlaceOrder,
+    ReceiveStock,
+    ReturnOrder,
+)
+
+
+class Move(BaseModel):
+    model_config = ConfigDict(frozen=True)
+    move_id: str
+    at: dt.datetime
+
+
+class PlaceOrderMove(Move):
+    command: PlaceOrder
+
+
+class ConfirmPaymentMove(Move):
+    command: ConfirmPayment
+
+
+class DeliveryMove(Move):
+    command: MoveDelivery
+
+
+class CancelOrderMove(Move):
+    command: CancelOrder
+
+
+class ReturnOrderMove(Move):
+    command: ReturnOrder
+
+
+class AdvanceOrder(Move):
+    """Take every delivery as far as payment, dates and stock allow."""
+
+    order_id: str
+
+
+class StockChange(Move):
+    command: ReceiveStock | AdjustStock
+
+
+class StockReserved(BaseModel):
+    """Fact (signal): stock was set aside for a waiting delivery until it is whole."""
+
+    delivery_no: int
+    reference: str
+
+
+class OrderPlacement(BaseModel):
+    """Input of the placement update: nothing; it answers once the placement is recorded."""

@@ -1,0 +1,300 @@
+"""Every boundary's shape: commands in, results and views out (pydantic)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+from enum import StrEnum
+from typing import Annotated
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
+
+from docket.models.lifecycles import DeliveryState, OrderState
+
+Identifier = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")]
+Currency = Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")]
+Note = Annotated[str, StringConstraints(max_length=2000)]
+
+
+class Command(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class PaymentFlow(StrEnum):
+    prepayment = "prepayment"
+    per_shipment = "per_shipment"
+    on_delivery = "on_delivery"
+    offline = "offline"
+
+
+class DeliveryGroup(StrEnum):
+    standard = "D1"
+    preorder = "D2"
+    backorder = "D3"
+    digital = "D4"
+    mixed = "D5"
+
+
+class Address(Command):
+    name: Annotated[str, StringConstraints(min_length=1, max_length=200)]
+    line1: Annotated[str, StringConstraints(min_length=1, max_length=200)]
+    line2: str | None = None
+    city: Annotated[str, StringConstraints(min_length=1, max_length=100)]
+    postcode: Annotated[str, StringConstraints(min_length=1, max_length=20)]
+    country: Annotated[str, StringConstraints(pattern=r"^[A-Z]{2}$")]
+
+
+class OrderLineIn(Command):
+    sku: Identifier
+    quantity: int = Field(gt=0, le=100_000, strict=True)
+    unit_price: Decimal = Field(ge=0, max_digits=12, decimal_places=2)
+    currency: Currency
+
+
+class PlaceOrder(Command):
+    """Place an order. `order_id` is the caller's idempotency key."""
+
+    order_id: Identifier
+    shop_id: Identifier
+    customer_id: Identifier
+    lines: list[OrderLineIn] = Field(min_length=1, max_length=200)
+    shipping_address: Address
+    payment_flow: PaymentFlow | None = None
+    single_parcel: bool | None = None
+    operator_id: Identifier | None = None
+    note: Note | None = None
+
+    @model_validator(mode="after")
+    def _one_currency(self) -> PlaceOrder:
+        currencies = sorted({line.currency for line in self.lines})
+        if len(currencies) > 1:
+            raise ValueError(f"an order is paid in one currency; lines use {', '.join(currencies)}")
+        return self
+
+    @property
+    def currency(self) -> str:
+        return self.lines[0].currency
+
+
+class OrderMoveBase(Command):
+    order_id: Identifier
+    operator_id: Identifier
+    note: Note | None = None
+
+
+class ConfirmPayment(OrderMoveBase):
+    """A clerk confirms an offline payment (bank transfer, invoice, cash)."""
+
+
+class CancelOrder(Command):
+    """Cancel an order. No operator means docket itself (the payment deadline passed)."""
+
+    order_id: Identifier
+    operator_id: Identifier | None
+    reason: Annotated[str, StringConstraints(min_length=1, max_length=500)]
+
+
+class ReturnOrder(OrderMoveBase):
+    """Goods came back after shipping; restocking them is a separate stock movement."""
+
+
+class MoveDelivery(OrderMoveBase):
+    delivery_no: int = Field(ge=1)
+    trigger: str
+
+    @field_validator("trigger")
+    @classmethod
+    def _operator_trigger(cls, value: str) -> str:
+        from docket.models.lifecycles import OPERATOR_DELIVERY_TRIGGERS
+
+        if value not in OPERATOR_DELIVERY_TRIGGERS:
+            raise ValueError(
+                f"unknown delivery move {value!r}; one of {', '.join(OPERATOR_DELIVERY_TRIGGERS)}"
+            )
+        return value
+
+
+class StockMoveKind(StrEnum):
+    reserve = "reserve"
+    release = "release"
+    allocate = "allocate"
+    deallocate = "deallocate"
+    receive = "receive"
+    return_ = "return"
+    adjust = "adjust"
+
+
+class ReceiveStock(Command):
+    """Goods arrived at a warehouse. `reference` (delivery note, purchase order) makes it idempotent."""
+
+    reference: Identifier
+    warehouse_id: Identifier
+    sku: Identifier
+    quantity: int = Field(gt=0, le=10_000_000, strict=True)
+    kind: StockMoveKind = StockMoveKind.receive
+    order_id: Identifier | None = None
+    operator_id: Identifier
+    note: Note | None = None
+
+    @model_validator(mode="after")
+    def _returns_name_order(self) -> ReceiveStock:
+        if self.kind not in (StockMoveKind.receive, StockMoveKind.return_):
+            raise ValueError("kind is receive or return")
+        if self.kind == StockMoveKind.return_ and (not self.order_id or not self.note):
+            raise ValueError("a return to stock names the order and carries a note")
+        return self
+
+
+class AdjustStock(Command):
+    """A stock count correction: `delta` units on hand, with the reason in `note`."""
+
+    reference: Identifier
+    warehouse_id: Identifier
+    sku: Identifier
+    delta: int = Field(strict=True)
+    operator_id: Identifier
+    note: Annotated[str, StringConstraints(min_length=1, max_length=2000)]
+
+    @field_validator("delta")
+    @classmethod
+    def _not_zero(cls, value: int) -> int:
+        if value == 0:
+            raise ValueError("delta must not be 0")
+        return value
+
+
+# --- results and views -------------------------------------------------------------------------
+
+
+class View(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+
+class LineView(View):
+    line_no: int
+    sku: str
+    quantity: int
+    unit_price: Decimal
+    currency: str
+    reserved: int
+    allocated: int
+
+
+class DeliveryView(View):
+    delivery_no: int
+    group: DeliveryGroup
+    warehouse_id: str | None
+    state: DeliveryState
+    release_at: dt.datetime | None
+    lines: list[LineView]
+
+
+class OrderView(View):
+    order_id: str
+    shop_id: str
+    customer_id: str
+    state: OrderState
+    payment_flow: PaymentFlow
+    currency: str
+    total: Decimal
+    placed_at: dt.datetime
+    payment_deadline: dt.datetime | None
+    return_until: dt.datetime | None
+    rejection: str | None
+    deliveries: list[DeliveryView]
+
+    def delivery(self, delivery_no: int) -> DeliveryView | None:
+        return next((d for d in self.deliveries if d.delivery_no == delivery_no), None)
+
+
+class AuditEntry(View):
+    at: dt.datetime
+    operator_id: str | None
+    entity: str
+    trigger: str
+    from_state: str | None
+    to_state: str
+    note: str | None
+
+
+class StockMovementView(View):
+    at: dt.datetime
+    warehouse_id: str
+    sku: str
+    kind: StockMoveKind
+    on_hand_delta: int
+    reserved_delta: int
+    order_id: str | None
+    delivery_no: int | None
+    note: str | None
+
+
+class OutboxView(View):
+    recipient_kind: str
+    recipient: str
+    template_key: str
+    state: str
+
+
+class OrderRecord(View):
+    """Everything about one order: what `docket order show` prints."""
+
+    order: OrderView
+    history: list[AuditEntry]
+    stock_movements: list[StockMovementView]
+    notifications: list[OutboxView]
+
+
+class OrderPage(View):
+    orders: list[OrderView]
+    page: int
+    page_size: int
+    total: int
+
+
+class StockLevel(View):
+    warehouse_id: str
+    sku: str
+    on_hand: int
+    reserved: int
+
+    @property
+    def available(self) -> int:
+        return self.on_hand - self.reserved
+
+
+class WokenDelivery(View):
+    order_id: str
+    delivery_no: int
+    reserved: int
+
+
+class StockReceived(View):
+    reference: str
+    level: StockLevel
+    woken: list[WokenDelivery]
+    duplicate: bool = False
+
+
+class LedgerProblem(View):
+    where: str
+    expected: str
+    found: str
+
+
+class LedgerReport(View):
+    counters_checked: int
+    movements_checked: int
+    lines_checked: int
+    problems: list[LedgerProblem]
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems

@@ -1,0 +1,1 @@
+"""SQLAlchemy store: tables, engine and sessions, the guarded write path, queries, migrations."""

@@ -1,0 +1,107 @@
+"""Loading a catalogue: shops, warehouses, products, customers, operators, opening stock."""
+
+from __future__ import annotations
+
+import datetime as dt
+import secrets
+
+from pydantic import BaseModel, Field
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from docket.models.access import Role
+from docket.models.schemas import PaymentFlow, StockMoveKind
+from docket.store.queries import token_hash
+from docket.store.stock import MoveContext, lock_stock, record
+from docket.store.tables import Customer, OperatorRow, Product, Shop, ShopWarehouse, Warehouse
+
+
+class ShopIn(BaseModel):
+    shop_id: str
+    name: str
+    timezone: str = "UTC"
+    payment_flow: PaymentFlow = PaymentFlow.offline
+    payment_deadline_hours: int = Field(default=72, gt=0)
+    return_days: int = Field(default=30, ge=0)
+    single_parcel: bool = False
+    admin_emails: list[str] = []
+    warehouses: list[str]
+
+
+class WarehouseIn(BaseModel):
+    warehouse_id: str
+    name: str
+    fulfilment_emails: list[str] = []
+
+
+class ProductIn(BaseModel):
+    sku: str
+    name: str
+    digital: bool = False
+    online: bool = True
+    backorder_allowed: bool = False
+    release_date: dt.date | None = None
+
+
+class CustomerIn(BaseModel):
+    customer_id: str
+    name: str
+    email: str
+
+
+class OperatorIn(BaseModel):
+    operator_id: str
+    name: str
+    email: str | None = None
+    roles: list[Role]
+    shops: list[str] = []
+    token: str | None = None
+
+
+class OpeningStock(BaseModel):
+    warehouse_id: str
+    sku: str
+    on_hand: int = Field(ge=0)
+
+
+class Catalogue(BaseModel):
+    warehouses: list[WarehouseIn] = []
+    shops: list[ShopIn] = []
+    products: list[ProductIn] = []
+    customers: list[CustomerIn] = []
+    operators: list[OperatorIn] = []
+    stock: list[OpeningStock] = []
+
+
+async def load(session: AsyncSession, catalogue: Catalogue, at: dt.datetime) -> dict[str, str]:
+    """Insert the catalogue; returns each operator's API token (generated where none was given)."""
+    session.add_all(Warehouse(**w.model_dump()) for w in catalogue.warehouses)
+    for shop in catalogue.shops:
+        session.add(Shop(**shop.model_dump(exclude={"warehouses"})))
+    session.add_all(Product(**p.model_dump()) for p in catalogue.products)
+    session.add_all(Customer(**c.model_dump()) for c in catalogue.customers)
+    await session.flush()
+    for shop in catalogue.shops:
+        session.add_all(
+            ShopWarehouse(shop_id=shop.shop_id, warehouse_id=w, preference=i)
+            for i, w in enumerate(shop.warehouses)
+        )
+    tokens = {}
+    for op in catalogue.operators:
+        token = op.token or secrets.token_urlsafe(24)
+        tokens[op.operator_id] = token
+        session.add(
+            OperatorRow(
+                operator_id=op.operator_id,
+                name=op.name,
+                email=op.email,
+                roles=[r.value for r in op.roles],
+                shops=op.shops,
+                token_hash=token_hash(token),
+            )
+        )
+    await session.flush()
+    locked = await lock_stock(session, [(s.warehouse_id, s.sku) for s in catalogue.stock])
+    ctx = MoveContext(at=at, note="opening stock", reference="opening")
+    for s in catalogue.stock:
+        record(session, locked[(s.warehouse_id, s.sku)], StockMoveKind.receive, ctx, on_hand=s.on_hand)
+    return tokens

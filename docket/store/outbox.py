@@ -1,0 +1,89 @@
+"""Outbox rows: who is told what by a move, written in the move's own transaction."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from docket.models.notifications import Recipient, notifications_for
+from docket.store.tables import Customer, Delivery, Order, OrderLine, OutboxRow, Shop, Warehouse
+
+
+async def write(
+    session: AsyncSession,
+    move_id: str,
+    order: Order,
+    delivery: Delivery | None,
+    lifecycle: str,
+    trigger: str,
+    at: datetime,
+) -> None:
+    wanted = notifications_for(lifecycle, trigger)
+    if not wanted:
+        return
+    data = await _data(session, order, delivery, trigger)
+    for kind, template in wanted:
+        for address in await _addresses(session, kind, order, delivery):
+            no = delivery.delivery_no if delivery else "-"
+            session.add(
+                OutboxRow(
+                    key=f"{move_id}|{no}|{address}|{template}",
+                    created_at=at,
+                    order_id=order.order_id,
+                    delivery_no=delivery.delivery_no if delivery else None,
+                    recipient_kind=kind.value,
+                    recipient=address,
+                    template_key=template,
+                    data=data,
+                    state="pending",
+                )
+            )
+
+
+async def _addresses(
+    session: AsyncSession, kind: Recipient, order: Order, delivery: Delivery | None
+) -> list[str]:
+    if kind is Recipient.customer:
+        customer = await session.get(Customer, order.customer_id)
+        return [customer.email] if customer else []
+    if kind is Recipient.shop_admin:
+        shop = await session.get(Shop, order.shop_id)
+        return list(shop.admin_emails) if shop else []
+    if delivery is None or delivery.warehouse_id is None:
+        return []
+    warehouse = await session.get(Warehouse, delivery.warehouse_id)
+    return list(warehouse.fulfilment_emails) if warehouse else []
+
+
+async def _data(
+    session: AsyncSession, order: Order, delivery: Delivery | None, trigger: str
+) -> dict[str, Any]:
+    customer = await session.get(Customer, order.customer_id)
+    query = select(OrderLine).where(OrderLine.order_id == order.order_id).order_by(OrderLine.line_no)
+    if delivery is not None:
+        query = query.where(OrderLine.delivery_no == delivery.delivery_no)
+    lines = [
+        {"sku": line.sku, "quantity": line.quantity, "unit_price": str(line.unit_price)}
+        for line in await session.scalars(query)
+    ]
+    data: dict[str, Any] = {
+        "order_id": order.order_id,
+        "shop_id": order.shop_id,
+        "customer_name": customer.name if customer else None,
+        "state": order.state.value,
+        "total": str(order.total),
+        "currency": order.currency,
+        "trigger": trigger,
+        "lines": lines,
+    }
+    if delivery is not None:
+        data |= {
+            "delivery_no": delivery.delivery_no,
+            "delivery_group": delivery.group.value,
+            "warehouse_id": delivery.warehouse_id,
+            "delivery_state": delivery.state.value,
+        }
+    return data

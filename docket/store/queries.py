@@ -1,0 +1,204 @@
+"""Reads: the views people and the workflow see. Nothing here writes."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from docket.models.access import Operator, Role
+from docket.models.errors import NotFound
+from docket.models.lifecycles import OrderState
+from docket.models.schemas import (
+    AuditEntry,
+    DeliveryView,
+    LineView,
+    OrderPage,
+    OrderRecord,
+    OrderView,
+    OutboxView,
+    StockMovementView,
+)
+from docket.store.tables import (
+    AuditRow,
+    Delivery,
+    OperatorRow,
+    Order,
+    OrderLine,
+    OutboxRow,
+    StockMovement,
+)
+
+
+def _utc(value: dt.datetime | None) -> dt.datetime | None:
+    if value is None:
+        return None
+    return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
+
+
+async def order_view(session: AsyncSession, order_id: str) -> OrderView:
+    order = await session.get(Order, order_id)
+    if order is None:
+        raise NotFound(f"unknown order {order_id}")
+    return (await _views(session, [order]))[0]
+
+
+async def _views(session: AsyncSession, orders: list[Order]) -> list[OrderView]:
+    ids = [o.order_id for o in orders]
+    deliveries: dict[str, list[Delivery]] = {}
+    for d in await session.scalars(
+        select(Delivery).where(Delivery.order_id.in_(ids)).order_by(Delivery.delivery_no)
+    ):
+        deliveries.setdefault(d.order_id, []).append(d)
+    lines: dict[tuple[str, int | None], list[OrderLine]] = {}
+    for line in await session.scalars(
+        select(OrderLine).where(OrderLine.order_id.in_(ids)).order_by(OrderLine.line_no)
+    ):
+        lines.setdefault((line.order_id, line.delivery_no), []).append(line)
+    return [
+        OrderView(
+            order_id=o.order_id,
+            shop_id=o.shop_id,
+            customer_id=o.customer_id,
+            state=o.state,
+            payment_flow=o.payment_flow,
+            currency=o.currency,
+            total=o.total,
+            placed_at=_utc(o.placed_at),
+            payment_deadline=_utc(o.payment_deadline),
+            return_until=_utc(o.return_until),
+            rejection=o.rejection,
+            deliveries=[
+                DeliveryView(
+                    delivery_no=d.delivery_no,
+                    group=d.group,
+                    warehouse_id=d.warehouse_id,
+                    state=d.state,
+                    release_at=_utc(d.release_at),
+                    lines=[_line(line, o.currency) for line in lines.get((o.order_id, d.delivery_no), [])],
+                )
+                for d in deliveries.get(o.order_id, [])
+            ],
+        )
+        for o in orders
+    ]
+
+
+def _line(line: OrderLine, currency: str) -> LineView:
+    return LineView(
+        line_no=line.line_no,
+        sku=line.sku,
+        quantity=line.quantity,
+        unit_price=line.unit_price,
+        currency=currency,
+        reserved=line.reserved,
+        allocated=line.allocated,
+    )
+
+
+async def order_record(session: AsyncSession, order_id: str) -> OrderRecord:
+    view = await order_view(session, order_id)
+    history = [
+        AuditEntry(
+            at=_utc(a.at),
+            operator_id=a.operator_id,
+            entity=a.entity,
+            trigger=a.trigger,
+            from_state=a.from_state,
+            to_state=a.to_state,
+            note=a.note,
+        )
+        for a in await session.scalars(
+            select(AuditRow).where(AuditRow.order_id == order_id).order_by(AuditRow.audit_id)
+        )
+    ]
+    movements = [
+        StockMovementView(
+            at=_utc(m.at),
+            warehouse_id=m.warehouse_id,
+            sku=m.sku,
+            kind=m.kind,
+            on_hand_delta=m.on_hand_delta,
+            reserved_delta=m.reserved_delta,
+            order_id=m.order_id,
+            delivery_no=m.delivery_no,
+            note=m.note,
+        )
+        for m in await session.scalars(
+            select(StockMovement)
+            .where(StockMovement.order_id == order_id)
+            .order_by(StockMovement.movement_id)
+        )
+    ]
+    mails = [
+        OutboxView(
+            recipient_kind=r.recipient_kind,
+            recipient=r.recipient,
+            template_key=r.template_key,
+            state=r.state,
+        )
+        for r in await session.scalars(
+            select(OutboxRow).where(OutboxRow.order_id == order_id).order_by(OutboxRow.outbox_id)
+        )
+    ]
+    return OrderRecord(order=view, history=history, stock_movements=movements, notifications=mails)
+
+
+async def list_orders(
+    session: AsyncSession,
+    *,
+    shops: set[str] | None,
+    shop_id: str | None = None,
+    state: OrderState | None = None,
+    customer_id: str | None = None,
+    placed_from: dt.datetime | None = None,
+    placed_until: dt.datetime | None = None,
+    page: int = 1,
+    page_size: int = 50,
+) -> OrderPage:
+    """Orders newest first. `shops` limits to what the operator may see (None: every shop)."""
+    query = select(Order)
+    if shops is not None:
+        query = query.where(Order.shop_id.in_(shops))
+    if shop_id:
+        query = query.where(Order.shop_id == shop_id)
+    if state:
+        query = query.where(Order.state == state)
+    if customer_id:
+        query = query.where(Order.customer_id == customer_id)
+    if placed_from:
+        query = query.where(Order.placed_at >= placed_from)
+    if placed_until:
+        query = query.where(Order.placed_at < placed_until)
+    total = await session.scalar(select(func.count()).select_from(query.subquery())) or 0
+    rows = list(
+        await session.scalars(
+            query.order_by(Order.placed_at.desc(), Order.order_id)
+            .offset((page - 1) * page_size)
+            .limit(page_size)
+        )
+    )
+    return OrderPage(orders=await _views(session, rows), page=page, page_size=page_size, total=total)
+
+
+def token_hash(token: str) -> str:
+    """Tokens are long random strings, so one SHA-256 is enough to keep them unreadable at rest."""
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+async def operator_by_token(session: AsyncSession, token: str) -> Operator | None:
+    row = await session.scalar(select(OperatorRow).where(OperatorRow.token_hash == token_hash(token)))
+    return _operator(row) if row else None
+
+
+async def operator_by_id(session: AsyncSession, operator_id: str) -> Operator:
+    row = await session.get(OperatorRow, operator_id)
+    if row is None:
+        raise NotFound(f"unknown operator {operator_id}")
+    return _operator(row)
+
+
+def _operator(row: OperatorRow) -> Operator:
+    return Operator(row.operator_id, row.name, frozenset(Role(r) for r in row.roles), frozenset(row.shops))

@@ -1,0 +1,272 @@
+"""The stock ledger: every counter change is a ledger row written beside it, in the caller's
+transaction. Reservation never takes more than is available: rows are locked (FOR UPDATE on
+PostgreSQL, BEGIN IMMEDIATE on SQLite) and the table's CHECK constraints refuse anything else."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from docket.models.errors import NotFound, Refused
+from docket.models.lifecycles import DeliveryState
+from docket.models.schemas import (
+    LedgerProblem,
+    LedgerReport,
+    StockLevel,
+    StockMoveKind,
+    WokenDelivery,
+)
+from docket.store.tables import Delivery, Order, OrderLine, Product, Stock, StockMovement, Warehouse
+
+# Deliveries whose short lines take stock as it arrives.
+WAITING_FOR_STOCK = (
+    DeliveryState.reserved,
+    DeliveryState.wait_date,
+    DeliveryState.wait_inventory,
+)
+
+
+@dataclass(frozen=True)
+class MoveContext:
+    at: dt.datetime
+    operator_id: str | None = None
+    note: str | None = None
+    reference: str | None = None
+
+
+async def lock_stock(session: AsyncSession, items: Iterable[tuple[str, str]]) -> dict[tuple[str, str], Stock]:
+    """Lock the stock rows of `items` in one fixed order (no deadlocks), creating missing ones."""
+    wanted = sorted(set(items))
+    if not wanted:
+        return {}
+    found = await _select_for_update(session, wanted)
+    missing = [item for item in wanted if item not in found]
+    if missing:
+        session.add_all(Stock(warehouse_id=w, sku=s, on_hand=0, reserved=0) for w, s in missing)
+        await session.flush()
+        found = await _select_for_update(session, wanted)
+    return found
+
+
+async def _select_for_update(
+    session: AsyncSession, wanted: list[tuple[str, str]]
+) -> dict[tuple[str, str], Stock]:
+    warehouses = {w for w, _ in wanted}
+    skus = {s for _, s in wanted}
+    rows = await session.scalars(
+        select(Stock)
+        .where(Stock.warehouse_id.in_(warehouses), Stock.sku.in_(skus))
+        .order_by(Stock.warehouse_id, Stock.sku)
+        .with_for_update()
+    )
+    return {(r.warehouse_id, r.sku): r for r in rows if (r.warehouse_id, r.sku) in set(wanted)}
+
+
+def record(
+    session: AsyncSession,
+    stock: Stock,
+    kind: StockMoveKind,
+    ctx: MoveContext,
+    *,
+    on_hand: int = 0,
+    reserved: int = 0,
+    line: OrderLine | None = None,
+    order_id: str | None = None,
+) -> None:
+    """Change a locked stock row's counters and write the ledger row that says so."""
+    if on_hand == 0 and reserved == 0:
+        return
+    stock.on_hand += on_hand
+    stock.reserved += reserved
+    session.add(
+        StockMovement(
+            at=ctx.at,
+            warehouse_id=stock.warehouse_id,
+            sku=stock.sku,
+            kind=kind,
+            on_hand_delta=on_hand,
+            reserved_delta=reserved,
+            order_id=line.order_id if line else order_id,
+            delivery_no=line.delivery_no if line else None,
+            line_no=line.line_no if line else None,
+            reference=ctx.reference,
+            operator_id=ctx.operator_id,
+            note=ctx.note,
+        )
+    )
+
+
+async def check_item(session: AsyncSession, warehouse_id: str, sku: str) -> None:
+    if await session.get(Warehouse, warehouse_id) is None:
+        raise NotFound(f"unknown warehouse {warehouse_id}")
+    if await session.get(Product, sku) is None:
+        raise NotFound(f"unknown SKU {sku}")
+
+
+async def receive(
+    session: AsyncSession,
+    warehouse_id: str,
+    sku: str,
+    quantity: int,
+    kind: StockMoveKind,
+    ctx: MoveContext,
+    order_id: str | None = None,
+) -> tuple[StockLevel, list[WokenDelivery]]:
+    """Goods arrive (or come back): on hand goes up, then the oldest waiting deliveries take them."""
+    await check_item(session, warehouse_id, sku)
+    stock = (await lock_stock(session, [(warehouse_id, sku)]))[(warehouse_id, sku)]
+    record(session, stock, kind, ctx, on_hand=quantity, order_id=order_id)
+    woken = await offer_to_waiting(session, stock, ctx)
+    return level(stock), woken
+
+
+async def adjust(
+    session: AsyncSession, warehouse_id: str, sku: str, delta: int, ctx: MoveContext
+) -> tuple[StockLevel, list[WokenDelivery]]:
+    """A count correction. Never below what is reserved: those units are promised to orders."""
+    await check_item(session, warehouse_id, sku)
+    stock = (await lock_stock(session, [(warehouse_id, sku)]))[(warehouse_id, sku)]
+    if stock.on_hand + delta < stock.reserved:
+        raise Refused(
+            f"cannot take {-delta} off {sku} at {warehouse_id}: {stock.on_hand} on hand, "
+            f"{stock.reserved} reserved for orders; at most {stock.on_hand - stock.reserved} can go"
+        )
+    record(session, stock, StockMoveKind.adjust, ctx, on_hand=delta)
+    woken = await offer_to_waiting(session, stock, ctx) if delta > 0 else []
+    return level(stock), woken
+
+
+async def offer_to_waiting(session: AsyncSession, stock: Stock, ctx: MoveContext) -> list[WokenDelivery]:
+    """Reserve what is available for lines still short of it, oldest order first.
+
+    Returns the deliveries that are now fully reserved (their workflows are told)."""
+    available = stock.on_hand - stock.reserved
+    if available <= 0:
+        return []
+    short_lines = await session.scalars(
+        select(OrderLine)
+        .join(
+            Delivery,
+            (Delivery.order_id == OrderLine.order_id) & (Delivery.delivery_no == OrderLine.delivery_no),
+        )
+        .join(Order, Order.order_id == OrderLine.order_id)
+        .where(
+            OrderLine.sku == stock.sku,
+            OrderLine.short > 0,
+            Delivery.warehouse_id == stock.warehouse_id,
+            Delivery.state.in_(WAITING_FOR_STOCK),
+        )
+        .order_by(Order.placed_at, Order.order_id, OrderLine.line_no)
+        .with_for_update(of=OrderLine)
+    )
+    touched: dict[tuple[str, int], int] = {}
+    for line in short_lines:
+        if available <= 0:
+            break
+        take = min(line.short, available)
+        available -= take
+        line.reserved += take
+        line.short -= take
+        record(session, stock, StockMoveKind.reserve, ctx, reserved=take, line=line)
+        key = (line.order_id, line.delivery_no or 0)
+        touched[key] = touched.get(key, 0) + take
+    await session.flush()
+    woken = []
+    for (order_id, delivery_no), took in touched.items():
+        still_short = await session.scalar(
+            select(func.count()).where(
+                OrderLine.order_id == order_id,
+                OrderLine.delivery_no == delivery_no,
+                OrderLine.short > 0,
+            )
+        )
+        if not still_short:
+            woken.append(WokenDelivery(order_id=order_id, delivery_no=delivery_no, reserved=took))
+    return woken
+
+
+def level(stock: Stock) -> StockLevel:
+    return StockLevel(
+        warehouse_id=stock.warehouse_id,
+        sku=stock.sku,
+        on_hand=stock.on_hand,
+        reserved=stock.reserved,
+    )
+
+
+async def levels(
+    session: AsyncSession, warehouse_id: str | None = None, sku: str | None = None
+) -> list[StockLevel]:
+    query = select(Stock).order_by(Stock.warehouse_id, Stock.sku)
+    if warehouse_id:
+        query = query.where(Stock.warehouse_id == warehouse_id)
+    if sku:
+        query = query.where(Stock.sku == sku)
+    return [level(s) for s in await session.scalars(query)]
+
+
+async def verify(session: AsyncSession) -> LedgerReport:
+    """Prove the counters are the ledger's sum, that no running total ever went below zero or
+    reserved more than was on hand, and that each order line holds what its movements say."""
+    problems: list[LedgerProblem] = []
+    counters = {(s.warehouse_id, s.sku): s for s in await session.scalars(select(Stock))}
+    running: dict[tuple[str, str], tuple[int, int]] = {}
+    per_line: dict[tuple[str, int], list[int]] = {}
+    movements = 0
+    result = await session.stream_scalars(select(StockMovement).order_by(StockMovement.movement_id))
+    async for m in result:
+        movements += 1
+        key = (m.warehouse_id, m.sku)
+        on_hand, reserved = running.get(key, (0, 0))
+        on_hand, reserved = on_hand + m.on_hand_delta, reserved + m.reserved_delta
+        running[key] = (on_hand, reserved)
+        if reserved < 0 or reserved > on_hand or on_hand < 0:
+            problems.append(
+                LedgerProblem(
+                    where=f"movement {m.movement_id} ({m.kind.value} {m.warehouse_id}/{m.sku})",
+                    expected="0 <= reserved <= on hand",
+                    found=f"on hand {on_hand}, reserved {reserved}",
+                )
+            )
+        if m.order_id is not None and m.line_no is not None and m.kind != StockMoveKind.return_:
+            held = per_line.setdefault((m.order_id, m.line_no), [0, 0])
+            held[0] += m.reserved_delta
+            if m.kind in (StockMoveKind.allocate, StockMoveKind.deallocate):
+                held[1] -= m.on_hand_delta
+    for key in sorted(set(counters) | set(running)):
+        expected = running.get(key, (0, 0))
+        row = counters.get(key)
+        found = (row.on_hand, row.reserved) if row else (0, 0)
+        if expected != found:
+            problems.append(
+                LedgerProblem(
+                    where=f"stock {key[0]}/{key[1]}",
+                    expected=f"on hand {expected[0]}, reserved {expected[1]} (ledger)",
+                    found=f"on hand {found[0]}, reserved {found[1]} (counter)",
+                )
+            )
+    lines = 0
+    for line in await session.scalars(select(OrderLine)):
+        lines += 1
+        reserved, allocated = per_line.get((line.order_id, line.line_no), [0, 0])
+        if (reserved, allocated) != (
+            line.reserved,
+            line.allocated,
+        ) or line.reserved + line.allocated > line.quantity:
+            problems.append(
+                LedgerProblem(
+                    where=f"order {line.order_id} line {line.line_no} ({line.sku})",
+                    expected=f"reserved {reserved}, allocated {allocated} (ledger), at most {line.quantity}",
+                    found=f"reserved {line.reserved}, allocated {line.allocated}",
+                )
+            )
+    return LedgerReport(
+        counters_checked=len(counters),
+        movements_checked=movements,
+        lines_checked=lines,
+        problems=problems,
+    )

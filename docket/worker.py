@@ -1,0 +1,35 @@
+"""Builds the Temporal worker: wiring only."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+from docket.activities.orders import OrderActivities
+from docket.store.engine import SessionFactory
+from docket.workflows.order import OrderWorkflow
+from docket.workflows.stock import StockWorkflow
+
+WORKFLOWS = [OrderWorkflow, StockWorkflow]
+
+
+def build_worker(client: Client, sessions: SessionFactory, task_queue: str, **options: object) -> Worker:
+    orders = OrderActivities(sessions)
+    return Worker(
+        client,
+        task_queue=task_queue,
+        workflows=WORKFLOWS,
+        activities=[
+            orders.place_order,
+            orders.confirm_payment,
+            orders.move_delivery,
+            orders.cancel_order,
+            orders.return_order,
+            orders.advance_order,
+            orders.change_stock,
+        ],
+        activity_executor=ThreadPoolExecutor(4),
+        **options,  # type: ignore[arg-type]
+    )

@@ -1,0 +1,258 @@
+"""The order workflow: one order from placement to its end."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from collections.abc import Callable
+from typing import Any
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError, ApplicationError
+
+with workflow.unsafe.imports_passed_through():
+    from docket.models.errors import IllegalTransition
+    from docket.models.lifecycles import DELIVERY, ON_ITS_WAY, ORDER, DeliveryState, OrderState
+    from docket.models.messages import (
+        AdvanceOrder,
+        CancelOrderMove,
+        ConfirmPaymentMove,
+        DeliveryMove,
+        Move,
+        PlaceOrderMove,
+        ReturnOrderMove,
+        StockReserved,
+    )
+    from docket.models.schemas import (
+        CancelOrder,
+        ConfirmPayment,
+        MoveDelivery,
+        OrderView,
+        PlaceOrder,
+        ReturnOrder,
+    )
+
+ACTIVITY_OPTIONS: dict[str, Any] = {
+    "start_to_close_timeout": dt.timedelta(seconds=15),
+    "retry_policy": RetryPolicy(
+        initial_interval=dt.timedelta(milliseconds=200), maximum_interval=dt.timedelta(seconds=10)
+    ),
+}
+WAITING_FOR_DATE = (DeliveryState.reserved, DeliveryState.wait_date)
+PAID = (OrderState.in_progress, OrderState.partially_shipped)
+ENDED = (OrderState.rejected, OrderState.cancelled, OrderState.returned)
+
+
+def workflow_id(order_id: str) -> str:
+    return f"order-{order_id}"
+
+
+@workflow.defn
+class OrderWorkflow:
+    """One order, from placement to completed, cancelled or returned.
+
+    Updates (staff commands, validated against the lifecycle tables before anything is written):
+      placement        answers with the order as placed (or rejected) once that is recorded
+      confirm_payment  a clerk confirms an offline payment
+      move_delivery    pack, mark_ready, ship, deliver one delivery
+      cancel           cancel the order (refused once a delivery is on its way)
+      return_goods     shipped goods came back
+    Signals (facts):
+      stock_reserved   receiving stock made a waiting delivery whole
+    Queries:
+      view             the order as the workflow last recorded it
+    Timers:
+      the payment deadline (offline flow: cancel when it passes unconfirmed), each pre-order's
+      release moment, and the return window after completion (the workflow then closes).
+    """
+
+    def __init__(self) -> None:
+        self._view: OrderView | None = None
+        self._lock = asyncio.Lock()
+        self._moves = 0
+        self._version = 0
+        self._stock_ready = False
+        self._released_through: dt.datetime | None = None
+
+    # --- run ------------------------------------------------------------------------------------
+
+    @workflow.run
+    async def run(self, command: PlaceOrder) -> OrderView:
+        async with self._lock:
+            await self._apply("place_order", PlaceOrderMove(**self._move("place"), command=command))
+        while not self._finished():
+            version = self._version
+            timeout = self._until_next_timer()
+            try:
+                await workflow.wait_condition(
+                    lambda seen=version: self._version != seen or self._stock_ready, timeout=timeout
+                )
+            except TimeoutError:
+                pass
+            async with self._lock:
+                await self._on_time_or_stock()
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        return self.view()
+
+    async def _on_time_or_stock(self) -> None:
+        view, now = self.view(), workflow.now()
+        if (
+            view.state is OrderState.waiting_confirmation
+            and view.payment_deadline
+            and now >= view.payment_deadline
+        ):
+            reason = "payment not confirmed by the deadline"
+            cancel = CancelOrder(order_id=view.order_id, operator_id=None, reason=reason)
+            await self._apply("cancel_order", CancelOrderMove(**self._move("expire"), command=cancel))
+            return
+        due = self._next_release()
+        stock_ready, self._stock_ready = self._stock_ready, False  # unpaid: confirming will advance
+        if view.state in PAID and (stock_ready or (due is not None and due <= now)):
+            if due is not None and due <= now:
+                self._released_through = due
+            await self._apply("advance_order", AdvanceOrder(**self._move("advance"), order_id=view.order_id))
+
+    def _finished(self) -> bool:
+        view = self.view()
+        if view.state in ENDED:
+            return True
+        return view.state is OrderState.completed and (
+            view.return_until is None or workflow.now() >= view.return_until
+        )
+
+    def _until_next_timer(self) -> dt.timedelta | None:
+        view, now = self.view(), workflow.now()
+        moments = []
+        if view.state is OrderState.waiting_confirmation and view.payment_deadline:
+            moments.append(view.payment_deadline)
+        if view.state in PAID and (due := self._next_release()) is not None:
+            moments.append(due)
+        if view.state is OrderState.completed and view.return_until:
+            moments.append(view.return_until)
+        if not moments:
+            return None
+        return max(min(moments) - now, dt.timedelta(0))
+
+    def _next_release(self) -> dt.datetime | None:
+        pending = [
+            d.release_at
+            for d in self.view().deliveries
+            if d.state in WAITING_FOR_DATE
+            and d.release_at is not None
+            and (self._released_through is None or d.release_at > self._released_through)
+        ]
+        return min(pending, default=None)
+
+    # --- updates --------------------------------------------------------------------------------
+
+    @workflow.update
+    async def placement(self) -> OrderView:
+        await workflow.wait_condition(lambda: self._view is not None)
+        return self.view()
+
+    @workflow.update
+    async def confirm_payment(self, command: ConfirmPayment) -> OrderView:
+        return await self._command(
+            "confirm_payment", ConfirmPaymentMove(**self._move("confirm"), command=command)
+        )
+
+    @confirm_payment.validator
+    def _check_confirm(self, command: ConfirmPayment) -> None:
+        self._check_order(command.order_id, "confirm_payment")
+
+    @workflow.update
+    async def move_delivery(self, command: MoveDelivery) -> OrderView:
+        name = f"{command.trigger}-{command.delivery_no}"
+        return await self._command("move_delivery", DeliveryMove(**self._move(name), command=command))
+
+    @move_delivery.validator
+    def _check_move_delivery(self, command: MoveDelivery) -> None:
+        view = self._check_order(command.order_id, None)
+        if view.state not in PAID:
+            raise ApplicationError(
+                f"order {view.order_id} is {view.state.value}: deliveries move once it is paid",
+                type="Refused",
+            )
+        delivery = view.delivery(command.delivery_no)
+        if delivery is None:
+            raise ApplicationError(
+                f"order {view.order_id} has no delivery {command.delivery_no}", type="NotFound"
+            )
+        _check(lambda: DELIVERY.dest(delivery.state, command.trigger), f"delivery {delivery.delivery_no}")
+
+    @workflow.update
+    async def cancel(self, command: CancelOrder) -> OrderView:
+        return await self._command("cancel_order", CancelOrderMove(**self._move("cancel"), command=command))
+
+    @cancel.validator
+    def _check_cancel(self, command: CancelOrder) -> None:
+        view = self._check_order(command.order_id, "cancel")
+        on_its_way = [d for d in view.deliveries if d.state in ON_ITS_WAY]
+        if on_its_way:
+            listed = ", ".join(f"delivery {d.delivery_no} is {d.state.value}" for d in on_its_way)
+            raise ApplicationError(
+                f"order {view.order_id} cannot be cancelled: {listed}; take it back as a return",
+                type="Refused",
+            )
+
+    @workflow.update
+    async def return_goods(self, command: ReturnOrder) -> OrderView:
+        return await self._command("return_order", ReturnOrderMove(**self._move("return"), command=command))
+
+    @return_goods.validator
+    def _check_return(self, command: ReturnOrder) -> None:
+        self._check_order(command.order_id, "return_goods")
+
+    @workflow.signal
+    def stock_reserved(self, fact: StockReserved) -> None:
+        self._stock_ready = True
+
+    @workflow.query
+    def view(self) -> OrderView:
+        if self._view is None:
+            raise ApplicationError("the order is still being placed", type="NotFound")
+        return self._view
+
+    # --- moves ----------------------------------------------------------------------------------
+
+    def _check_order(self, order_id: str, trigger: str | None) -> OrderView:
+        if self._view is None:
+            raise ApplicationError("the order is still being placed; try again", type="Refused")
+        if order_id != self._view.order_id:
+            raise ApplicationError(
+                f"this is order {self._view.order_id}, not {order_id}", type="InvalidInput"
+            )
+        if trigger is not None:
+            _check(lambda: ORDER.dest(self._view.state, trigger), "order")  # type: ignore[union-attr]
+        return self._view
+
+    async def _command(self, activity_name: str, move: Move) -> OrderView:
+        async with self._lock:
+            try:
+                return await self._apply(activity_name, move)
+            except ActivityError as error:
+                # A refusal after acceptance fails the update, never the workflow.
+                if isinstance(error.cause, ApplicationError):
+                    raise ApplicationError(error.cause.message, type=error.cause.type) from None
+                raise
+
+    async def _apply(self, activity_name: str, move: Move) -> OrderView:
+        self._view = await workflow.execute_activity(
+            activity_name, move, result_type=OrderView, **ACTIVITY_OPTIONS
+        )
+        self._version += 1
+        return self._view
+
+    def _move(self, name: str) -> dict[str, Any]:
+        self._moves += 1
+        return {"move_id": f"{workflow.info().workflow_id}/{self._moves}-{name}", "at": workflow.now()}
+
+
+def _check(attempt: Callable[[], object], what: str) -> None:
+    try:
+        attempt()
+    except IllegalTransition as illegal:
+        raise ApplicationError(
+            str(illegal).replace(illegal.lifecycle, what, 1), type="IllegalTransition"
+        ) from None
