@@ -46,6 +46,7 @@ class Docket:
     temporal: Client
     sessions: SessionFactory
     task_queue: str
+    workflow_id_prefix: str = ""
 
     # --- orders ---------------------------------------------------------------------------------
 
@@ -61,7 +62,7 @@ class Docket:
             handle = await self.temporal.start_workflow(
                 OrderWorkflow.run,
                 cmd,
-                id=workflow_id(cmd.order_id),
+                id=workflow_id(cmd.order_id, self.workflow_id_prefix),
                 task_queue=self.task_queue,
                 id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
                 id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
@@ -125,7 +126,7 @@ class Docket:
         operator.require(action, shop_id)
 
     async def _update(self, order_id: str, update, cmd) -> OrderView:  # type: ignore[no-untyped-def]
-        handle: WorkflowHandle = self.temporal.get_workflow_handle(workflow_id(order_id))
+        handle: WorkflowHandle = self.temporal.get_workflow_handle(workflow_id(order_id, self.workflow_id_prefix))
         try:
             return await handle.execute_update(update, cmd)
         except WorkflowUpdateFailedError as failed:
@@ -151,20 +152,25 @@ class Docket:
         async with self.sessions() as session:
             await stock.check_item(session, cmd.warehouse_id, cmd.sku)
             await self._require_warehouse(session, operator, cmd.warehouse_id)
-        change = StockChange(move_id=f"stock/{cmd.reference}", at=dt.datetime.now(dt.UTC), command=cmd)
+        change = StockChange(
+            move_id=f"stock/{cmd.reference}",
+            at=dt.datetime.now(dt.UTC),
+            command=cmd,
+            workflow_id_prefix=self.workflow_id_prefix,
+        )
         try:
             handle = await self.temporal.start_workflow(
                 StockWorkflow.run,
                 change,
-                id=stock_workflow_id(cmd.reference),
+                id=stock_workflow_id(cmd.reference, self.workflow_id_prefix),
                 task_queue=self.task_queue,
                 id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
             )
             return await handle.result()
         except WorkflowAlreadyStartedError:
-            first = await self.temporal.get_workflow_handle(stock_workflow_id(cmd.reference)).result(
-                result_type=StockReceived
-            )
+            first = await self.temporal.get_workflow_handle_for(
+                StockWorkflow.run, stock_workflow_id(cmd.reference, self.workflow_id_prefix)
+            ).result()
             return first.model_copy(update={"duplicate": True})
 
     async def _require_warehouse(self, session, operator: Operator, warehouse_id: str) -> None:  # type: ignore[no-untyped-def]

@@ -20,6 +20,7 @@ class Settings(BaseSettings):
     temporal_tls_key: Path | None = None
     temporal_api_key: str | None = None
     task_queue: str = "docket-orders"
+    workflow_id_prefix: str = Field(default="", pattern=r"^[A-Za-z0-9_.-]*$")
     api_host: str = "127.0.0.1"
     api_port: int = Field(default=8000, ge=1, le=65535)
     operator: str | None = None

@@ -24,6 +24,8 @@ def catalogue_for_tests(
     widget_backorder: bool = False,
     return_days: int = 0,
     payment_deadline_hours: int = 72,
+    release_date: dt.date = FAR_FUTURE,
+    future_on_hand: int = 0,
 ) -> Catalogue:
     return Catalogue(
         warehouses=[
@@ -42,7 +44,7 @@ def catalogue_for_tests(
         products=[
             ProductIn(sku="WIDGET", name="Widget", backorder_allowed=widget_backorder),
             ProductIn(sku="GADGET", name="Gadget", backorder_allowed=True),
-            ProductIn(sku="FUTURE", name="Future thing", release_date=FAR_FUTURE),
+            ProductIn(sku="FUTURE", name="Future thing", release_date=release_date),
             ProductIn(sku="EBOOK", name="E-book", digital=True),
             ProductIn(sku="RETIRED", name="Retired", online=False),
         ],
@@ -58,5 +60,6 @@ def catalogue_for_tests(
         stock=[
             OpeningStock(warehouse_id="north", sku="WIDGET", on_hand=widget_on_hand),
             OpeningStock(warehouse_id="north", sku="GADGET", on_hand=gadget_on_hand),
+            OpeningStock(warehouse_id="north", sku="FUTURE", on_hand=future_on_hand),
         ],
     )

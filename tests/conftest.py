@@ -147,19 +147,60 @@ class Shop:
 
 
 async def running_docket(engine: AsyncEngine, client: Client, **catalogue_options: object) -> AsyncIterator[Shop]:
+    """Load the test catalogue (options change its facts) and run a worker on a queue of its own."""
     sessions = make_session_factory(engine)
     async with sessions.begin() as session:
         tokens = await cat.load(session, catalogue_for_tests(**catalogue_options), dt.datetime.now(dt.UTC))  # type: ignore[arg-type]
     queue = f"docket-test-{uuid.uuid4().hex[:8]}"
     worker = build_worker(client, sessions, queue)
     async with worker:
-        yield Shop(Docket(client, sessions, queue), sessions, client, tokens, queue)
+        yield Shop(Docket(client, sessions, queue, workflow_id_prefix=f"{queue}-"), sessions, client, tokens, queue)
 
 
 @pytest.fixture
-async def shop(sqlite_engine: AsyncEngine, temporal_env: WorkflowEnvironment) -> AsyncIterator[Shop]:
-    async for running in running_docket(sqlite_engine, temporal_env.client):
+async def shop(
+    sqlite_engine: AsyncEngine, temporal_env: WorkflowEnvironment, request: pytest.FixtureRequest
+) -> AsyncIterator[Shop]:
+    """docket on SQLite and the dev server; `@pytest.mark.parametrize("shop", [{...}], indirect=True)`
+    changes the catalogue."""
+    options = getattr(request, "param", {})
+    async for running in running_docket(sqlite_engine, temporal_env.client, **options):
         yield running
+
+
+HISTORIES = Path(__file__).parent / "histories"
+
+
+async def keep_history(shop: Shop, order_id: str, name: str) -> None:
+    """With DOCKET_RECORD_HISTORIES=1, save a finished order's history for the replay test."""
+    if os.environ.get("DOCKET_RECORD_HISTORIES") != "1":
+        return
+    handle = shop.client.get_workflow_handle(f"{shop.docket.workflow_id_prefix}order-{order_id}")
+    await handle.result()
+    history = await handle.fetch_history()
+    (HISTORIES / f"{name}.json").write_text(history.to_json())
+
+
+@pytest.fixture(scope="session")
+async def time_env() -> AsyncIterator[WorkflowEnvironment]:
+    """The time-skipping test server: timers of hours and days pass in moments."""
+    env = await WorkflowEnvironment.start_time_skipping(
+        test_server_existing_path=binary("temporal-test-server"), data_converter=pydantic_data_converter
+    )
+    yield env
+    await env.shutdown()
+
+
+async def eventually(check, timeout: float = 15.0):  # type: ignore[no-untyped-def]
+    """Wait for an asynchronous consequence (a signal, a timer) to show in the store."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        result = await check()
+        if result:
+            return result
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"not reached within {timeout}s: {check.__name__}")
+        await asyncio.sleep(0.05)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

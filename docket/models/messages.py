@@ -54,6 +54,7 @@ class AdvanceOrder(Move):
 
 class StockChange(Move):
     command: ReceiveStock | AdjustStock
+    workflow_id_prefix: str = ""
 
 
 class StockReserved(BaseModel):

@@ -44,8 +44,9 @@ PAID = (OrderState.in_progress, OrderState.partially_shipped)
 ENDED = (OrderState.rejected, OrderState.cancelled, OrderState.returned)
 
 
-def workflow_id(order_id: str) -> str:
-    return f"order-{order_id}"
+def workflow_id(order_id: str, prefix: str = "") -> str:
+    """`prefix` lets several docket installations share one Temporal namespace."""
+    return f"{prefix}order-{order_id}"
 
 
 @workflow.defn

@@ -11,8 +11,8 @@ with workflow.unsafe.imports_passed_through():
     from docket.workflows.order import ACTIVITY_OPTIONS, OrderWorkflow, workflow_id
 
 
-def stock_workflow_id(reference: str) -> str:
-    return f"stock-{reference}"
+def stock_workflow_id(reference: str, prefix: str = "") -> str:
+    return f"{prefix}stock-{reference}"
 
 
 @workflow.defn
@@ -25,11 +25,12 @@ class StockWorkflow:
 
     @workflow.run
     async def run(self, change: StockChange) -> StockReceived:
+        change = change.model_copy(update={"at": workflow.now()})
         received = await workflow.execute_activity(
             "change_stock", change, result_type=StockReceived, **ACTIVITY_OPTIONS
         )
         for woken in received.woken:
-            order = workflow.get_external_workflow_handle(workflow_id(woken.order_id))
+            order = workflow.get_external_workflow_handle(workflow_id(woken.order_id, change.workflow_id_prefix))
             try:
                 await order.signal(
                     OrderWorkflow.stock_reserved,
