@@ -126,7 +126,9 @@ class Docket:
         operator.require(action, shop_id)
 
     async def _update(self, order_id: str, update, cmd) -> OrderView:  # type: ignore[no-untyped-def]
-        handle: WorkflowHandle = self.temporal.get_workflow_handle(workflow_id(order_id, self.workflow_id_prefix))
+        handle: WorkflowHandle = self.temporal.get_workflow_handle(
+            workflow_id(order_id, self.workflow_id_prefix)
+        )
         try:
             return await handle.execute_update(update, cmd)
         except WorkflowUpdateFailedError as failed:

@@ -12,6 +12,7 @@ from pydantic import (
     ConfigDict,
     Field,
     StringConstraints,
+    computed_field,
     field_validator,
     model_validator,
 )
@@ -265,6 +266,7 @@ class StockLevel(View):
     on_hand: int
     reserved: int
 
+    @computed_field  # type: ignore[prop-decorator]
     @property
     def available(self) -> int:
         return self.on_hand - self.reserved

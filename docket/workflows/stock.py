@@ -30,7 +30,9 @@ class StockWorkflow:
             "change_stock", change, result_type=StockReceived, **ACTIVITY_OPTIONS
         )
         for woken in received.woken:
-            order = workflow.get_external_workflow_handle(workflow_id(woken.order_id, change.workflow_id_prefix))
+            order = workflow.get_external_workflow_handle(
+                workflow_id(woken.order_id, change.workflow_id_prefix)
+            )
             try:
                 await order.signal(
                     OrderWorkflow.stock_reserved,

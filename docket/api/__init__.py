@@ -1,0 +1,1 @@
+"""The HTTP API: storefront order intake, staff moves and reads."""

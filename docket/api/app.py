@@ -1,0 +1,78 @@
+"""The FastAPI application: wiring, authentication, and domain errors as HTTP answers."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, FastAPI, Request
+from fastapi.responses import JSONResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from docket.commands import Docket
+from docket.models.access import Operator
+from docket.models.errors import DocketError
+from docket.store import queries
+
+STATUS = {
+    "NotFound": 404,
+    "InvalidInput": 422,
+    "OrderRejected": 422,
+    "Forbidden": 403,
+    "Unauthenticated": 401,
+    "IllegalTransition": 409,
+    "Refused": 409,
+    "StaleState": 409,
+}
+
+bearer = HTTPBearer(auto_error=False, description="An operator's API token")
+
+
+def create_app(docket: Docket) -> FastAPI:
+    from docket.api import orders, stock
+
+    app = FastAPI(
+        title="docket",
+        version="0.1.0",
+        description="Orders, deliveries and stock as durable workflows. Every staff call carries an "
+        "operator's bearer token; the operator's roles and shops decide what it may do.",
+    )
+    app.state.docket = docket
+    app.include_router(orders.router)
+    app.include_router(stock.router)
+
+    @app.exception_handler(DocketError)
+    async def domain_error(_request: Request, error: DocketError) -> JSONResponse:
+        headers = {"WWW-Authenticate": "Bearer"} if error.kind == "Unauthenticated" else None
+        return JSONResponse(
+            status_code=STATUS.get(error.kind, 400),
+            content={"error": error.kind, "message": str(error)},
+            headers=headers,
+        )
+
+    @app.get("/health", tags=["meta"])
+    async def health() -> dict[str, str]:
+        return {"status": "ok"}
+
+    return app
+
+
+def docket_of(request: Request) -> Docket:
+    return request.app.state.docket  # type: ignore[no-any-return]
+
+
+async def current_operator(
+    request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
+) -> Operator:
+    from docket.models.errors import Unauthenticated
+
+    if credentials is None or credentials.scheme.lower() != "bearer":
+        raise Unauthenticated("send an operator's API token: Authorization: Bearer <token>")
+    async with docket_of(request).sessions() as session:
+        operator = await queries.operator_by_token(session, credentials.credentials)
+    if operator is None:
+        raise Unauthenticated("unknown or revoked API token")
+    return operator
+
+
+CurrentOperator = Annotated[Operator, Depends(current_operator)]
+CurrentDocket = Annotated[Docket, Depends(docket_of)]

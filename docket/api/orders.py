@@ -1,0 +1,132 @@
+"""Order routes: intake, moves (one per staff action) and reads."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Query
+from pydantic import BaseModel, ConfigDict, Field
+
+from docket.api.app import CurrentDocket, CurrentOperator
+from docket.models.lifecycles import OrderState
+from docket.models.schemas import (
+    CancelOrder,
+    ConfirmPayment,
+    MoveDelivery,
+    OrderPage,
+    OrderRecord,
+    OrderView,
+    PlaceOrder,
+    ReturnOrder,
+)
+
+router = APIRouter(prefix="/orders", tags=["orders"])
+ERRORS = {
+    401: {"description": "No or unknown API token"},
+    403: {"description": "The operator may not do this, or not in this shop"},
+    404: {"description": "Unknown order, shop, customer, SKU or delivery"},
+    409: {"description": "The move is not allowed from the current state; the message lists what is"},
+}
+
+
+class Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class NoteBody(Body):
+    note: str | None = Field(default=None, max_length=2000)
+
+
+class CancelBody(Body):
+    reason: str = Field(min_length=1, max_length=500)
+
+
+@router.post(
+    "", response_model=OrderView, responses={**ERRORS, 422: {"description": "Bad order, or rejected"}}
+)
+async def place_order(cmd: PlaceOrder, operator: CurrentOperator, docket: CurrentDocket) -> OrderView:
+    """Place an order. `order_id` is the idempotency key: the same id again answers with the first
+    result and starts nothing new. An order that cannot be served is rejected (422) naming the SKU."""
+    return await docket.place_order(operator, cmd)
+
+
+@router.get("", response_model=OrderPage, responses=ERRORS)
+async def list_orders(
+    operator: CurrentOperator,
+    docket: CurrentDocket,
+    shop_id: str | None = None,
+    state: OrderState | None = None,
+    customer_id: str | None = None,
+    placed_from: dt.datetime | None = None,
+    placed_until: dt.datetime | None = None,
+    page: Annotated[int, Query(ge=1)] = 1,
+    page_size: Annotated[int, Query(ge=1, le=500)] = 50,
+) -> OrderPage:
+    """Orders newest first, of the shops the operator works for."""
+    return await docket.list_orders(
+        operator,
+        shop_id=shop_id,
+        state=state,
+        customer_id=customer_id,
+        placed_from=placed_from,
+        placed_until=placed_until,
+        page=page,
+        page_size=page_size,
+    )
+
+
+@router.get("/{order_id}", response_model=OrderRecord, responses=ERRORS)
+async def show_order(order_id: str, operator: CurrentOperator, docket: CurrentDocket) -> OrderRecord:
+    """The order with its deliveries, stock movements, notifications and whole history."""
+    return await docket.order_record(operator, order_id)
+
+
+@router.post("/{order_id}/confirm-payment", response_model=OrderView, responses=ERRORS)
+async def confirm_payment(
+    order_id: str, body: NoteBody, operator: CurrentOperator, docket: CurrentDocket
+) -> OrderView:
+    """A clerk confirms an offline payment."""
+    return await docket.confirm_payment(
+        operator, ConfirmPayment(order_id=order_id, operator_id=operator.operator_id, note=body.note)
+    )
+
+
+@router.post("/{order_id}/deliveries/{delivery_no}/{move}", response_model=OrderView, responses=ERRORS)
+async def move_delivery(
+    order_id: str,
+    delivery_no: Annotated[int, Field(ge=1)],
+    move: Literal["pack", "mark_ready", "ship", "deliver"],
+    body: NoteBody,
+    operator: CurrentOperator,
+    docket: CurrentDocket,
+) -> OrderView:
+    """Pack, mark ready, ship or deliver one delivery."""
+    cmd = MoveDelivery(
+        order_id=order_id,
+        operator_id=operator.operator_id,
+        delivery_no=delivery_no,
+        trigger=move,
+        note=body.note,
+    )
+    return await docket.move_delivery(operator, cmd)
+
+
+@router.post("/{order_id}/cancel", response_model=OrderView, responses=ERRORS)
+async def cancel_order(
+    order_id: str, body: CancelBody, operator: CurrentOperator, docket: CurrentDocket
+) -> OrderView:
+    """Cancel; refused (409) once a delivery is on its way."""
+    return await docket.cancel_order(
+        operator, CancelOrder(order_id=order_id, operator_id=operator.operator_id, reason=body.reason)
+    )
+
+
+@router.post("/{order_id}/return", response_model=OrderView, responses=ERRORS)
+async def return_order(
+    order_id: str, body: NoteBody, operator: CurrentOperator, docket: CurrentDocket
+) -> OrderView:
+    """Shipped goods came back. Restocking them is POST /stock/returns."""
+    return await docket.return_order(
+        operator, ReturnOrder(order_id=order_id, operator_id=operator.operator_id, note=body.note)
+    )

