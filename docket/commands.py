@@ -7,7 +7,7 @@ import datetime as dt
 from dataclasses import dataclass
 
 from sqlalchemy import select
-from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
+from temporalio.client import Client, WorkflowFailureError, WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
@@ -132,10 +132,7 @@ class Docket:
         try:
             return await handle.execute_update(update, cmd)
         except WorkflowUpdateFailedError as failed:
-            cause = failed.cause
-            if isinstance(cause, ApplicationError):
-                raise from_kind(cause.type, cause.message) from None
-            raise
+            raise domain_error(failed) from None
         except RPCError as error:
             if error.status is not RPCStatusCode.NOT_FOUND:
                 raise
@@ -166,7 +163,8 @@ class Docket:
                 change,
                 id=stock_workflow_id(cmd.reference, self.workflow_id_prefix),
                 task_queue=self.task_queue,
-                id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+                # A refused change recorded nothing: the same reference may be tried again.
+                id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE_FAILED_ONLY,
             )
             return await handle.result()
         except WorkflowAlreadyStartedError:
@@ -174,6 +172,8 @@ class Docket:
                 StockWorkflow.run, stock_workflow_id(cmd.reference, self.workflow_id_prefix)
             ).result()
             return first.model_copy(update={"duplicate": True})
+        except WorkflowFailureError as failed:
+            raise domain_error(failed) from None
 
     async def _require_warehouse(self, session, operator: Operator, warehouse_id: str) -> None:  # type: ignore[no-untyped-def]
         if operator.all_shops:
@@ -205,3 +205,13 @@ class Docket:
     async def operator(self, operator_id: str) -> Operator:
         async with self.sessions() as session:
             return await queries.operator_by_id(session, operator_id)
+
+
+def domain_error(failure: BaseException) -> BaseException:
+    """The domain error at the root of a Temporal failure chain, or the failure itself."""
+    cause: BaseException | None = failure
+    while cause is not None:
+        if isinstance(cause, ApplicationError) and cause.type:
+            return from_kind(cause.type, cause.message)
+        cause = cause.__cause__ or getattr(cause, "cause", None)
+    return failure
