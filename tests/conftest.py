@@ -146,15 +146,31 @@ class Shop:
         return await self.docket.operator(operator_id)
 
 
-async def running_docket(engine: AsyncEngine, client: Client, **catalogue_options: object) -> AsyncIterator[Shop]:
+async def running_docket(
+    engine: AsyncEngine, client: Client, with_worker: bool = True, **catalogue_options: object
+) -> AsyncIterator[Shop]:
     """Load the test catalogue (options change its facts) and run a worker on a queue of its own."""
     sessions = make_session_factory(engine)
     async with sessions.begin() as session:
         tokens = await cat.load(session, catalogue_for_tests(**catalogue_options), dt.datetime.now(dt.UTC))  # type: ignore[arg-type]
     queue = f"docket-test-{uuid.uuid4().hex[:8]}"
-    worker = build_worker(client, sessions, queue)
-    async with worker:
-        yield Shop(Docket(client, sessions, queue, workflow_id_prefix=f"{queue}-"), sessions, client, tokens, queue)
+    shop = Shop(Docket(client, sessions, queue, workflow_id_prefix=f"{queue}-"), sessions, client, tokens, queue)
+    if not with_worker:
+        yield shop
+        return
+    async with build_worker(client, sessions, queue):
+        yield shop
+
+
+def process_env(shop: Shop, engine: AsyncEngine) -> dict[str, str]:
+    """The DOCKET_* settings that point a `docket` process at this test's store and queue."""
+    return {
+        **os.environ,
+        "DOCKET_DATABASE_URL": engine.url.render_as_string(hide_password=False),
+        "DOCKET_TEMPORAL_ADDRESS": shop.client.service_client.config.target_host,
+        "DOCKET_TASK_QUEUE": shop.task_queue,
+        "DOCKET_WORKFLOW_ID_PREFIX": shop.docket.workflow_id_prefix,
+    }
 
 
 @pytest.fixture

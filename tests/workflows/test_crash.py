@@ -1,0 +1,80 @@
+"""A worker killed with SIGKILL in the middle of a batch: every order still finishes, once."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+
+import pytest
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncEngine
+from temporalio.testing import WorkflowEnvironment
+
+from docket.models.lifecycles import DeliveryState as D
+from docket.models.lifecycles import OrderState
+from docket.models.schemas import ConfirmPayment, StockMoveKind
+from docket.store import queries
+from docket.store.tables import Order, StockMovement
+from tests.conftest import Shop, eventually, process_env, running_docket
+from tests.orders import place
+
+ORDERS = 40
+
+
+@pytest.fixture
+async def shop_without_worker(sqlite_engine: AsyncEngine, temporal_env: WorkflowEnvironment) -> AsyncIterator[Shop]:
+    async for running in running_docket(sqlite_engine, temporal_env.client, with_worker=False, widget_on_hand=1000):
+        yield running
+
+
+def start_worker(shop: Shop, engine: AsyncEngine) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "docket.cli", "worker"], env=process_env(shop, engine),
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+
+
+async def test_killing_the_worker_mid_batch_loses_nothing_and_doubles_nothing(
+    shop_without_worker: Shop, sqlite_engine: AsyncEngine
+) -> None:
+    shop = shop_without_worker
+    alice = await shop.op("alice")
+
+    async def order(n: int) -> None:
+        await shop.docket.place_order(alice, place(f"o-{n}", ("WIDGET", 2), ("GADGET", 1)))
+        await shop.docket.confirm_payment(alice, ConfirmPayment(order_id=f"o-{n}", operator_id="alice"))
+
+    worker = start_worker(shop, sqlite_engine)
+    batch = asyncio.gather(*(order(n) for n in range(ORDERS)))
+
+    async def some_orders_placed() -> bool:
+        async with shop.sessions() as s:
+            return (await s.scalar(select(func.count()).select_from(Order)) or 0) >= 5
+
+    await eventually(some_orders_placed, timeout=60)
+    os.kill(worker.pid, signal.SIGKILL)
+    worker.wait()
+    worker = start_worker(shop, sqlite_engine)
+    try:
+        await asyncio.wait_for(batch, timeout=180)
+    finally:
+        worker.terminate()
+        worker.wait(timeout=20)
+
+    async with shop.sessions() as s:
+        views = [await queries.order_view(s, f"o-{n}") for n in range(ORDERS)]
+        kinds = dict(
+            (await s.execute(select(StockMovement.kind, func.count()).group_by(StockMovement.kind))).all()
+        )
+    assert {v.state for v in views} == {OrderState.in_progress}
+    assert all(d.state in (D.allocated, D.wait_inventory) for v in views for d in v.deliveries)
+    # One reservation and one allocation for every WIDGET line and for the 2 GADGETs on hand (the
+    # other GADGET lines wait for stock), and nothing twice.
+    assert kinds[StockMoveKind.reserve] == ORDERS + 2
+    assert kinds[StockMoveKind.allocate] == ORDERS + 2
+    report = await shop.docket.verify_stock(alice)
+    assert report.ok, report.problems
