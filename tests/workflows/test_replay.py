@@ -1,0 +1,26 @@
+"""Saved histories of finished orders replay against today's workflow code: a change that would
+break orders in flight fails here first. Re-record with DOCKET_RECORD_HISTORIES=1 (see docs/testing.md)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from temporalio.client import WorkflowHistory
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.worker import Replayer
+
+from docket.worker import WORKFLOWS
+
+HISTORIES = sorted((Path(__file__).parent.parent / "histories").glob("*.json"))
+
+
+def test_the_three_kinds_of_finished_order_are_kept() -> None:
+    assert {h.stem for h in HISTORIES} >= {"completed_order", "cancelled_order", "back_ordered_order"}
+
+
+@pytest.mark.parametrize("path", HISTORIES, ids=[h.stem for h in HISTORIES])
+async def test_a_saved_history_replays_without_nondeterminism(path: Path) -> None:
+    history = WorkflowHistory.from_json(path.stem, path.read_text())
+    replayer = Replayer(workflows=WORKFLOWS, data_converter=pydantic_data_converter)
+    await replayer.replay_workflow(history)
