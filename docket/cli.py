@@ -413,18 +413,15 @@ def db_upgrade() -> None:
     from docket.store.engine import make_engine
     from docket.store.migrate import current_revision, upgrade
 
-    async def go() -> str | None:
-        config = settings()
-        if config.database.startswith("sqlite"):
-            config.var_dir.mkdir(parents=True, exist_ok=True)
-        engine = make_engine(config.database)
-        try:
-            await upgrade(engine)
-            return await current_revision(engine)
-        finally:
-            await engine.dispose()
-
-    out.print(f"database at revision {asyncio.run(go())}")
+    config = settings()
+    if config.database.startswith("sqlite"):
+        config.var_dir.mkdir(parents=True, exist_ok=True)
+    engine = make_engine(config.database)
+    try:
+        upgrade(engine)
+        out.print(f"database at revision {current_revision(engine)}")
+    finally:
+        engine.dispose()
 
 
 @catalogue_app.command("load")
@@ -432,25 +429,18 @@ def catalogue_load(path: Path) -> None:
     """Load shops, warehouses, products, customers, operators and opening stock from JSON.
     Prints each operator's API token once: only its hash is stored."""
     from docket.store import catalogue
-
-    text = path.read_text()
-
-    async def go() -> dict[str, str]:
-        from docket.store.engine import make_engine, make_session_factory
-
-        engine = make_engine(settings().database)
-        try:
-            async with make_session_factory(engine).begin() as session:
-                return await catalogue.load(
-                    session, catalogue.Catalogue.model_validate_json(text), dt.datetime.now(dt.UTC)
-                )
-        finally:
-            await engine.dispose()
+    from docket.store.engine import make_engine, make_session_factory
 
     try:
-        tokens = asyncio.run(go())
+        loaded = catalogue.Catalogue.model_validate_json(path.read_text())
     except ValidationError as error:
         fail(_validation_text(error), 2)
+    engine = make_engine(settings().database)
+    try:
+        with make_session_factory(engine).begin() as session:
+            tokens = catalogue.load(session, loaded, dt.datetime.now(dt.UTC))
+    finally:
+        engine.dispose()
     out.print_json(json.dumps({"api_tokens": tokens}))
 
 

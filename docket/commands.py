@@ -3,17 +3,21 @@ request makes sense, then the workflow that carries it out. No HTTP and no termi
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 from temporalio.client import Client, WorkflowFailureError, WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from docket.models.access import DELIVERY_TRIGGER_ACTION, Action, Operator
-from docket.models.errors import InvalidInput, NotFound, OrderRejected, Refused, from_kind
+from docket.models.errors import Forbidden, InvalidInput, NotFound, OrderRejected, Refused, from_kind
 from docket.models.lifecycles import OrderState
 from docket.models.messages import StockChange
 from docket.models.schemas import (
@@ -38,6 +42,8 @@ from docket.store.tables import Customer, Order, Product, Shop, ShopWarehouse, W
 from docket.workflows.order import OrderWorkflow, workflow_id
 from docket.workflows.stock import StockWorkflow, stock_workflow_id
 
+T = TypeVar("T")
+
 
 @dataclass(frozen=True)
 class Docket:
@@ -55,9 +61,7 @@ class Docket:
         idempotency key: the same id again answers with what was recorded the first time."""
         operator.require(Action.place_order, cmd.shop_id)
         cmd = cmd.model_copy(update={"operator_id": operator.operator_id})
-        async with self.sessions() as session:
-            if await session.get(Order, cmd.order_id) is None:
-                await self._check_catalogue(session, cmd)
+        await self.read(lambda session: session.get(Order, cmd.order_id) or _check_catalogue(session, cmd))
         try:
             handle = await self.temporal.start_workflow(
                 OrderWorkflow.run,
@@ -69,25 +73,10 @@ class Docket:
             )
             view = await handle.execute_update(OrderWorkflow.placement)
         except WorkflowAlreadyStartedError:
-            async with self.sessions() as session:
-                view = await queries.order_view(session, cmd.order_id)
+            view = await self.read(lambda session: queries.order_view(session, cmd.order_id))
         if view.state is OrderState.rejected:
             raise OrderRejected(f"order {view.order_id} rejected: {view.rejection}")
         return view
-
-    async def _check_catalogue(self, session, cmd: PlaceOrder) -> None:  # type: ignore[no-untyped-def]
-        shop = await session.get(Shop, cmd.shop_id)
-        if shop is None:
-            raise NotFound(f"unknown shop {cmd.shop_id}")
-        if await session.get(Customer, cmd.customer_id) is None:
-            raise NotFound(f"unknown customer {cmd.customer_id}")
-        skus = {line.sku for line in cmd.lines}
-        known = set(await session.scalars(select(Product.sku).where(Product.sku.in_(skus))))
-        if skus - known:
-            raise NotFound(f"unknown SKU {', '.join(sorted(skus - known))}")
-        flow = cmd.payment_flow or shop.payment_flow
-        if flow is not PaymentFlow.offline:
-            raise InvalidInput(f"payment flow {flow.value} is not offered yet; the available flow is offline")
 
     async def confirm_payment(self, operator: Operator, cmd: ConfirmPayment) -> OrderView:
         await self._require_order(operator, Action.confirm_payment, cmd.order_id)
@@ -107,37 +96,34 @@ class Docket:
 
     async def order_record(self, operator: Operator, order_id: str) -> OrderRecord:
         await self._require_order(operator, Action.read_orders, order_id)
-        async with self.sessions() as session:
-            return await queries.order_record(session, order_id)
+        return await self.read(lambda session: queries.order_record(session, order_id))
 
-    async def list_orders(self, operator: Operator, **filters) -> OrderPage:  # type: ignore[no-untyped-def]
+    async def list_orders(self, operator: Operator, **filters: Any) -> OrderPage:
         operator.require(Action.read_orders, filters.get("shop_id"))
-        async with self.sessions() as session:
-            return await queries.list_orders(
-                session, shops=None if operator.all_shops else set(operator.shops), **filters
-            )
+        shops = None if operator.all_shops else set(operator.shops)
+        return await self.read(lambda session: queries.list_orders(session, shops=shops, **filters))
 
     async def _require_order(self, operator: Operator, action: Action, order_id: str) -> None:
         operator.require(action)
-        async with self.sessions() as session:
-            shop_id = await session.scalar(select(Order.shop_id).where(Order.order_id == order_id))
+        shop_id = await self.read(
+            lambda session: session.scalar(select(Order.shop_id).where(Order.order_id == order_id))
+        )
         if shop_id is None:
             raise NotFound(f"unknown order {order_id}")
         operator.require(action, shop_id)
 
-    async def _update(self, order_id: str, update, cmd) -> OrderView:  # type: ignore[no-untyped-def]
-        handle: WorkflowHandle = self.temporal.get_workflow_handle(
+    async def _update(self, order_id: str, update: Any, cmd: Any) -> OrderView:
+        handle: WorkflowHandle[Any, Any] = self.temporal.get_workflow_handle(
             workflow_id(order_id, self.workflow_id_prefix)
         )
         try:
-            return await handle.execute_update(update, cmd)
+            return await handle.execute_update(update, cmd)  # type: ignore[no-any-return]
         except WorkflowUpdateFailedError as failed:
             raise domain_error(failed) from None
         except RPCError as error:
             if error.status is not RPCStatusCode.NOT_FOUND:
                 raise
-            async with self.sessions() as session:
-                view = await queries.order_view(session, order_id)
+            view = await self.read(lambda session: queries.order_view(session, order_id))
             raise Refused(
                 f"order {order_id} is {view.state.value} and closed: nothing more can move"
             ) from None
@@ -148,63 +134,92 @@ class Docket:
         """Receive, return to stock or adjust; the reference makes a repeat a no-op that answers
         with the first result."""
         operator.require(Action.manage_stock)
-        async with self.sessions() as session:
-            await stock.check_item(session, cmd.warehouse_id, cmd.sku)
-            await self._require_warehouse(session, operator, cmd.warehouse_id)
+
+        def check(session: Session) -> None:
+            stock.check_item(session, cmd.warehouse_id, cmd.sku)
+            _require_warehouse(session, operator, cmd.warehouse_id)
+
+        await self.read(check)
         change = StockChange(
             move_id=f"stock/{cmd.reference}",
             at=dt.datetime.now(dt.UTC),
             command=cmd,
             workflow_id_prefix=self.workflow_id_prefix,
         )
+        workflow = stock_workflow_id(cmd.reference, self.workflow_id_prefix)
         try:
             handle = await self.temporal.start_workflow(
                 StockWorkflow.run,
                 change,
-                id=stock_workflow_id(cmd.reference, self.workflow_id_prefix),
+                id=workflow,
                 task_queue=self.task_queue,
                 # A refused change recorded nothing: the same reference may be tried again.
                 id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE_FAILED_ONLY,
             )
             return await handle.result()
         except WorkflowAlreadyStartedError:
-            first = await self.temporal.get_workflow_handle_for(
-                StockWorkflow.run, stock_workflow_id(cmd.reference, self.workflow_id_prefix)
-            ).result()
+            first = await self.temporal.get_workflow_handle_for(StockWorkflow.run, workflow).result()
             return first.model_copy(update={"duplicate": True})
         except WorkflowFailureError as failed:
             raise domain_error(failed) from None
-
-    async def _require_warehouse(self, session, operator: Operator, warehouse_id: str) -> None:  # type: ignore[no-untyped-def]
-        if operator.all_shops:
-            return
-        shops = set(
-            await session.scalars(
-                select(ShopWarehouse.shop_id).where(ShopWarehouse.warehouse_id == warehouse_id)
-            )
-        )
-        if not shops & operator.shops:
-            raise from_kind(
-                "Forbidden", f"operator {operator.operator_id} works for no shop served by {warehouse_id}"
-            )
 
     async def stock_levels(
         self, operator: Operator, warehouse_id: str | None, sku: str | None
     ) -> list[StockLevel]:
         operator.require(Action.read_stock)
-        async with self.sessions() as session:
-            if warehouse_id and await session.get(Warehouse, warehouse_id) is None:
+
+        def levels(session: Session) -> list[StockLevel]:
+            if warehouse_id and session.get(Warehouse, warehouse_id) is None:
                 raise NotFound(f"unknown warehouse {warehouse_id}")
-            return await stock.levels(session, warehouse_id, sku)
+            return stock.levels(session, warehouse_id, sku)
+
+        return await self.read(levels)
 
     async def verify_stock(self, operator: Operator) -> LedgerReport:
         operator.require(Action.read_stock)
-        async with self.sessions() as session:
-            return await stock.verify(session)
+        return await self.read(stock.verify)
+
+    # --- operators and reads --------------------------------------------------------------------
 
     async def operator(self, operator_id: str) -> Operator:
-        async with self.sessions() as session:
-            return await queries.operator_by_id(session, operator_id)
+        return await self.read(lambda session: queries.operator_by_id(session, operator_id))
+
+    async def operator_by_token(self, token: str) -> Operator | None:
+        return await self.read(lambda session: queries.operator_by_token(session, token))
+
+    async def read(self, query: Callable[[Session], T]) -> T:
+        """Run a read against the store in a thread, so the event loop keeps serving."""
+
+        def in_session() -> T:
+            with self.sessions() as session:
+                return query(session)
+
+        return await asyncio.to_thread(in_session)
+
+
+def _check_catalogue(session: Session, cmd: PlaceOrder) -> None:
+    shop = session.get(Shop, cmd.shop_id)
+    if shop is None:
+        raise NotFound(f"unknown shop {cmd.shop_id}")
+    if session.get(Customer, cmd.customer_id) is None:
+        raise NotFound(f"unknown customer {cmd.customer_id}")
+    skus = {line.sku for line in cmd.lines}
+    known = set(session.scalars(select(Product.sku).where(Product.sku.in_(skus))))
+    if skus - known:
+        raise NotFound(f"unknown SKU {', '.join(sorted(skus - known))}")
+    flow = cmd.payment_flow or shop.payment_flow
+    if flow is not PaymentFlow.offline:
+        raise InvalidInput(f"payment flow {flow.value} is not offered yet; the available flow is offline")
+
+
+def _require_warehouse(session: Session, operator: Operator, warehouse_id: str) -> None:
+    if operator.all_shops:
+        return
+    shops = set(
+        session.scalars(select(ShopWarehouse.shop_id).where(ShopWarehouse.warehouse_id == warehouse_id))
+    )
+    if not shops & operator.shops:
+        raise Forbidden(f"operator {operator.operator_id} works for no shop served by {warehouse_id}")
 
 
 def domain_error(failure: BaseException) -> BaseException:

@@ -48,14 +48,32 @@ def demo_catalogue(today: dt.date) -> cat.Catalogue:
     ]
     return cat.Catalogue(
         warehouses=[
-            cat.WarehouseIn(warehouse_id="hamburg", name="Hamburg", fulfilment_emails=["dispatch-hh@example.test"]),
-            cat.WarehouseIn(warehouse_id="leipzig", name="Leipzig", fulfilment_emails=["dispatch-le@example.test"]),
+            cat.WarehouseIn(
+                warehouse_id="hamburg", name="Hamburg", fulfilment_emails=["dispatch-hh@example.test"]
+            ),
+            cat.WarehouseIn(
+                warehouse_id="leipzig", name="Leipzig", fulfilment_emails=["dispatch-le@example.test"]
+            ),
         ],
         shops=[
-            cat.ShopIn(shop_id="harbour", name="Harbour Books", timezone="Europe/Berlin", payment_deadline_hours=48,
-                       return_days=14, admin_emails=["admin@harbour.test"], warehouses=["hamburg", "leipzig"]),
-            cat.ShopIn(shop_id="outdoor", name="Outdoor Co", timezone="Europe/Berlin", single_parcel=True,
-                       return_days=14, admin_emails=["admin@outdoor.test"], warehouses=["leipzig"]),
+            cat.ShopIn(
+                shop_id="harbour",
+                name="Harbour Books",
+                timezone="Europe/Berlin",
+                payment_deadline_hours=48,
+                return_days=14,
+                admin_emails=["admin@harbour.test"],
+                warehouses=["hamburg", "leipzig"],
+            ),
+            cat.ShopIn(
+                shop_id="outdoor",
+                name="Outdoor Co",
+                timezone="Europe/Berlin",
+                single_parcel=True,
+                return_days=14,
+                admin_emails=["admin@outdoor.test"],
+                warehouses=["leipzig"],
+            ),
         ],
         products=[
             cat.ProductIn(sku="ATLAS", name="Harbour Atlas (hardback)"),
@@ -94,8 +112,13 @@ class Demo:
     def order(self, shop: str, customer: str, *lines: tuple[str, int, str]) -> PlaceOrder:
         self.n += 1
         return PlaceOrder(
-            order_id=f"D-{self.n:03d}", shop_id=shop, customer_id=customer, shipping_address=ADDRESS,
-            lines=[OrderLineIn(sku=s, quantity=q, unit_price=Decimal(p), currency="EUR") for s, q, p in lines],
+            order_id=f"D-{self.n:03d}",
+            shop_id=shop,
+            customer_id=customer,
+            shipping_address=ADDRESS,
+            lines=[
+                OrderLineIn(sku=s, quantity=q, unit_price=Decimal(p), currency="EUR") for s, q, p in lines
+            ],
         )
 
     async def as_(self, operator_id: str):  # type: ignore[no-untyped-def]
@@ -106,13 +129,17 @@ class Demo:
 
     async def confirm(self, who: str, order_id: str, note: str) -> OrderView:
         cmd = ConfirmPayment(order_id=order_id, operator_id=who, note=note)
-        return await self.step(f"confirming payment of {order_id}", self.docket.confirm_payment(await self.as_(who), cmd))
+        return await self.step(
+            f"confirming payment of {order_id}", self.docket.confirm_payment(await self.as_(who), cmd)
+        )
 
     async def move(self, who: str, order_id: str, no: int, *triggers: str) -> OrderView:
         view = None
         for trigger in triggers:
             cmd = MoveDelivery(order_id=order_id, operator_id=who, delivery_no=no, trigger=trigger)
-            view = await self.step(f"{trigger} {order_id}/{no}", self.docket.move_delivery(await self.as_(who), cmd))
+            view = await self.step(
+                f"{trigger} {order_id}/{no}", self.docket.move_delivery(await self.as_(who), cmd)
+            )
         assert view is not None
         return view
 
@@ -135,49 +162,86 @@ async def scenarios(demo: Demo) -> None:
     reserved = o.deliveries[0].lines[0].reserved
     o = await demo.confirm("conrad", o.order_id, "bank transfer received")
     o = await demo.move("paul", o.order_id, 1, "pack", "mark_ready", "ship", "deliver")
-    demo.tell("1. standard delivery (D1)", f"placed by the storefront; {reserved} ATLAS reserved in Hamburg.",
-              "Conrad confirmed the bank transfer: stock allocated. Paul packed and shipped it.", show.order_summary(o))
+    demo.tell(
+        "1. standard delivery (D1)",
+        f"placed by the storefront; {reserved} ATLAS reserved in Hamburg.",
+        "Conrad confirmed the bank transfer: stock allocated. Paul packed and shipped it.",
+        show.order_summary(o),
+    )
 
     # 2. A back order: one lamp on the shelf, three ordered; the rest arrives later.
     o = await demo.place("cleo", demo.order("harbour", "alan", ("LAMP", 3, "24.00")))
     o = await demo.confirm("conrad", o.order_id, "paid at the counter")
     waiting = o.deliveries[0]
     started = time.perf_counter()
-    received = await demo.step("receiving 6 lamps in Hamburg", demo.docket.change_stock(
-        await demo.as_("hanna"), ReceiveStock(reference=f"DN-{o.order_id}", warehouse_id="hamburg", sku="LAMP",
-                                              quantity=6, operator_id="hanna", note="supplier delivery")))
+    received = await demo.step(
+        "receiving 6 lamps in Hamburg",
+        demo.docket.change_stock(
+            await demo.as_("hanna"),
+            ReceiveStock(
+                reference=f"DN-{o.order_id}",
+                warehouse_id="hamburg",
+                sku="LAMP",
+                quantity=6,
+                operator_id="hanna",
+                note="supplier delivery",
+            ),
+        ),
+    )
     o = await demo.step("waiting for the back order to wake", _until_allocated(demo.docket, o.order_id))
     woke = time.perf_counter() - started
-    demo.tell("2. back order (D3)",
-              f"only {waiting.lines[0].reserved} of 3 lamps on the shelf: the delivery waited in {waiting.state.value}.",
-              f"6 lamps received: {', '.join(f'order {w.order_id}' for w in received.woken)} woken at once "
-              f"(received to allocated in {woke * 1000:.0f} ms, no polling).", show.order_summary(o))
+    demo.tell(
+        "2. back order (D3)",
+        f"only {waiting.lines[0].reserved} of 3 lamps on the shelf: the delivery waited in {waiting.state.value}.",
+        f"6 lamps received: {', '.join(f'order {w.order_id}' for w in received.woken)} woken at once "
+        f"(received to allocated in {woke * 1000:.0f} ms, no polling).",
+        show.order_summary(o),
+    )
 
     # 3. A pre-order waits for its release date on a durable timer.
-    o = await demo.place("cleo", demo.order("harbour", "grace", ("SAGA-3", 1, "19.00"), ("ATLAS", 1, "39.90")))
+    o = await demo.place(
+        "cleo", demo.order("harbour", "grace", ("SAGA-3", 1, "19.00"), ("ATLAS", 1, "39.90"))
+    )
     o = await demo.confirm("conrad", o.order_id, "card payment taken by phone")
     d2 = next(d for d in o.deliveries if d.group.value == "D2")
-    demo.tell("3. pre-order (D2) beside a standard line",
-              f"the order was split; SAGA-3 waits in {d2.state.value} until {d2.release_at:%Y-%m-%d %H:%M} UTC "
-              "(midnight in the shop's time zone), a durable timer in the order's workflow.", show.order_summary(o))
+    demo.tell(
+        "3. pre-order (D2) beside a standard line",
+        f"the order was split; SAGA-3 waits in {d2.state.value} until {d2.release_at:%Y-%m-%d %H:%M} UTC "
+        "(midnight in the shop's time zone), a durable timer in the order's workflow.",
+        show.order_summary(o),
+    )
 
     # 4. Digital goods go out as soon as they are paid.
     o = await demo.place("web", demo.order("harbour", "alan", ("EBOOK-1", 1, "9.99")))
     o = await demo.confirm("conrad", o.order_id, "paid")
-    demo.tell("4. digital delivery (D4)", "released at once on payment: no stock, no parcel.", show.order_summary(o))
+    demo.tell(
+        "4. digital delivery (D4)", "released at once on payment: no stock, no parcel.", show.order_summary(o)
+    )
 
     # 5. A shop that ships everything physical in one parcel.
     o = await demo.place("otto", demo.order("outdoor", "grace", ("TENT", 1, "129.00"), ("LAMP", 1, "24.00")))
     o = await demo.confirm("conrad", o.order_id, "invoice paid")
-    demo.tell("5. one parcel (D5)", "Outdoor Co ships in one parcel: the tent waits in Leipzig until a lamp "
-              "arrives there, then both travel together.", show.order_summary(o))
+    demo.tell(
+        "5. one parcel (D5)",
+        "Outdoor Co ships in one parcel: the tent waits in Leipzig until a lamp "
+        "arrives there, then both travel together.",
+        show.order_summary(o),
+    )
 
     # 6. Cancelled while waiting for payment: the reservation goes back on the shelf.
     o = await demo.place("cleo", demo.order("harbour", "alan", ("ATLAS", 5, "39.90")))
-    o = await demo.step("cancelling", demo.docket.cancel_order(await demo.as_("paul"), CancelOrder(
-        order_id=o.order_id, operator_id="paul", reason="customer ordered twice by mistake")))
-    demo.tell("6. cancelled", "Paul cancelled it (customer ordered twice by mistake): 5 ATLAS released.",
-              show.order_summary(o))
+    o = await demo.step(
+        "cancelling",
+        demo.docket.cancel_order(
+            await demo.as_("paul"),
+            CancelOrder(order_id=o.order_id, operator_id="paul", reason="customer ordered twice by mistake"),
+        ),
+    )
+    demo.tell(
+        "6. cancelled",
+        "Paul cancelled it (customer ordered twice by mistake): 5 ATLAS released.",
+        show.order_summary(o),
+    )
 
     # 7. What docket refuses, and why.
     lines = []
@@ -186,8 +250,14 @@ async def scenarios(demo: Demo) -> None:
     for attempt, job in [
         ("ship before packing", demo.move("paul", shipping.order_id, 1, "ship")),
         ("Otto (Outdoor Co) packs a Harbour Books order", demo.move("otto", shipping.order_id, 1, "pack")),
-        ("order a discontinued map", demo.place("web", demo.order("harbour", "grace", ("OLD-MAP", 1, "5.00")))),
-        ("order 30 atlases (not back-orderable)", demo.place("web", demo.order("harbour", "grace", ("ATLAS", 30, "39.90")))),
+        (
+            "order a discontinued map",
+            demo.place("web", demo.order("harbour", "grace", ("OLD-MAP", 1, "5.00"))),
+        ),
+        (
+            "order 30 atlases (not back-orderable)",
+            demo.place("web", demo.order("harbour", "grace", ("ATLAS", 30, "39.90"))),
+        ),
     ]:
         try:
             await job
@@ -196,21 +266,44 @@ async def scenarios(demo: Demo) -> None:
             lines.append(f"{attempt}: {demo.refused(error)}")
     await demo.move("paul", shipping.order_id, 1, "pack", "mark_ready", "ship")
     try:
-        await demo.docket.cancel_order(await demo.as_("paul"), CancelOrder(
-            order_id=shipping.order_id, operator_id="paul", reason="customer called"))
+        await demo.docket.cancel_order(
+            await demo.as_("paul"),
+            CancelOrder(order_id=shipping.order_id, operator_id="paul", reason="customer called"),
+        )
     except DocketError as error:
         lines.append(f"cancel an order already on its way: {demo.refused(error)}")
     demo.tell("7. refused, with the reason", *lines)
 
     # 8. A return, and the goods put back on the shelf.
     await demo.move("paul", shipping.order_id, 1, "deliver")
-    o = await demo.step("taking the return", demo.docket.return_order(await demo.as_("conrad"), ReturnOrder(
-        order_id=shipping.order_id, operator_id="conrad", note="damaged in transit")))
-    await demo.step("restocking", demo.docket.change_stock(await demo.as_("hanna"), ReceiveStock(
-        reference=f"RMA-{o.order_id}", warehouse_id="hamburg", sku="ATLAS", quantity=1, kind="return",
-        order_id=o.order_id, operator_id="hanna", note="cover scuffed, sellable")))
-    demo.tell("8. returned", "delivered, then returned; the atlas went back on the shelf as its own movement.",
-              show.order_summary(o))
+    o = await demo.step(
+        "taking the return",
+        demo.docket.return_order(
+            await demo.as_("conrad"),
+            ReturnOrder(order_id=shipping.order_id, operator_id="conrad", note="damaged in transit"),
+        ),
+    )
+    await demo.step(
+        "restocking",
+        demo.docket.change_stock(
+            await demo.as_("hanna"),
+            ReceiveStock(
+                reference=f"RMA-{o.order_id}",
+                warehouse_id="hamburg",
+                sku="ATLAS",
+                quantity=1,
+                kind="return",
+                order_id=o.order_id,
+                operator_id="hanna",
+                note="cover scuffed, sellable",
+            ),
+        ),
+    )
+    demo.tell(
+        "8. returned",
+        "delivered, then returned; the atlas went back on the shelf as its own movement.",
+        show.order_summary(o),
+    )
 
     root = await demo.as_("root")
     demo.out.print(show.stock_levels(await demo.docket.stock_levels(root, None, None)))
@@ -221,8 +314,7 @@ async def scenarios(demo: Demo) -> None:
 
 async def _until_allocated(docket: Docket, order_id: str) -> OrderView:
     while True:
-        async with docket.sessions() as session:
-            view = await queries.order_view(session, order_id)
+        view = await docket.read(lambda session: queries.order_view(session, order_id))
         if view.deliveries[0].state is DeliveryState.allocated:
             return view
         await asyncio.sleep(0.02)
@@ -237,20 +329,27 @@ def run_demo(settings: Settings, out: Console) -> None:
         boot = progress.add_task("starting the Temporal dev server")
         with dev_server(settings.var_dir) as address:
             progress.remove_task(boot)
-            config = settings.model_copy(update={
-                "temporal_address": address, "database_url": f"sqlite+aiosqlite:///{database}",
-                "workflow_id_prefix": prefix,
-            })
+            config = settings.model_copy(
+                update={
+                    "temporal_address": address,
+                    "database_url": f"sqlite:///{database}",
+                    "workflow_id_prefix": prefix,
+                }
+            )
             asyncio.run(_run(config, out, progress))
-    out.print(f"\nstore: {database}  ·  workflows: Temporal Web UI http://127.0.0.1:8233 while `docket dev` runs")
+    out.print(
+        f"\nstore: {database}  ·  workflows: Temporal Web UI http://127.0.0.1:8233 while `docket dev` runs"
+    )
 
 
 async def _run(config: Settings, out: Console, progress: Progress) -> None:
     async with connected(config, migrate=True) as running:
-        async with running.docket.sessions.begin() as session:
-            await cat.load(session, demo_catalogue(dt.date.today()), dt.datetime.now(dt.UTC))
-        out.print("[bold]docket demo[/bold]: two shops, two warehouses, products of every delivery kind, "
-                  "operators of every role\n")
+        with running.docket.sessions.begin() as session:
+            cat.load(session, demo_catalogue(dt.date.today()), dt.datetime.now(dt.UTC))
+        out.print(
+            "[bold]docket demo[/bold]: two shops, two warehouses, products of every delivery kind, "
+            "operators of every role\n"
+        )
         worker = asyncio.create_task(run_worker(running))
         try:
             await scenarios(Demo(running.docket, out, progress))

@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy import Engine
 
 from docket.commands import Docket
 from docket.connect import temporal_client
@@ -93,7 +93,8 @@ def dev_server(var_dir: Path, port: int = DEV_SERVER_PORT, ui_port: int = DEV_UI
 @dataclass
 class Running:
     docket: Docket
-    engine: AsyncEngine
+    engine: Engine
+    activity_threads: int = 8
 
 
 @contextlib.asynccontextmanager
@@ -104,18 +105,20 @@ async def connected(settings: Settings, migrate: bool = False) -> AsyncIterator[
     engine = make_engine(settings.database)
     try:
         if migrate:
-            await upgrade(engine)
+            await asyncio.to_thread(upgrade, engine)
         client = await temporal_client(settings)
         docket = Docket(
             client, make_session_factory(engine), settings.task_queue, settings.workflow_id_prefix
         )
-        yield Running(docket, engine)
+        yield Running(docket, engine, settings.activity_threads)
     finally:
-        await engine.dispose()
+        engine.dispose()
 
 
 async def run_worker(running: Running) -> None:
-    worker = build_worker(running.docket.temporal, running.docket.sessions, running.docket.task_queue)
+    worker = build_worker(
+        running.docket.temporal, running.docket.sessions, running.docket.task_queue, running.activity_threads
+    )
     await worker.run()
 
 

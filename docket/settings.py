@@ -20,6 +20,7 @@ class Settings(BaseSettings):
     temporal_tls_key: Path | None = None
     temporal_api_key: str | None = None
     task_queue: str = "docket-orders"
+    activity_threads: int = Field(default=8, ge=1, le=256)
     workflow_id_prefix: str = Field(default="", pattern=r"^[A-Za-z0-9_.-]*$")
     api_host: str = "127.0.0.1"
     api_port: int = Field(default=8000, ge=1, le=65535)
@@ -28,12 +29,12 @@ class Settings(BaseSettings):
     @field_validator("database_url")
     @classmethod
     def _async_driver(cls, value: str) -> str:
-        if value and not value.startswith(("sqlite+aiosqlite://", "postgresql+asyncpg://")):
+        if value and not value.startswith(("sqlite://", "postgresql://", "postgresql+psycopg://")):
             raise ValueError(
-                "DOCKET_DATABASE_URL must start with sqlite+aiosqlite:// or postgresql+asyncpg://"
+                "DOCKET_DATABASE_URL must start with sqlite:/// or postgresql:// (postgresql+psycopg://)"
             )
         return value
 
     @property
     def database(self) -> str:
-        return self.database_url or f"sqlite+aiosqlite:///{self.var_dir / 'docket.db'}"
+        return self.database_url or f"sqlite:///{self.var_dir / 'docket.db'}"

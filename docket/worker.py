@@ -15,7 +15,10 @@ from docket.workflows.stock import StockWorkflow
 WORKFLOWS = [OrderWorkflow, StockWorkflow]
 
 
-def build_worker(client: Client, sessions: SessionFactory, task_queue: str, **options: object) -> Worker:
+def build_worker(
+    client: Client, sessions: SessionFactory, task_queue: str, activity_threads: int = 8, **options: object
+) -> Worker:
+    """Activities are synchronous and run in `activity_threads` threads: one transaction each."""
     orders = OrderActivities(sessions)
     return Worker(
         client,
@@ -30,6 +33,7 @@ def build_worker(client: Client, sessions: SessionFactory, task_queue: str, **op
             orders.advance_order,
             orders.change_stock,
         ],
-        activity_executor=ThreadPoolExecutor(4),
+        activity_executor=ThreadPoolExecutor(activity_threads, thread_name_prefix="docket-activity"),
+        max_concurrent_activities=activity_threads,
         **options,  # type: ignore[arg-type]
     )

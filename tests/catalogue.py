@@ -34,12 +34,22 @@ def catalogue_for_tests(
         ],
         shops=[
             ShopIn(
-                shop_id="alpha", name="Alpha", timezone="Europe/Berlin", admin_emails=["admin@alpha.test"],
-                warehouses=["north", "south"], return_days=return_days,
+                shop_id="alpha",
+                name="Alpha",
+                timezone="Europe/Berlin",
+                admin_emails=["admin@alpha.test"],
+                warehouses=["north", "south"],
+                return_days=return_days,
                 payment_deadline_hours=payment_deadline_hours,
             ),
-            ShopIn(shop_id="beta", name="Beta", admin_emails=["admin@beta.test"], warehouses=["south"],
-                   single_parcel=True, return_days=return_days),
+            ShopIn(
+                shop_id="beta",
+                name="Beta",
+                admin_emails=["admin@beta.test"],
+                warehouses=["south"],
+                single_parcel=True,
+                return_days=return_days,
+            ),
         ],
         products=[
             ProductIn(sku="WIDGET", name="Widget", backorder_allowed=widget_backorder),
@@ -51,11 +61,37 @@ def catalogue_for_tests(
         customers=[CustomerIn(customer_id="c1", name="Ada Buyer", email="ada@example.test")],
         operators=[
             OperatorIn(operator_id="root", name="Root", roles=[Role.admin], token="root-token"),
-            OperatorIn(operator_id="alice", name="Alice", roles=[Role.shop_admin], shops=["alpha"], token="alice-token"),
-            OperatorIn(operator_id="bob", name="Bob", roles=[Role.shop_admin], shops=["beta"], token="bob-token"),
-            OperatorIn(operator_id="carol", name="Carol", roles=[Role.call_centre], shops=["alpha"], token="carol-token"),
-            OperatorIn(operator_id="pat", name="Pat", roles=[Role.call_centre_process], shops=["alpha"], token="pat-token"),
-            OperatorIn(operator_id="conny", name="Conny", roles=[Role.call_centre_confirm], shops=["alpha"], token="conny-token"),
+            OperatorIn(
+                operator_id="alice",
+                name="Alice",
+                roles=[Role.shop_admin],
+                shops=["alpha"],
+                token="alice-token",
+            ),
+            OperatorIn(
+                operator_id="bob", name="Bob", roles=[Role.shop_admin], shops=["beta"], token="bob-token"
+            ),
+            OperatorIn(
+                operator_id="carol",
+                name="Carol",
+                roles=[Role.call_centre],
+                shops=["alpha"],
+                token="carol-token",
+            ),
+            OperatorIn(
+                operator_id="pat",
+                name="Pat",
+                roles=[Role.call_centre_process],
+                shops=["alpha"],
+                token="pat-token",
+            ),
+            OperatorIn(
+                operator_id="conny",
+                name="Conny",
+                roles=[Role.call_centre_confirm],
+                shops=["alpha"],
+                token="conny-token",
+            ),
         ],
         stock=[
             OpeningStock(warehouse_id="north", sku="WIDGET", on_hand=widget_on_hand),

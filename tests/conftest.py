@@ -9,13 +9,11 @@ import shutil
 import sys
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy import Engine, text
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
@@ -50,28 +48,13 @@ async def temporal_env() -> AsyncIterator[WorkflowEnvironment]:
     await env.shutdown()
 
 
-def _run_alone(coro_factory):  # type: ignore[no-untyped-def]
-    """Run a coroutine on its own loop in a thread: for session set-up outside the test loop."""
-    with ThreadPoolExecutor(1) as pool:
-        return pool.submit(lambda: asyncio.run(coro_factory())).result()
-
-
-async def _create_database(name: str) -> None:
+def _admin(statement: str) -> None:
     admin = make_engine(PG_URL or "", isolation_level="AUTOCOMMIT", pool_size=1)
     try:
-        async with admin.connect() as conn:
-            await conn.execute(text(f'CREATE DATABASE "{name}"'))
+        with admin.connect() as conn:
+            conn.execute(text(statement))
     finally:
-        await admin.dispose()
-
-
-async def _drop_database(name: str) -> None:
-    admin = make_engine(PG_URL or "", isolation_level="AUTOCOMMIT", pool_size=1)
-    try:
-        async with admin.connect() as conn:
-            await conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    finally:
-        await admin.dispose()
+        admin.dispose()
 
 
 @pytest.fixture(scope="session")
@@ -80,56 +63,58 @@ def postgres_url() -> Iterator[str]:
     if not PG_URL:
         if REQUIRE_PG:
             pytest.fail("DOCKET_REQUIRE_POSTGRES=1 but DOCKET_TEST_DATABASE_URL is not set")
-        pytest.skip("PostgreSQL tests need DOCKET_TEST_DATABASE_URL (e.g. postgresql+asyncpg://postgres@127.0.0.1/test)")
+        pytest.skip(
+            "PostgreSQL tests need DOCKET_TEST_DATABASE_URL (e.g. postgresql://postgres@127.0.0.1/test)"
+        )
     name = f"docket_test_{uuid.uuid4().hex[:10]}"
     try:
-        _run_alone(lambda: _create_database(name))
-    except Exception as error:  # noqa: BLE001 - any failure to reach the server means the same
+        _admin(f'CREATE DATABASE "{name}"')
+    except Exception as error:
         if REQUIRE_PG:
             pytest.fail(f"PostgreSQL at {PG_URL} is required here and cannot be used: {error}")
         pytest.skip(f"PostgreSQL at {PG_URL} is not reachable: {error}")
     base, _, _ = PG_URL.rpartition("/")
     yield f"{base}/{name}"
-    _run_alone(lambda: _drop_database(name))
+    _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-async def _fresh(url: str) -> AsyncEngine:
+def _fresh(url: str) -> Engine:
     eng = make_engine(url)
     if eng.dialect.name == "postgresql":
-        async with eng.begin() as conn:
-            await conn.execute(text("DROP SCHEMA public CASCADE"))
-            await conn.execute(text("CREATE SCHEMA public"))
-    await upgrade(eng)
+        with eng.begin() as conn:
+            conn.execute(text("DROP SCHEMA public CASCADE"))
+            conn.execute(text("CREATE SCHEMA public"))
+    upgrade(eng)
     return eng
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "sqlite":
-        return f"sqlite+aiosqlite:///{tmp_path / 'docket.db'}"
-    return request.getfixturevalue("postgres_url")
+        return f"sqlite:///{tmp_path / 'docket.db'}"
+    return str(request.getfixturevalue("postgres_url"))
 
 
 @pytest.fixture
-async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
+def engine(database_url: str) -> Iterator[Engine]:
     """An empty, migrated database: SQLite and PostgreSQL in turn."""
-    eng = await _fresh(database_url)
+    eng = _fresh(database_url)
     yield eng
-    await eng.dispose()
+    eng.dispose()
 
 
 @pytest.fixture
-async def sqlite_engine(tmp_path: Path) -> AsyncIterator[AsyncEngine]:
-    eng = await _fresh(f"sqlite+aiosqlite:///{tmp_path / 'docket.db'}")
+def sqlite_engine(tmp_path: Path) -> Iterator[Engine]:
+    eng = _fresh(f"sqlite:///{tmp_path / 'docket.db'}")
     yield eng
-    await eng.dispose()
+    eng.dispose()
 
 
 @pytest.fixture
-async def postgres_engine(postgres_url: str) -> AsyncIterator[AsyncEngine]:
-    eng = await _fresh(postgres_url)
+def postgres_engine(postgres_url: str) -> Iterator[Engine]:
+    eng = _fresh(postgres_url)
     yield eng
-    await eng.dispose()
+    eng.dispose()
 
 
 @dataclass
@@ -147,14 +132,16 @@ class Shop:
 
 
 async def running_docket(
-    engine: AsyncEngine, client: Client, with_worker: bool = True, **catalogue_options: object
+    engine: Engine, client: Client, with_worker: bool = True, **catalogue_options: object
 ) -> AsyncIterator[Shop]:
     """Load the test catalogue (options change its facts) and run a worker on a queue of its own."""
     sessions = make_session_factory(engine)
-    async with sessions.begin() as session:
-        tokens = await cat.load(session, catalogue_for_tests(**catalogue_options), dt.datetime.now(dt.UTC))  # type: ignore[arg-type]
+    with sessions.begin() as session:
+        tokens = cat.load(session, catalogue_for_tests(**catalogue_options), dt.datetime.now(dt.UTC))  # type: ignore[arg-type]
     queue = f"docket-test-{uuid.uuid4().hex[:8]}"
-    shop = Shop(Docket(client, sessions, queue, workflow_id_prefix=f"{queue}-"), sessions, client, tokens, queue)
+    shop = Shop(
+        Docket(client, sessions, queue, workflow_id_prefix=f"{queue}-"), sessions, client, tokens, queue
+    )
     if not with_worker:
         yield shop
         return
@@ -162,7 +149,7 @@ async def running_docket(
         yield shop
 
 
-def process_env(shop: Shop, engine: AsyncEngine) -> dict[str, str]:
+def process_env(shop: Shop, engine: Engine) -> dict[str, str]:
     """The DOCKET_* settings that point a `docket` process at this test's store and queue."""
     return {
         **os.environ,
@@ -175,7 +162,7 @@ def process_env(shop: Shop, engine: AsyncEngine) -> dict[str, str]:
 
 @pytest.fixture
 async def shop(
-    sqlite_engine: AsyncEngine, temporal_env: WorkflowEnvironment, request: pytest.FixtureRequest
+    sqlite_engine: Engine, temporal_env: WorkflowEnvironment, request: pytest.FixtureRequest
 ) -> AsyncIterator[Shop]:
     """docket on SQLite and the dev server; `@pytest.mark.parametrize("shop", [{...}], indirect=True)`
     changes the catalogue."""

@@ -14,7 +14,10 @@ def place(order_id: str, *lines: tuple[str, int], shop_id: str = "alpha", **extr
         order_id=order_id,
         shop_id=shop_id,
         customer_id="c1",
-        lines=[OrderLineIn(sku=sku, quantity=qty, unit_price=Decimal("9.50"), currency="EUR") for sku, qty in lines],
+        lines=[
+            OrderLineIn(sku=sku, quantity=qty, unit_price=Decimal("9.50"), currency="EUR")
+            for sku, qty in lines
+        ],
         shipping_address=ADDRESS,
         **extra,  # type: ignore[arg-type]
     )

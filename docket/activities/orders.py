@@ -4,11 +4,11 @@ applied at most once per move id."""
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import TypeVar
 
 from pydantic import BaseModel
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
@@ -32,12 +32,14 @@ R = TypeVar("R", bound=BaseModel)
 
 
 class OrderActivities:
+    """Synchronous on purpose: each runs its whole transaction in one worker thread."""
+
     def __init__(self, sessions: SessionFactory):
         self.sessions = sessions
 
     @activity.defn(name="place_order")
-    async def place_order(self, move: PlaceOrderMove) -> OrderView:
-        return await self._once(
+    def place_order(self, move: PlaceOrderMove) -> OrderView:
+        return self._once(
             move.move_id,
             move.at,
             OrderView,
@@ -45,8 +47,8 @@ class OrderActivities:
         )
 
     @activity.defn(name="confirm_payment")
-    async def confirm_payment(self, move: ConfirmPaymentMove) -> OrderView:
-        return await self._once(
+    def confirm_payment(self, move: ConfirmPaymentMove) -> OrderView:
+        return self._once(
             move.move_id,
             move.at,
             OrderView,
@@ -54,8 +56,8 @@ class OrderActivities:
         )
 
     @activity.defn(name="move_delivery")
-    async def move_delivery(self, move: DeliveryMove) -> OrderView:
-        return await self._once(
+    def move_delivery(self, move: DeliveryMove) -> OrderView:
+        return self._once(
             move.move_id,
             move.at,
             OrderView,
@@ -63,8 +65,8 @@ class OrderActivities:
         )
 
     @activity.defn(name="cancel_order")
-    async def cancel_order(self, move: CancelOrderMove) -> OrderView:
-        return await self._once(
+    def cancel_order(self, move: CancelOrderMove) -> OrderView:
+        return self._once(
             move.move_id,
             move.at,
             OrderView,
@@ -72,8 +74,8 @@ class OrderActivities:
         )
 
     @activity.defn(name="return_order")
-    async def return_order(self, move: ReturnOrderMove) -> OrderView:
-        return await self._once(
+    def return_order(self, move: ReturnOrderMove) -> OrderView:
+        return self._once(
             move.move_id,
             move.at,
             OrderView,
@@ -81,8 +83,8 @@ class OrderActivities:
         )
 
     @activity.defn(name="advance_order")
-    async def advance_order(self, move: AdvanceOrder) -> OrderView:
-        return await self._once(
+    def advance_order(self, move: AdvanceOrder) -> OrderView:
+        return self._once(
             move.move_id,
             move.at,
             OrderView,
@@ -90,36 +92,36 @@ class OrderActivities:
         )
 
     @activity.defn(name="change_stock")
-    async def change_stock(self, move: StockChange) -> StockReceived:
+    def change_stock(self, move: StockChange) -> StockReceived:
         cmd = move.command
         ctx = MoveContext(at=move.at, operator_id=cmd.operator_id, note=cmd.note, reference=cmd.reference)
 
-        async def change(session: AsyncSession) -> StockReceived:
+        def change(session: Session) -> StockReceived:
             if isinstance(cmd, AdjustStock):
-                level, woken = await stock.adjust(session, cmd.warehouse_id, cmd.sku, cmd.delta, ctx)
+                level, woken = stock.adjust(session, cmd.warehouse_id, cmd.sku, cmd.delta, ctx)
             else:
-                level, woken = await stock.receive(
+                level, woken = stock.receive(
                     session, cmd.warehouse_id, cmd.sku, cmd.quantity, cmd.kind, ctx, cmd.order_id
                 )
             return StockReceived(reference=cmd.reference, level=level, woken=woken)
 
-        return await self._once(move.move_id, move.at, StockReceived, change)
+        return self._once(move.move_id, move.at, StockReceived, change)
 
-    async def _once(
+    def _once(
         self,
         move_id: str,
         at: dt.datetime,
         result_type: type[R],
-        change: Callable[[AsyncSession], Awaitable[R]],
+        change: Callable[[Session], R],
     ) -> R:
         """Apply `change` in one transaction unless this move id was applied before: then return
         what it returned the first time. Domain errors are final, anything else is retried."""
         try:
-            async with self.sessions.begin() as session:
-                prior = await session.get(AppliedMove, move_id)
+            with self.sessions.begin() as session:
+                prior = session.get(AppliedMove, move_id)
                 if prior is not None:
                     return result_type.model_validate(prior.result)
-                result = await change(session)
+                result = change(session)
                 session.add(
                     AppliedMove(move_id=move_id, applied_at=at, result=result.model_dump(mode="json"))
                 )

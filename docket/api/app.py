@@ -11,7 +11,6 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from docket.commands import Docket
 from docket.models.access import Operator
 from docket.models.errors import DocketError
-from docket.store import queries
 
 STATUS = {
     "NotFound": 404,
@@ -67,8 +66,7 @@ async def current_operator(
 
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise Unauthenticated("send an operator's API token: Authorization: Bearer <token>")
-    async with docket_of(request).sessions() as session:
-        operator = await queries.operator_by_token(session, credentials.credentials)
+    operator = await docket_of(request).operator_by_token(credentials.credentials)
     if operator is None:
         raise Unauthenticated("unknown or revoked API token")
     return operator

@@ -6,7 +6,7 @@ import datetime as dt
 import secrets
 
 from pydantic import BaseModel, Field
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
 
 from docket.models.access import Role
 from docket.models.schemas import PaymentFlow, StockMoveKind
@@ -72,14 +72,14 @@ class Catalogue(BaseModel):
     stock: list[OpeningStock] = []
 
 
-async def load(session: AsyncSession, catalogue: Catalogue, at: dt.datetime) -> dict[str, str]:
+def load(session: Session, catalogue: Catalogue, at: dt.datetime) -> dict[str, str]:
     """Insert the catalogue; returns each operator's API token (generated where none was given)."""
     session.add_all(Warehouse(**w.model_dump()) for w in catalogue.warehouses)
     for shop in catalogue.shops:
         session.add(Shop(**shop.model_dump(exclude={"warehouses"})))
     session.add_all(Product(**p.model_dump()) for p in catalogue.products)
     session.add_all(Customer(**c.model_dump()) for c in catalogue.customers)
-    await session.flush()
+    session.flush()
     for shop in catalogue.shops:
         session.add_all(
             ShopWarehouse(shop_id=shop.shop_id, warehouse_id=w, preference=i)
@@ -99,8 +99,8 @@ async def load(session: AsyncSession, catalogue: Catalogue, at: dt.datetime) -> 
                 token_hash=token_hash(token),
             )
         )
-    await session.flush()
-    locked = await lock_stock(session, [(s.warehouse_id, s.sku) for s in catalogue.stock])
+    session.flush()
+    locked = lock_stock(session, [(s.warehouse_id, s.sku) for s in catalogue.stock])
     ctx = MoveContext(at=at, note="opening stock", reference="opening")
     for s in catalogue.stock:
         record(session, locked[(s.warehouse_id, s.sku)], StockMoveKind.receive, ctx, on_hand=s.on_hand)

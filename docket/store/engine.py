@@ -1,27 +1,33 @@
-"""Engine and session factory. SQLite runs every transaction as BEGIN IMMEDIATE so that a read
-followed by a write (reserve what is available) is serialised, as SELECT ... FOR UPDATE does on
-PostgreSQL."""
+"""Engine and session factory. The store is synchronous: each activity runs its one transaction in
+a worker thread, start to finish, without returning to an event loop between statements (which is
+what kept SQLite's single write lock held for hundreds of milliseconds under load).
+
+SQLite runs every transaction as BEGIN IMMEDIATE so that a read followed by a write (reserve what is
+available) is serialised, as SELECT ... FOR UPDATE does on PostgreSQL."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import event
-from sqlalchemy.ext.asyncio import (
-    AsyncEngine,
-    AsyncSession,
-    async_sessionmaker,
-    create_async_engine,
-)
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.orm import Session, sessionmaker
 
-SessionFactory = async_sessionmaker[AsyncSession]
+SessionFactory = sessionmaker[Session]
 
 
-def make_engine(url: str, **kwargs: Any) -> AsyncEngine:
+def normalise_url(url: str) -> str:
+    """Accept the plain PostgreSQL scheme and name the driver docket ships with."""
+    if url.startswith(("postgresql://", "postgres://")):
+        return "postgresql+psycopg://" + url.split("://", 1)[1]
+    return url
+
+
+def make_engine(url: str, **kwargs: Any) -> Engine:
+    url = normalise_url(url)
     if url.startswith("sqlite"):
-        engine = create_async_engine(url, connect_args={"timeout": 60}, **kwargs)
+        engine = create_engine(url, connect_args={"timeout": 60, "check_same_thread": False}, **kwargs)
 
-        @event.listens_for(engine.sync_engine, "connect")
+        @event.listens_for(engine, "connect")
         def _connect(dbapi_connection: Any, _record: Any) -> None:
             dbapi_connection.isolation_level = None  # we issue BEGIN ourselves
             cursor = dbapi_connection.cursor()
@@ -31,7 +37,7 @@ def make_engine(url: str, **kwargs: Any) -> AsyncEngine:
             cursor.execute("PRAGMA busy_timeout=60000")
             cursor.close()
 
-        @event.listens_for(engine.sync_engine, "begin")
+        @event.listens_for(engine, "begin")
         def _begin(conn: Any) -> None:
             conn.exec_driver_sql("BEGIN IMMEDIATE")
 
@@ -39,12 +45,8 @@ def make_engine(url: str, **kwargs: Any) -> AsyncEngine:
     kwargs.setdefault("pool_size", 20)
     kwargs.setdefault("max_overflow", 20)
     kwargs.setdefault("pool_pre_ping", True)
-    return create_async_engine(url, **kwargs)
+    return create_engine(url, **kwargs)
 
 
-def make_session_factory(engine: AsyncEngine) -> SessionFactory:
-    return async_sessionmaker(engine, expire_on_commit=False)
-
-
-def is_postgres(engine: AsyncEngine) -> bool:
-    return engine.dialect.name == "postgresql"
+def make_session_factory(engine: Engine) -> SessionFactory:
+    return sessionmaker(engine, expire_on_commit=False)

@@ -12,7 +12,7 @@ from decimal import Decimal
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import select, update
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
 
 from docket.models.errors import InvalidInput, NotFound, OrderRejected, Refused, StaleState
 from docket.models.fulfilment import automatic_triggers, release_moment
@@ -45,27 +45,27 @@ from docket.store.tables import (
 PAID = (OrderState.in_progress, OrderState.partially_shipped)
 
 
-async def place_order(session: AsyncSession, cmd: PlaceOrder, move_id: str, at: dt.datetime) -> OrderView:
+def place_order(session: Session, cmd: PlaceOrder, move_id: str, at: dt.datetime) -> OrderView:
     """Write the order, split it into deliveries and reserve its stock; or record its rejection.
 
     Placing an order id that exists returns what was recorded the first time."""
-    if await session.get(Order, cmd.order_id) is not None:
-        return await queries.order_view(session, cmd.order_id)
-    shop = await session.get(Shop, cmd.shop_id)
+    if session.get(Order, cmd.order_id) is not None:
+        return queries.order_view(session, cmd.order_id)
+    shop = session.get(Shop, cmd.shop_id)
     if shop is None:
         raise NotFound(f"unknown shop {cmd.shop_id}")
-    if await session.get(Customer, cmd.customer_id) is None:
+    if session.get(Customer, cmd.customer_id) is None:
         raise NotFound(f"unknown customer {cmd.customer_id}")
-    products = await _products(session, [line.sku for line in cmd.lines])
+    products = _products(session, [line.sku for line in cmd.lines])
     warehouses = list(
-        await session.scalars(
+        session.scalars(
             select(ShopWarehouse.warehouse_id)
             .where(ShopWarehouse.shop_id == shop.shop_id)
             .order_by(ShopWarehouse.preference)
         )
     )
     physical = [line.sku for line in cmd.lines if not products[line.sku].digital]
-    locked = await lock_stock(session, [(w, sku) for w in warehouses for sku in physical])
+    locked = lock_stock(session, [(w, sku) for w in warehouses for sku in physical])
     flow = cmd.payment_flow or shop.payment_flow
     order = Order(
         order_id=cmd.order_id,
@@ -83,7 +83,7 @@ async def place_order(session: AsyncSession, cmd: PlaceOrder, move_id: str, at: 
     requests = [LineRequest(no, line.sku, line.quantity) for no, line in enumerate(cmd.lines, start=1)]
     prices = {no: line.unit_price for no, line in enumerate(cmd.lines, start=1)}
     ctx = MoveContext(at=at, operator_id=cmd.operator_id, note=cmd.note, reference=cmd.order_id)
-    await audit(session, order, "order", "place", None, OrderState.pending, ctx)
+    audit(session, order, "order", "place", None, OrderState.pending, ctx)
     try:
         plan = split_order(
             requests,
@@ -106,9 +106,9 @@ async def place_order(session: AsyncSession, cmd: PlaceOrder, move_id: str, at: 
             )
             for r in requests
         )
-        await move_order(session, order, "reject", ctx, move_id)
-        return await queries.order_view(session, order.order_id)
-    await outbox.write(session, move_id, order, None, "order", "place", at)
+        move_order(session, order, "reject", ctx, move_id)
+        return queries.order_view(session, order.order_id)
+    outbox.write(session, move_id, order, None, "order", "place", at)
     tz = ZoneInfo(shop.timezone)
     for no, planned in enumerate(plan, start=1):
         delivery = Delivery(
@@ -148,91 +148,87 @@ async def place_order(session: AsyncSession, cmd: PlaceOrder, move_id: str, at: 
                     reserved=p.reserve,
                     line=line,
                 )
-        await session.flush()
-        await move_delivery_state(session, order, delivery, "reserve", ctx, move_id)
+        session.flush()
+        move_delivery_state(session, order, delivery, "reserve", ctx, move_id)
     if flow is PaymentFlow.offline:
         order.payment_deadline = at + dt.timedelta(hours=shop.payment_deadline_hours)
-        await move_order(session, order, "await_confirmation", ctx, move_id)
+        move_order(session, order, "await_confirmation", ctx, move_id)
     else:
         raise InvalidInput(f"payment flow {flow.value} is not available yet; use offline")
-    return await queries.order_view(session, order.order_id)
+    return queries.order_view(session, order.order_id)
 
 
-async def confirm_payment(
-    session: AsyncSession, cmd: ConfirmPayment, move_id: str, at: dt.datetime
-) -> OrderView:
-    order = await _order(session, cmd.order_id)
+def confirm_payment(session: Session, cmd: ConfirmPayment, move_id: str, at: dt.datetime) -> OrderView:
+    order = _order(session, cmd.order_id)
     ctx = MoveContext(at=at, operator_id=cmd.operator_id, note=cmd.note)
-    await move_order(session, order, "confirm_payment", ctx, move_id)
-    await advance(session, order, ctx, move_id)
-    return await queries.order_view(session, order.order_id)
+    move_order(session, order, "confirm_payment", ctx, move_id)
+    advance(session, order, ctx, move_id)
+    return queries.order_view(session, order.order_id)
 
 
-async def advance_order(session: AsyncSession, order_id: str, move_id: str, at: dt.datetime) -> OrderView:
+def advance_order(session: Session, order_id: str, move_id: str, at: dt.datetime) -> OrderView:
     """Move every delivery as far as payment, its date and its stock allow (a date came, stock came)."""
-    order = await _order(session, order_id)
-    await advance(session, order, MoveContext(at=at), move_id)
-    return await queries.order_view(session, order_id)
+    order = _order(session, order_id)
+    advance(session, order, MoveContext(at=at), move_id)
+    return queries.order_view(session, order_id)
 
 
-async def move_delivery(session: AsyncSession, cmd: MoveDelivery, move_id: str, at: dt.datetime) -> OrderView:
-    order = await _order(session, cmd.order_id)
+def move_delivery(session: Session, cmd: MoveDelivery, move_id: str, at: dt.datetime) -> OrderView:
+    order = _order(session, cmd.order_id)
     if order.state not in PAID:
         raise Refused(f"order {order.order_id} is {order.state.value}: deliveries move once it is paid")
-    delivery = await session.get(Delivery, (order.order_id, cmd.delivery_no))
+    delivery = session.get(Delivery, (order.order_id, cmd.delivery_no))
     if delivery is None:
         raise NotFound(f"order {order.order_id} has no delivery {cmd.delivery_no}")
     ctx = MoveContext(at=at, operator_id=cmd.operator_id, note=cmd.note)
-    await move_delivery_state(session, order, delivery, cmd.trigger, ctx, move_id)
-    await settle_progress(session, order, ctx, move_id)
-    return await queries.order_view(session, order.order_id)
+    move_delivery_state(session, order, delivery, cmd.trigger, ctx, move_id)
+    settle_progress(session, order, ctx, move_id)
+    return queries.order_view(session, order.order_id)
 
 
-async def cancel_order(session: AsyncSession, cmd: CancelOrder, move_id: str, at: dt.datetime) -> OrderView:
+def cancel_order(session: Session, cmd: CancelOrder, move_id: str, at: dt.datetime) -> OrderView:
     """Cancel: reservations are released, allocated stock is credited back; refused once any
     delivery is on its way."""
-    order = await _order(session, cmd.order_id)
+    order = _order(session, cmd.order_id)
     ORDER.dest(order.state, "cancel")  # refuse early, naming what is allowed
-    deliveries = await _deliveries(session, order.order_id)
+    deliveries = _deliveries(session, order.order_id)
     on_its_way = [d for d in deliveries if d.state in ON_ITS_WAY]
     if on_its_way:
         listed = ", ".join(f"delivery {d.delivery_no} is {d.state.value}" for d in on_its_way)
         raise Refused(f"order {order.order_id} cannot be cancelled: {listed}; take it back as a return")
     ctx = MoveContext(at=at, operator_id=cmd.operator_id, note=cmd.reason)
     for delivery in deliveries:
-        await _withdraw(session, order, delivery, ctx, move_id)
-    await move_order(session, order, "cancel", ctx, move_id)
-    return await queries.order_view(session, order.order_id)
+        _withdraw(session, order, delivery, ctx, move_id)
+    move_order(session, order, "cancel", ctx, move_id)
+    return queries.order_view(session, order.order_id)
 
 
-async def return_order(session: AsyncSession, cmd: ReturnOrder, move_id: str, at: dt.datetime) -> OrderView:
+def return_order(session: Session, cmd: ReturnOrder, move_id: str, at: dt.datetime) -> OrderView:
     """Shipped deliveries come back; any not yet shipped are withdrawn. Restocking is separate."""
-    order = await _order(session, cmd.order_id)
+    order = _order(session, cmd.order_id)
     ORDER.dest(order.state, "return_goods")
     ctx = MoveContext(at=at, operator_id=cmd.operator_id, note=cmd.note)
-    for delivery in await _deliveries(session, order.order_id):
+    for delivery in _deliveries(session, order.order_id):
         if delivery.state is DeliveryState.shipped:
-            await move_delivery_state(session, order, delivery, "return_goods", ctx, move_id)
+            move_delivery_state(session, order, delivery, "return_goods", ctx, move_id)
         elif delivery.state in ON_ITS_WAY:
             raise Refused(
                 f"delivery {delivery.delivery_no} is still {delivery.state.value}; return it once delivered"
             )
         else:
-            await _withdraw(session, order, delivery, ctx, move_id)
-    await move_order(session, order, "return_goods", ctx, move_id)
-    return await queries.order_view(session, order.order_id)
+            _withdraw(session, order, delivery, ctx, move_id)
+    move_order(session, order, "return_goods", ctx, move_id)
+    return queries.order_view(session, order.order_id)
 
 
 # --- the guarded writes -------------------------------------------------------------------------
 
 
-async def move_order(
-    session: AsyncSession, order: Order, trigger: str, ctx: MoveContext, move_id: str
-) -> None:
+def move_order(session: Session, order: Order, trigger: str, ctx: MoveContext, move_id: str) -> None:
     source = order.state
     dest = ORDER.dest(source, trigger)
-    await session.flush()
-    changed = await session.execute(
+    session.flush()
+    changed = session.execute(
         update(Order)
         .where(Order.order_id == order.order_id, Order.state == source)
         .values(state=dest)
@@ -241,12 +237,12 @@ async def move_order(
     if changed.rowcount != 1:  # type: ignore[attr-defined]
         raise StaleState(f"order {order.order_id} is no longer {source.value}")
     order.state = dest
-    await audit(session, order, "order", trigger, source, dest, ctx)
-    await outbox.write(session, move_id, order, None, "order", trigger, ctx.at)
+    audit(session, order, "order", trigger, source, dest, ctx)
+    outbox.write(session, move_id, order, None, "order", trigger, ctx.at)
 
 
-async def move_delivery_state(
-    session: AsyncSession,
+def move_delivery_state(
+    session: Session,
     order: Order,
     delivery: Delivery,
     trigger: str,
@@ -255,8 +251,8 @@ async def move_delivery_state(
 ) -> None:
     source = delivery.state
     dest = DELIVERY.dest(source, trigger)
-    await session.flush()
-    changed = await session.execute(
+    session.flush()
+    changed = session.execute(
         update(Delivery)
         .where(
             Delivery.order_id == delivery.order_id,
@@ -269,16 +265,16 @@ async def move_delivery_state(
     if changed.rowcount != 1:  # type: ignore[attr-defined]
         raise StaleState(f"delivery {delivery.order_id}/{delivery.delivery_no} is no longer {source.value}")
     delivery.state = dest
-    await _move_stock(session, delivery, trigger, ctx)
-    await audit(session, order, f"delivery {delivery.delivery_no}", trigger, source, dest, ctx)
-    await outbox.write(session, move_id, order, delivery, "delivery", trigger, ctx.at)
+    _move_stock(session, delivery, trigger, ctx)
+    audit(session, order, f"delivery {delivery.delivery_no}", trigger, source, dest, ctx)
+    outbox.write(session, move_id, order, delivery, "delivery", trigger, ctx.at)
 
 
-async def _move_stock(session: AsyncSession, delivery: Delivery, trigger: str, ctx: MoveContext) -> None:
+def _move_stock(session: Session, delivery: Delivery, trigger: str, ctx: MoveContext) -> None:
     if trigger not in ("allocate", "void", "deallocate") or delivery.warehouse_id is None:
         return
-    lines = await _lines(session, delivery)
-    locked = await lock_stock(session, [(delivery.warehouse_id, line.sku) for line in lines])
+    lines = _lines(session, delivery)
+    locked = lock_stock(session, [(delivery.warehouse_id, line.sku) for line in lines])
     for line in lines:
         stock = locked[(delivery.warehouse_id, line.sku)]
         if trigger == "allocate":
@@ -304,8 +300,8 @@ async def _move_stock(session: AsyncSession, delivery: Delivery, trigger: str, c
             line.allocated = 0
 
 
-async def audit(
-    session: AsyncSession,
+def audit(
+    session: Session,
     order: Order,
     entity: str,
     trigger: str,
@@ -330,10 +326,10 @@ async def audit(
 # --- what follows from a move -------------------------------------------------------------------
 
 
-async def advance(session: AsyncSession, order: Order, ctx: MoveContext, move_id: str) -> None:
+def advance(session: Session, order: Order, ctx: MoveContext, move_id: str) -> None:
     paid = order.state in PAID
-    for delivery in await _deliveries(session, order.order_id):
-        lines = await _lines(session, delivery)
+    for delivery in _deliveries(session, order.order_id):
+        lines = _lines(session, delivery)
         triggers = automatic_triggers(
             delivery.group,
             delivery.state,
@@ -342,55 +338,51 @@ async def advance(session: AsyncSession, order: Order, ctx: MoveContext, move_id
             fully_reserved=all(line.reserved + line.allocated == line.quantity for line in lines),
         )
         for trigger in triggers:
-            await move_delivery_state(session, order, delivery, trigger, ctx, move_id)
-    await settle_progress(session, order, ctx, move_id)
+            move_delivery_state(session, order, delivery, trigger, ctx, move_id)
+    settle_progress(session, order, ctx, move_id)
 
 
-async def settle_progress(session: AsyncSession, order: Order, ctx: MoveContext, move_id: str) -> None:
+def settle_progress(session: Session, order: Order, ctx: MoveContext, move_id: str) -> None:
     """in_progress → partially_shipped → completed, as deliveries ship."""
     if order.state not in PAID:
         return
-    states = [d.state for d in await _deliveries(session, order.order_id)]
+    states = [d.state for d in _deliveries(session, order.order_id)]
     shipped = sum(1 for s in states if s is DeliveryState.shipped)
     if shipped == len(states):
-        shop = await session.get(Shop, order.shop_id)
+        shop = session.get(Shop, order.shop_id)
         order.return_until = ctx.at + dt.timedelta(days=shop.return_days if shop else 30)
-        await move_order(session, order, "complete", ctx, move_id)
+        move_order(session, order, "complete", ctx, move_id)
     elif shipped and order.state is OrderState.in_progress:
-        await move_order(session, order, "ship_partially", ctx, move_id)
+        move_order(session, order, "ship_partially", ctx, move_id)
 
 
-async def _withdraw(
-    session: AsyncSession, order: Order, delivery: Delivery, ctx: MoveContext, move_id: str
-) -> None:
+def _withdraw(session: Session, order: Order, delivery: Delivery, ctx: MoveContext, move_id: str) -> None:
     allowed = DELIVERY.allowed(delivery.state)
     for trigger in ("void", "deallocate"):
         if trigger in allowed:
-            await move_delivery_state(session, order, delivery, trigger, ctx, move_id)
+            move_delivery_state(session, order, delivery, trigger, ctx, move_id)
             return
 
 
 # --- reads used by the moves --------------------------------------------------------------------
 
 
-async def _order(session: AsyncSession, order_id: str) -> Order:
-    order = await session.get(Order, order_id, with_for_update=True)
+def _order(session: Session, order_id: str) -> Order:
+    order = session.get(Order, order_id, with_for_update=True)
     if order is None:
         raise NotFound(f"unknown order {order_id}")
     return order
 
 
-async def _deliveries(session: AsyncSession, order_id: str) -> list[Delivery]:
+def _deliveries(session: Session, order_id: str) -> list[Delivery]:
     return list(
-        await session.scalars(
-            select(Delivery).where(Delivery.order_id == order_id).order_by(Delivery.delivery_no)
-        )
+        session.scalars(select(Delivery).where(Delivery.order_id == order_id).order_by(Delivery.delivery_no))
     )
 
 
-async def _lines(session: AsyncSession, delivery: Delivery) -> list[OrderLine]:
+def _lines(session: Session, delivery: Delivery) -> list[OrderLine]:
     return list(
-        await session.scalars(
+        session.scalars(
             select(OrderLine)
             .where(
                 OrderLine.order_id == delivery.order_id,
@@ -401,8 +393,8 @@ async def _lines(session: AsyncSession, delivery: Delivery) -> list[OrderLine]:
     )
 
 
-async def _products(session: AsyncSession, skus: list[str]) -> dict[str, Product]:
-    found = {p.sku: p for p in await session.scalars(select(Product).where(Product.sku.in_(set(skus))))}
+def _products(session: Session, skus: list[str]) -> dict[str, Product]:
+    found = {p.sku: p for p in session.scalars(select(Product).where(Product.sku.in_(set(skus))))}
     unknown = sorted(set(skus) - set(found))
     if unknown:
         raise NotFound(f"unknown SKU {', '.join(unknown)}")

@@ -6,14 +6,14 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
 
 from docket.models.notifications import Recipient, notifications_for
 from docket.store.tables import Customer, Delivery, Order, OrderLine, OutboxRow, Shop, Warehouse
 
 
-async def write(
-    session: AsyncSession,
+def write(
+    session: Session,
     move_id: str,
     order: Order,
     delivery: Delivery | None,
@@ -24,9 +24,9 @@ async def write(
     wanted = notifications_for(lifecycle, trigger)
     if not wanted:
         return
-    data = await _data(session, order, delivery, trigger)
+    data = _data(session, order, delivery, trigger)
     for kind, template in wanted:
-        for address in await _addresses(session, kind, order, delivery):
+        for address in _addresses(session, kind, order, delivery):
             no = delivery.delivery_no if delivery else "-"
             session.add(
                 OutboxRow(
@@ -43,31 +43,27 @@ async def write(
             )
 
 
-async def _addresses(
-    session: AsyncSession, kind: Recipient, order: Order, delivery: Delivery | None
-) -> list[str]:
+def _addresses(session: Session, kind: Recipient, order: Order, delivery: Delivery | None) -> list[str]:
     if kind is Recipient.customer:
-        customer = await session.get(Customer, order.customer_id)
+        customer = session.get(Customer, order.customer_id)
         return [customer.email] if customer else []
     if kind is Recipient.shop_admin:
-        shop = await session.get(Shop, order.shop_id)
+        shop = session.get(Shop, order.shop_id)
         return list(shop.admin_emails) if shop else []
     if delivery is None or delivery.warehouse_id is None:
         return []
-    warehouse = await session.get(Warehouse, delivery.warehouse_id)
+    warehouse = session.get(Warehouse, delivery.warehouse_id)
     return list(warehouse.fulfilment_emails) if warehouse else []
 
 
-async def _data(
-    session: AsyncSession, order: Order, delivery: Delivery | None, trigger: str
-) -> dict[str, Any]:
-    customer = await session.get(Customer, order.customer_id)
+def _data(session: Session, order: Order, delivery: Delivery | None, trigger: str) -> dict[str, Any]:
+    customer = session.get(Customer, order.customer_id)
     query = select(OrderLine).where(OrderLine.order_id == order.order_id).order_by(OrderLine.line_no)
     if delivery is not None:
         query = query.where(OrderLine.delivery_no == delivery.delivery_no)
     lines = [
         {"sku": line.sku, "quantity": line.quantity, "unit_price": str(line.unit_price)}
-        for line in await session.scalars(query)
+        for line in session.scalars(query)
     ]
     data: dict[str, Any] = {
         "order_id": order.order_id,

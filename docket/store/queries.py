@@ -6,7 +6,7 @@ import datetime as dt
 import hashlib
 
 from sqlalchemy import func, select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
 
 from docket.models.access import Operator, Role
 from docket.models.errors import NotFound
@@ -38,22 +38,22 @@ def _utc(value: dt.datetime | None) -> dt.datetime | None:
     return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
 
 
-async def order_view(session: AsyncSession, order_id: str) -> OrderView:
-    order = await session.get(Order, order_id)
+def order_view(session: Session, order_id: str) -> OrderView:
+    order = session.get(Order, order_id)
     if order is None:
         raise NotFound(f"unknown order {order_id}")
-    return (await _views(session, [order]))[0]
+    return (_views(session, [order]))[0]
 
 
-async def _views(session: AsyncSession, orders: list[Order]) -> list[OrderView]:
+def _views(session: Session, orders: list[Order]) -> list[OrderView]:
     ids = [o.order_id for o in orders]
     deliveries: dict[str, list[Delivery]] = {}
-    for d in await session.scalars(
+    for d in session.scalars(
         select(Delivery).where(Delivery.order_id.in_(ids)).order_by(Delivery.delivery_no)
     ):
         deliveries.setdefault(d.order_id, []).append(d)
     lines: dict[tuple[str, int | None], list[OrderLine]] = {}
-    for line in await session.scalars(
+    for line in session.scalars(
         select(OrderLine).where(OrderLine.order_id.in_(ids)).order_by(OrderLine.line_no)
     ):
         lines.setdefault((line.order_id, line.delivery_no), []).append(line)
@@ -98,8 +98,8 @@ def _line(line: OrderLine, currency: str) -> LineView:
     )
 
 
-async def order_record(session: AsyncSession, order_id: str) -> OrderRecord:
-    view = await order_view(session, order_id)
+def order_record(session: Session, order_id: str) -> OrderRecord:
+    view = order_view(session, order_id)
     history = [
         AuditEntry(
             at=_utc(a.at),
@@ -110,7 +110,7 @@ async def order_record(session: AsyncSession, order_id: str) -> OrderRecord:
             to_state=a.to_state,
             note=a.note,
         )
-        for a in await session.scalars(
+        for a in session.scalars(
             select(AuditRow).where(AuditRow.order_id == order_id).order_by(AuditRow.audit_id)
         )
     ]
@@ -126,7 +126,7 @@ async def order_record(session: AsyncSession, order_id: str) -> OrderRecord:
             delivery_no=m.delivery_no,
             note=m.note,
         )
-        for m in await session.scalars(
+        for m in session.scalars(
             select(StockMovement)
             .where(StockMovement.order_id == order_id)
             .order_by(StockMovement.movement_id)
@@ -139,15 +139,15 @@ async def order_record(session: AsyncSession, order_id: str) -> OrderRecord:
             template_key=r.template_key,
             state=r.state,
         )
-        for r in await session.scalars(
+        for r in session.scalars(
             select(OutboxRow).where(OutboxRow.order_id == order_id).order_by(OutboxRow.outbox_id)
         )
     ]
     return OrderRecord(order=view, history=history, stock_movements=movements, notifications=mails)
 
 
-async def list_orders(
-    session: AsyncSession,
+def list_orders(
+    session: Session,
     *,
     shops: set[str] | None,
     shop_id: str | None = None,
@@ -172,15 +172,15 @@ async def list_orders(
         query = query.where(Order.placed_at >= placed_from)
     if placed_until:
         query = query.where(Order.placed_at < placed_until)
-    total = await session.scalar(select(func.count()).select_from(query.subquery())) or 0
+    total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
     rows = list(
-        await session.scalars(
+        session.scalars(
             query.order_by(Order.placed_at.desc(), Order.order_id)
             .offset((page - 1) * page_size)
             .limit(page_size)
         )
     )
-    return OrderPage(orders=await _views(session, rows), page=page, page_size=page_size, total=total)
+    return OrderPage(orders=_views(session, rows), page=page, page_size=page_size, total=total)
 
 
 def token_hash(token: str) -> str:
@@ -188,13 +188,13 @@ def token_hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-async def operator_by_token(session: AsyncSession, token: str) -> Operator | None:
-    row = await session.scalar(select(OperatorRow).where(OperatorRow.token_hash == token_hash(token)))
+def operator_by_token(session: Session, token: str) -> Operator | None:
+    row = session.scalar(select(OperatorRow).where(OperatorRow.token_hash == token_hash(token)))
     return _operator(row) if row else None
 
 
-async def operator_by_id(session: AsyncSession, operator_id: str) -> Operator:
-    row = await session.get(OperatorRow, operator_id)
+def operator_by_id(session: Session, operator_id: str) -> Operator:
+    row = session.get(OperatorRow, operator_id)
     if row is None:
         raise NotFound(f"unknown operator {operator_id}")
     return _operator(row)

@@ -9,7 +9,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from sqlalchemy import func, select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
 
 from docket.models.errors import NotFound, Refused
 from docket.models.lifecycles import DeliveryState
@@ -38,26 +38,24 @@ class MoveContext:
     reference: str | None = None
 
 
-async def lock_stock(session: AsyncSession, items: Iterable[tuple[str, str]]) -> dict[tuple[str, str], Stock]:
+def lock_stock(session: Session, items: Iterable[tuple[str, str]]) -> dict[tuple[str, str], Stock]:
     """Lock the stock rows of `items` in one fixed order (no deadlocks), creating missing ones."""
     wanted = sorted(set(items))
     if not wanted:
         return {}
-    found = await _select_for_update(session, wanted)
+    found = _select_for_update(session, wanted)
     missing = [item for item in wanted if item not in found]
     if missing:
         session.add_all(Stock(warehouse_id=w, sku=s, on_hand=0, reserved=0) for w, s in missing)
-        await session.flush()
-        found = await _select_for_update(session, wanted)
+        session.flush()
+        found = _select_for_update(session, wanted)
     return found
 
 
-async def _select_for_update(
-    session: AsyncSession, wanted: list[tuple[str, str]]
-) -> dict[tuple[str, str], Stock]:
+def _select_for_update(session: Session, wanted: list[tuple[str, str]]) -> dict[tuple[str, str], Stock]:
     warehouses = {w for w, _ in wanted}
     skus = {s for _, s in wanted}
-    rows = await session.scalars(
+    rows = session.scalars(
         select(Stock)
         .where(Stock.warehouse_id.in_(warehouses), Stock.sku.in_(skus))
         .order_by(Stock.warehouse_id, Stock.sku)
@@ -67,7 +65,7 @@ async def _select_for_update(
 
 
 def record(
-    session: AsyncSession,
+    session: Session,
     stock: Stock,
     kind: StockMoveKind,
     ctx: MoveContext,
@@ -100,15 +98,15 @@ def record(
     )
 
 
-async def check_item(session: AsyncSession, warehouse_id: str, sku: str) -> None:
-    if await session.get(Warehouse, warehouse_id) is None:
+def check_item(session: Session, warehouse_id: str, sku: str) -> None:
+    if session.get(Warehouse, warehouse_id) is None:
         raise NotFound(f"unknown warehouse {warehouse_id}")
-    if await session.get(Product, sku) is None:
+    if session.get(Product, sku) is None:
         raise NotFound(f"unknown SKU {sku}")
 
 
-async def receive(
-    session: AsyncSession,
+def receive(
+    session: Session,
     warehouse_id: str,
     sku: str,
     quantity: int,
@@ -117,37 +115,37 @@ async def receive(
     order_id: str | None = None,
 ) -> tuple[StockLevel, list[WokenDelivery]]:
     """Goods arrive (or come back): on hand goes up, then the oldest waiting deliveries take them."""
-    await check_item(session, warehouse_id, sku)
-    stock = (await lock_stock(session, [(warehouse_id, sku)]))[(warehouse_id, sku)]
+    check_item(session, warehouse_id, sku)
+    stock = (lock_stock(session, [(warehouse_id, sku)]))[(warehouse_id, sku)]
     record(session, stock, kind, ctx, on_hand=quantity, order_id=order_id)
-    woken = await offer_to_waiting(session, stock, ctx)
+    woken = offer_to_waiting(session, stock, ctx)
     return level(stock), woken
 
 
-async def adjust(
-    session: AsyncSession, warehouse_id: str, sku: str, delta: int, ctx: MoveContext
+def adjust(
+    session: Session, warehouse_id: str, sku: str, delta: int, ctx: MoveContext
 ) -> tuple[StockLevel, list[WokenDelivery]]:
     """A count correction. Never below what is reserved: those units are promised to orders."""
-    await check_item(session, warehouse_id, sku)
-    stock = (await lock_stock(session, [(warehouse_id, sku)]))[(warehouse_id, sku)]
+    check_item(session, warehouse_id, sku)
+    stock = (lock_stock(session, [(warehouse_id, sku)]))[(warehouse_id, sku)]
     if stock.on_hand + delta < stock.reserved:
         raise Refused(
             f"cannot take {-delta} off {sku} at {warehouse_id}: {stock.on_hand} on hand, "
             f"{stock.reserved} reserved for orders; at most {stock.on_hand - stock.reserved} can go"
         )
     record(session, stock, StockMoveKind.adjust, ctx, on_hand=delta)
-    woken = await offer_to_waiting(session, stock, ctx) if delta > 0 else []
+    woken = offer_to_waiting(session, stock, ctx) if delta > 0 else []
     return level(stock), woken
 
 
-async def offer_to_waiting(session: AsyncSession, stock: Stock, ctx: MoveContext) -> list[WokenDelivery]:
+def offer_to_waiting(session: Session, stock: Stock, ctx: MoveContext) -> list[WokenDelivery]:
     """Reserve what is available for lines still short of it, oldest order first.
 
     Returns the deliveries that are now fully reserved (their workflows are told)."""
     available = stock.on_hand - stock.reserved
     if available <= 0:
         return []
-    short_lines = await session.scalars(
+    short_lines = session.scalars(
         select(OrderLine)
         .join(
             Delivery,
@@ -174,10 +172,10 @@ async def offer_to_waiting(session: AsyncSession, stock: Stock, ctx: MoveContext
         record(session, stock, StockMoveKind.reserve, ctx, reserved=take, line=line)
         key = (line.order_id, line.delivery_no or 0)
         touched[key] = touched.get(key, 0) + take
-    await session.flush()
+    session.flush()
     woken = []
     for (order_id, delivery_no), took in touched.items():
-        still_short = await session.scalar(
+        still_short = session.scalar(
             select(func.count()).where(
                 OrderLine.order_id == order_id,
                 OrderLine.delivery_no == delivery_no,
@@ -198,27 +196,26 @@ def level(stock: Stock) -> StockLevel:
     )
 
 
-async def levels(
-    session: AsyncSession, warehouse_id: str | None = None, sku: str | None = None
-) -> list[StockLevel]:
+def levels(session: Session, warehouse_id: str | None = None, sku: str | None = None) -> list[StockLevel]:
     query = select(Stock).order_by(Stock.warehouse_id, Stock.sku)
     if warehouse_id:
         query = query.where(Stock.warehouse_id == warehouse_id)
     if sku:
         query = query.where(Stock.sku == sku)
-    return [level(s) for s in await session.scalars(query)]
+    return [level(s) for s in session.scalars(query)]
 
 
-async def verify(session: AsyncSession) -> LedgerReport:
+def verify(session: Session) -> LedgerReport:
     """Prove the counters are the ledger's sum, that no running total ever went below zero or
     reserved more than was on hand, and that each order line holds what its movements say."""
     problems: list[LedgerProblem] = []
-    counters = {(s.warehouse_id, s.sku): s for s in await session.scalars(select(Stock))}
+    counters = {(s.warehouse_id, s.sku): s for s in session.scalars(select(Stock))}
     running: dict[tuple[str, str], tuple[int, int]] = {}
     per_line: dict[tuple[str, int], list[int]] = {}
     movements = 0
-    result = await session.stream_scalars(select(StockMovement).order_by(StockMovement.movement_id))
-    async for m in result:
+    for m in session.scalars(
+        select(StockMovement).order_by(StockMovement.movement_id).execution_options(yield_per=2000)
+    ):
         movements += 1
         key = (m.warehouse_id, m.sku)
         on_hand, reserved = running.get(key, (0, 0))
@@ -250,7 +247,7 @@ async def verify(session: AsyncSession) -> LedgerReport:
                 )
             )
     lines = 0
-    for line in await session.scalars(select(OrderLine)):
+    for line in session.scalars(select(OrderLine)):
         lines += 1
         reserved, allocated = per_line.get((line.order_id, line.line_no), [0, 0])
         if (reserved, allocated) != (

@@ -17,13 +17,21 @@ ORDER = {
     "shop_id": "alpha",
     "customer_id": "c1",
     "lines": [{"sku": "WIDGET", "quantity": 2, "unit_price": "19.90", "currency": "EUR"}],
-    "shipping_address": {"name": "Ada", "line1": "1 Main St", "city": "Berlin", "postcode": "10115", "country": "DE"},
+    "shipping_address": {
+        "name": "Ada",
+        "line1": "1 Main St",
+        "city": "Berlin",
+        "postcode": "10115",
+        "country": "DE",
+    },
 }
 
 
 @pytest.fixture
 async def http(shop: Shop) -> AsyncIterator[httpx.AsyncClient]:
-    server = uvicorn.Server(uvicorn.Config(create_app(shop.docket), host="127.0.0.1", port=0, log_level="error"))
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(shop.docket), host="127.0.0.1", port=0, log_level="error")
+    )
     task = asyncio.create_task(server.serve())
     while not server.started:
         await asyncio.sleep(0.02)
@@ -45,7 +53,9 @@ async def test_an_order_placed_over_http_is_moved_by_staff_to_completed(http: ht
     again = await http.post("/orders", json=ORDER, headers=as_("alice"))
     assert again.json() == placed.json()
 
-    confirmed = await http.post("/orders/web-1/confirm-payment", json={"note": "transfer seen"}, headers=as_("conny"))
+    confirmed = await http.post(
+        "/orders/web-1/confirm-payment", json={"note": "transfer seen"}, headers=as_("conny")
+    )
     assert confirmed.json()["deliveries"][0]["state"] == "allocated"
     for move in ("pack", "mark_ready", "ship", "deliver"):
         moved = await http.post(f"/orders/web-1/deliveries/1/{move}", json={}, headers=as_("pat"))
@@ -53,15 +63,25 @@ async def test_an_order_placed_over_http_is_moved_by_staff_to_completed(http: ht
     assert moved.json()["state"] == "completed"
 
     record = (await http.get("/orders/web-1", headers=as_("carol"))).json()
-    assert [h["trigger"] for h in record["history"]][-5:] == ["pack", "mark_ready", "ship", "deliver", "complete"]
+    assert [h["trigger"] for h in record["history"]][-5:] == [
+        "pack",
+        "mark_ready",
+        "ship",
+        "deliver",
+        "complete",
+    ]
     listed = (await http.get("/orders", params={"state": "completed"}, headers=as_("carol"))).json()
     assert [o["order_id"] for o in listed["orders"]] == ["web-1"]
     assert (await http.get("/stock/verify", headers=as_("root"))).status_code == 200
 
 
-async def test_bad_requests_get_a_status_and_a_message_that_says_what_is_wrong(http: httpx.AsyncClient) -> None:
+async def test_bad_requests_get_a_status_and_a_message_that_says_what_is_wrong(
+    http: httpx.AsyncClient,
+) -> None:
     assert (await http.post("/orders", json=ORDER)).status_code == 401
-    assert (await http.post("/orders", json=ORDER, headers=as_("nobody"))).json()["message"] == "unknown or revoked API token"
+    assert (await http.post("/orders", json=ORDER, headers=as_("nobody"))).json()[
+        "message"
+    ] == "unknown or revoked API token"
 
     bad_quantity = {**ORDER, "lines": [{**ORDER["lines"][0], "quantity": 0}]}
     answer = await http.post("/orders", json=bad_quantity, headers=as_("alice"))
@@ -78,12 +98,17 @@ async def test_bad_requests_get_a_status_and_a_message_that_says_what_is_wrong(h
     assert answer.json()["error"] == "OrderRejected"
 
     answer = await http.post("/orders", json=ORDER, headers=as_("bob"))
-    assert (answer.status_code, answer.json()["message"]) == (403, "operator bob does not work for shop alpha")
+    assert (answer.status_code, answer.json()["message"]) == (
+        403,
+        "operator bob does not work for shop alpha",
+    )
 
     assert (await http.post("/orders", content=b"{not json", headers=as_("alice"))).status_code == 422
 
 
-async def test_an_illegal_move_over_http_is_a_conflict_naming_what_is_allowed(http: httpx.AsyncClient) -> None:
+async def test_an_illegal_move_over_http_is_a_conflict_naming_what_is_allowed(
+    http: httpx.AsyncClient,
+) -> None:
     await http.post("/orders", json=ORDER, headers=as_("alice"))
     answer = await http.post("/orders/web-1/deliveries/1/ship", json={}, headers=as_("alice"))
     assert answer.status_code == 409
@@ -97,9 +122,17 @@ async def test_stock_received_over_http_is_idempotent_by_reference(http: httpx.A
     receipt = {"reference": "dn-7", "warehouse_id": "north", "sku": "WIDGET", "quantity": 5}
     first = (await http.post("/stock/receipts", json=receipt, headers=as_("alice"))).json()
     second = (await http.post("/stock/receipts", json=receipt, headers=as_("alice"))).json()
-    assert first["level"] == second["level"] == {
-        "warehouse_id": "north", "sku": "WIDGET", "on_hand": 15, "reserved": 0, "available": 15,
-    }
+    assert (
+        first["level"]
+        == second["level"]
+        == {
+            "warehouse_id": "north",
+            "sku": "WIDGET",
+            "on_hand": 15,
+            "reserved": 0,
+            "available": 15,
+        }
+    )
     assert second["duplicate"] is True
     count = {"reference": "c-1", "warehouse_id": "north", "sku": "WIDGET", "delta": -99, "note": "count"}
     answer = await http.post("/stock/adjustments", json=count, headers=as_("alice"))

@@ -5,29 +5,50 @@ from __future__ import annotations
 import asyncio
 import sys
 
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy import Engine
 
 from tests.conftest import Shop, process_env
 
 
-async def docket(shop: Shop, engine: AsyncEngine, *args: str, operator: str | None = "alice") -> tuple[int, str, str]:
+async def docket(
+    shop: Shop, engine: Engine, *args: str, operator: str | None = "alice"
+) -> tuple[int, str, str]:
     env = process_env(shop, engine) | {"COLUMNS": "200"}
     if operator:
         env["DOCKET_OPERATOR"] = operator
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "docket.cli", *args, env=env,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        sys.executable,
+        "-m",
+        "docket.cli",
+        *args,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
     )
     out, err = await process.communicate()
     return process.returncode or 0, out.decode(), err.decode()
 
 
 async def test_an_operator_places_confirms_and_reads_an_order_from_the_command_line(
-    shop: Shop, sqlite_engine: AsyncEngine
+    shop: Shop, sqlite_engine: Engine
 ) -> None:
     code, out, err = await docket(
-        shop, sqlite_engine, "order", "place", "--order-id", "cli-1", "--shop", "alpha", "--customer", "c1",
-        "--line", "WIDGET:2:19.90", "--line", "GADGET:3:5.00", "--ship-to", "Ada|1 Main St|Berlin|10115|DE",
+        shop,
+        sqlite_engine,
+        "order",
+        "place",
+        "--order-id",
+        "cli-1",
+        "--shop",
+        "alpha",
+        "--customer",
+        "c1",
+        "--line",
+        "WIDGET:2:19.90",
+        "--line",
+        "GADGET:3:5.00",
+        "--ship-to",
+        "Ada|1 Main St|Berlin|10115|DE",
     )
     assert code == 0, err
     assert "waiting_confirmation" in out and "D3" in out
@@ -39,14 +60,18 @@ async def test_an_operator_places_confirms_and_reads_an_order_from_the_command_l
     code, out, _ = await docket(shop, sqlite_engine, "order", "show", "cli-1")
     assert "confirm_payment" in out and "conny" in out and "reserve" in out
 
-    code, out, _ = await docket(shop, sqlite_engine, "stock", "receive", "north", "GADGET", "1", "--ref", "dn-1")
+    code, out, _ = await docket(
+        shop, sqlite_engine, "stock", "receive", "north", "GADGET", "1", "--ref", "dn-1"
+    )
     assert code == 0 and "woke order cli-1 delivery 2" in out
 
     code, out, _ = await docket(shop, sqlite_engine, "stock", "verify")
     assert code == 0 and "ledger OK" in out
 
 
-async def test_a_refused_command_prints_one_red_line_and_exits_non_zero(shop: Shop, sqlite_engine: AsyncEngine) -> None:
+async def test_a_refused_command_prints_one_red_line_and_exits_non_zero(
+    shop: Shop, sqlite_engine: Engine
+) -> None:
     code, _, err = await docket(shop, sqlite_engine, "order", "pack", "nope", "1")
     assert (code, err.strip()) == (3, "error: unknown order nope")
 
@@ -54,11 +79,33 @@ async def test_a_refused_command_prints_one_red_line_and_exits_non_zero(shop: Sh
     assert code == 2 and "say who is acting: --as OPERATOR or DOCKET_OPERATOR" in err
 
     code, _, err = await docket(
-        shop, sqlite_engine, "order", "place", "--shop", "alpha", "--customer", "c1",
-        "--line", "WIDGET:two:1", "--ship-to", "Ada|1 Main St|Berlin|10115|DE",
+        shop,
+        sqlite_engine,
+        "order",
+        "place",
+        "--shop",
+        "alpha",
+        "--customer",
+        "c1",
+        "--line",
+        "WIDGET:two:1",
+        "--ship-to",
+        "Ada|1 Main St|Berlin|10115|DE",
     )
     assert code == 2 and "write SKU:QUANTITY:UNIT_PRICE" in err
 
-    code, _, err = await docket(shop, sqlite_engine, "stock", "adjust", "north", "WIDGET", "5", "--ref", "c1",
-                                "--note", "found", operator="carol")
+    code, _, err = await docket(
+        shop,
+        sqlite_engine,
+        "stock",
+        "adjust",
+        "north",
+        "WIDGET",
+        "5",
+        "--ref",
+        "c1",
+        "--note",
+        "found",
+        operator="carol",
+    )
     assert code == 4 and "may not receive and adjust stock" in err

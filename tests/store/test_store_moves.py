@@ -5,8 +5,7 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
-from sqlalchemy import func, select, update
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy import Engine, func, select, update
 
 from docket.models.errors import IllegalTransition, Refused
 from docket.models.lifecycles import DeliveryState, OrderState
@@ -23,27 +22,27 @@ NOW = dt.datetime(2026, 11, 23, 9, 0, tzinfo=dt.UTC)
 
 
 @pytest.fixture
-async def sessions(engine: AsyncEngine, request: pytest.FixtureRequest):  # type: ignore[no-untyped-def]
+def sessions(engine: Engine, request: pytest.FixtureRequest):  # type: ignore[no-untyped-def]
     factory = make_session_factory(engine)
     options = getattr(request, "param", {})
-    async with factory.begin() as session:
-        await catalogue.load(session, catalogue_for_tests(**options), NOW)
+    with factory.begin() as session:
+        catalogue.load(session, catalogue_for_tests(**options), NOW)
     return factory
 
 
-async def test_the_schema_comes_from_the_migrations(engine: AsyncEngine) -> None:
-    assert await current_revision(engine) == "0001"
+def test_the_schema_comes_from_the_migrations(engine: Engine) -> None:
+    assert current_revision(engine) == "0001"
 
 
-async def test_placing_reserves_stock_and_writes_audit_and_outbox_in_one_go(sessions) -> None:  # type: ignore[no-untyped-def]
-    async with sessions.begin() as s:
-        view = await moves.place_order(s, place("o-1", ("WIDGET", 4)), "m1", NOW)
+def test_placing_reserves_stock_and_writes_audit_and_outbox_in_one_go(sessions) -> None:  # type: ignore[no-untyped-def]
+    with sessions.begin() as s:
+        view = moves.place_order(s, place("o-1", ("WIDGET", 4)), "m1", NOW)
     assert view.state is OrderState.waiting_confirmation
     assert view.deliveries[0].lines[0].reserved == 4
-    async with sessions() as s:
-        [level] = await stock.levels(s, "north", "WIDGET")
-        moves_seen = [a.trigger for a in await s.scalars(select(AuditRow).order_by(AuditRow.audit_id))]
-        mails = {(m.recipient, m.template_key) for m in await s.scalars(select(OutboxRow))}
+    with sessions() as s:
+        [level] = stock.levels(s, "north", "WIDGET")
+        moves_seen = [a.trigger for a in s.scalars(select(AuditRow).order_by(AuditRow.audit_id))]
+        mails = {(m.recipient, m.template_key) for m in s.scalars(select(OutboxRow))}
     assert (level.on_hand, level.reserved) == (10, 4)
     assert moves_seen == ["place", "reserve", "await_confirmation"]
     assert mails == {
@@ -53,86 +52,92 @@ async def test_placing_reserves_stock_and_writes_audit_and_outbox_in_one_go(sess
     }
 
 
-async def test_a_rejected_order_is_recorded_with_its_reason_and_reserves_nothing(sessions) -> None:  # type: ignore[no-untyped-def]
-    async with sessions.begin() as s:
-        view = await moves.place_order(s, place("o-1", ("GADGET", 1), ("WIDGET", 11)), "m1", NOW)
+def test_a_rejected_order_is_recorded_with_its_reason_and_reserves_nothing(sessions) -> None:  # type: ignore[no-untyped-def]
+    with sessions.begin() as s:
+        view = moves.place_order(s, place("o-1", ("GADGET", 1), ("WIDGET", 11)), "m1", NOW)
     assert view.state is OrderState.rejected
     assert "WIDGET: 11 ordered, 10 available" in (view.rejection or "")
-    async with sessions() as s:
-        assert all(lvl.reserved == 0 for lvl in await stock.levels(s))
+    with sessions() as s:
+        assert all(lvl.reserved == 0 for lvl in stock.levels(s))
 
 
-async def test_placing_the_same_order_id_again_returns_the_first_result(sessions) -> None:  # type: ignore[no-untyped-def]
-    async with sessions.begin() as s:
-        first = await moves.place_order(s, place("o-1", ("WIDGET", 4)), "m1", NOW)
-    async with sessions.begin() as s:
-        again = await moves.place_order(s, place("o-1", ("WIDGET", 9)), "m2", NOW)
+def test_placing_the_same_order_id_again_returns_the_first_result(sessions) -> None:  # type: ignore[no-untyped-def]
+    with sessions.begin() as s:
+        first = moves.place_order(s, place("o-1", ("WIDGET", 4)), "m1", NOW)
+    with sessions.begin() as s:
+        again = moves.place_order(s, place("o-1", ("WIDGET", 9)), "m2", NOW)
     assert again == first
-    async with sessions() as s:
-        assert (await stock.levels(s, "north", "WIDGET"))[0].reserved == 4
+    with sessions() as s:
+        assert (stock.levels(s, "north", "WIDGET"))[0].reserved == 4
 
 
-async def test_received_stock_goes_to_the_oldest_waiting_back_order_first(sessions) -> None:  # type: ignore[no-untyped-def]
+def test_received_stock_goes_to_the_oldest_waiting_back_order_first(sessions) -> None:  # type: ignore[no-untyped-def]
     for n in range(3):
-        async with sessions.begin() as s:
-            await moves.place_order(s, place(f"o-{n}", ("GADGET", 2)), f"m{n}", NOW + dt.timedelta(seconds=n))
+        with sessions.begin() as s:
+            moves.place_order(s, place(f"o-{n}", ("GADGET", 2)), f"m{n}", NOW + dt.timedelta(seconds=n))
     # o-0 took the 2 on hand; o-1 and o-2 wait for 2 each.
-    async with sessions.begin() as s:
-        level, woken = await stock.receive(s, "north", "GADGET", 3, StockMoveKind.receive, MoveContext(at=NOW, reference="r1"))
+    with sessions.begin() as s:
+        level, woken = stock.receive(
+            s, "north", "GADGET", 3, StockMoveKind.receive, MoveContext(at=NOW, reference="r1")
+        )
     assert [(w.order_id, w.reserved) for w in woken] == [("o-1", 2)]
     assert (level.on_hand, level.reserved) == (5, 5)
-    async with sessions() as s:
-        o2 = await queries.order_view(s, "o-2")
+    with sessions() as s:
+        o2 = queries.order_view(s, "o-2")
     assert o2.deliveries[0].lines[0].reserved == 1
 
 
-async def test_cancelling_releases_reservations_and_credits_back_allocated_stock(sessions) -> None:  # type: ignore[no-untyped-def]
-    async with sessions.begin() as s:
-        await moves.place_order(s, place("o-1", ("WIDGET", 3)), "m1", NOW)
-        await moves.place_order(s, place("o-2", ("WIDGET", 2)), "m2", NOW)
-        await moves.confirm_payment(s, ConfirmPayment(order_id="o-2", operator_id="alice"), "m3", NOW)
-    async with sessions() as s:
-        level = (await stock.levels(s, "north", "WIDGET"))[0]
+def test_cancelling_releases_reservations_and_credits_back_allocated_stock(sessions) -> None:  # type: ignore[no-untyped-def]
+    with sessions.begin() as s:
+        moves.place_order(s, place("o-1", ("WIDGET", 3)), "m1", NOW)
+        moves.place_order(s, place("o-2", ("WIDGET", 2)), "m2", NOW)
+        moves.confirm_payment(s, ConfirmPayment(order_id="o-2", operator_id="alice"), "m3", NOW)
+    with sessions() as s:
+        level = (stock.levels(s, "north", "WIDGET"))[0]
     assert (level.on_hand, level.reserved) == (8, 3)
-    async with sessions.begin() as s:
-        one = await moves.cancel_order(s, CancelOrder(order_id="o-1", operator_id="alice", reason="asked"), "m4", NOW)
-        two = await moves.cancel_order(s, CancelOrder(order_id="o-2", operator_id="alice", reason="asked"), "m5", NOW)
+    with sessions.begin() as s:
+        one = moves.cancel_order(
+            s, CancelOrder(order_id="o-1", operator_id="alice", reason="asked"), "m4", NOW
+        )
+        two = moves.cancel_order(
+            s, CancelOrder(order_id="o-2", operator_id="alice", reason="asked"), "m5", NOW
+        )
     assert one.deliveries[0].state is DeliveryState.reservation_voided
     assert two.deliveries[0].state is DeliveryState.deallocated
-    async with sessions() as s:
-        level = (await stock.levels(s, "north", "WIDGET"))[0]
-        report = await stock.verify(s)
+    with sessions() as s:
+        level = (stock.levels(s, "north", "WIDGET"))[0]
+        report = stock.verify(s)
     assert (level.on_hand, level.reserved) == (10, 0)
     assert report.ok, report.problems
 
 
-async def test_an_illegal_move_changes_nothing(sessions) -> None:  # type: ignore[no-untyped-def]
-    async with sessions.begin() as s:
-        await moves.place_order(s, place("o-1", ("WIDGET", 3)), "m1", NOW)
+def test_an_illegal_move_changes_nothing(sessions) -> None:  # type: ignore[no-untyped-def]
+    with sessions.begin() as s:
+        moves.place_order(s, place("o-1", ("WIDGET", 3)), "m1", NOW)
     with pytest.raises(IllegalTransition):
-        async with sessions.begin() as s:
-            await moves.confirm_payment(s, ConfirmPayment(order_id="o-1", operator_id="alice"), "m2", NOW)
-            await moves.confirm_payment(s, ConfirmPayment(order_id="o-1", operator_id="alice"), "m3", NOW)
-    async with sessions() as s:
-        view = await queries.order_view(s, "o-1")
-        audits = await s.scalar(select(func.count()).select_from(AuditRow))
+        with sessions.begin() as s:
+            moves.confirm_payment(s, ConfirmPayment(order_id="o-1", operator_id="alice"), "m2", NOW)
+            moves.confirm_payment(s, ConfirmPayment(order_id="o-1", operator_id="alice"), "m3", NOW)
+    with sessions() as s:
+        view = queries.order_view(s, "o-1")
+        audits = s.scalar(select(func.count()).select_from(AuditRow))
     assert view.state is OrderState.waiting_confirmation
     assert audits == 3
 
 
-async def test_stock_cannot_be_counted_below_what_is_promised(sessions) -> None:  # type: ignore[no-untyped-def]
-    async with sessions.begin() as s:
-        await moves.place_order(s, place("o-1", ("WIDGET", 8)), "m1", NOW)
+def test_stock_cannot_be_counted_below_what_is_promised(sessions) -> None:  # type: ignore[no-untyped-def]
+    with sessions.begin() as s:
+        moves.place_order(s, place("o-1", ("WIDGET", 8)), "m1", NOW)
     with pytest.raises(Refused, match="10 on hand, 8 reserved for orders; at most 2 can go"):
-        async with sessions.begin() as s:
-            await stock.adjust(s, "north", "WIDGET", -3, MoveContext(at=NOW, note="count"))
+        with sessions.begin() as s:
+            stock.adjust(s, "north", "WIDGET", -3, MoveContext(at=NOW, note="count"))
 
 
-async def test_verify_finds_a_counter_that_disagrees_with_the_ledger(sessions) -> None:  # type: ignore[no-untyped-def]
-    async with sessions.begin() as s:
-        await s.execute(update(Stock).where(Stock.sku == "WIDGET").values(on_hand=11))
-    async with sessions() as s:
-        report = await stock.verify(s)
+def test_verify_finds_a_counter_that_disagrees_with_the_ledger(sessions) -> None:  # type: ignore[no-untyped-def]
+    with sessions.begin() as s:
+        s.execute(update(Stock).where(Stock.sku == "WIDGET").values(on_hand=11))
+    with sessions() as s:
+        report = stock.verify(s)
     assert not report.ok
     [problem] = report.problems
     assert problem.where == "stock north/WIDGET"

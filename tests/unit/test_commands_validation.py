@@ -23,8 +23,13 @@ def test_a_quantity_must_be_a_positive_integer(quantity: object) -> None:
 
 def test_an_order_is_paid_in_one_currency() -> None:
     with pytest.raises(ValidationError, match="an order is paid in one currency; lines use EUR, USD"):
-        PlaceOrder(order_id="o", shop_id="alpha", customer_id="c1", shipping_address=ADDRESS,
-                   lines=[OrderLineIn.model_validate(line()), OrderLineIn.model_validate(line(currency="USD"))])
+        PlaceOrder(
+            order_id="o",
+            shop_id="alpha",
+            customer_id="c1",
+            shipping_address=ADDRESS,
+            lines=[OrderLineIn.model_validate(line()), OrderLineIn.model_validate(line(currency="USD"))],
+        )
 
 
 def test_money_is_decimal_never_float() -> None:
@@ -34,12 +39,19 @@ def test_money_is_decimal_never_float() -> None:
 
 def test_an_order_id_is_a_plain_identifier() -> None:
     with pytest.raises(ValidationError, match="order_id"):
-        PlaceOrder(order_id="has space", shop_id="alpha", customer_id="c1", shipping_address=ADDRESS,
-                   lines=[OrderLineIn.model_validate(line())])
+        PlaceOrder(
+            order_id="has space",
+            shop_id="alpha",
+            customer_id="c1",
+            shipping_address=ADDRESS,
+            lines=[OrderLineIn.model_validate(line())],
+        )
 
 
 def test_an_unknown_delivery_move_lists_the_moves_there_are() -> None:
-    with pytest.raises(ValidationError, match="unknown delivery move 'fly'; one of pack, mark_ready, ship, deliver"):
+    with pytest.raises(
+        ValidationError, match="unknown delivery move 'fly'; one of pack, mark_ready, ship, deliver"
+    ):
         MoveDelivery(order_id="o", operator_id="a", delivery_no=1, trigger="fly")
 
 

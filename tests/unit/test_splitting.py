@@ -14,7 +14,9 @@ TODAY = dt.date(2026, 11, 23)
 PRODUCTS = {
     "W": ProductFacts("W", digital=False, online=True, backorder_allowed=False, release_date=None),
     "B": ProductFacts("B", digital=False, online=True, backorder_allowed=True, release_date=None),
-    "P": ProductFacts("P", digital=False, online=True, backorder_allowed=False, release_date=dt.date(2027, 1, 1)),
+    "P": ProductFacts(
+        "P", digital=False, online=True, backorder_allowed=False, release_date=dt.date(2027, 1, 1)
+    ),
     "E": ProductFacts("E", digital=True, online=True, backorder_allowed=False, release_date=None),
     "X": ProductFacts("X", digital=False, online=False, backorder_allowed=True, release_date=None),
 }
@@ -53,14 +55,18 @@ def test_digital_goods_need_no_warehouse() -> None:
 def test_an_order_is_split_by_kind_and_warehouse() -> None:
     deliveries = split([("W", 1), ("B", 3), ("P", 1), ("E", 1)], {("north", "W"): 1, ("north", "B"): 1})
     assert [(d.group, d.warehouse_id) for d in deliveries] == [
-        (G.standard, "north"), (G.preorder, "north"), (G.backorder, "north"), (G.digital, None),
+        (G.standard, "north"),
+        (G.preorder, "north"),
+        (G.backorder, "north"),
+        (G.digital, None),
     ]
 
 
 def test_single_parcel_merges_the_physical_groups_of_a_warehouse_and_keeps_the_latest_date() -> None:
     deliveries = split([("W", 1), ("B", 3), ("P", 1), ("E", 1)], {("north", "W"): 1}, single_parcel=True)
     assert [(d.group, d.warehouse_id, d.release_date) for d in deliveries] == [
-        (G.digital, None, None), (G.mixed, "north", dt.date(2027, 1, 1)),
+        (G.digital, None, None),
+        (G.mixed, "north", dt.date(2027, 1, 1)),
     ]
     assert sorted(line.sku for line in deliveries[1].lines) == ["B", "P", "W"]
 
@@ -71,7 +77,10 @@ def test_two_lines_of_one_sku_cannot_both_take_the_same_units() -> None:
 
 
 def test_a_short_line_that_cannot_be_back_ordered_rejects_the_order_naming_the_sku() -> None:
-    with pytest.raises(OrderRejected, match="W: 4 ordered, 3 available in any one warehouse, and the product cannot be back-ordered"):
+    with pytest.raises(
+        OrderRejected,
+        match="W: 4 ordered, 3 available in any one warehouse, and the product cannot be back-ordered",
+    ):
         split([("B", 1), ("W", 4)], {("north", "W"): 3})
 
 

@@ -6,7 +6,7 @@ import asyncio
 from collections.abc import AsyncIterator
 
 import pytest
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy import Engine
 from temporalio.testing import WorkflowEnvironment
 
 from docket.models.errors import OrderRejected
@@ -22,9 +22,11 @@ ORDERS = 200
 
 @pytest.fixture
 async def pg_shop(
-    postgres_engine: AsyncEngine, temporal_env: WorkflowEnvironment, request: pytest.FixtureRequest
+    postgres_engine: Engine, temporal_env: WorkflowEnvironment, request: pytest.FixtureRequest
 ) -> AsyncIterator[Shop]:
-    async for running in running_docket(postgres_engine, temporal_env.client, widget_on_hand=50, **request.param):
+    async for running in running_docket(
+        postgres_engine, temporal_env.client, widget_on_hand=50, **request.param
+    ):
         yield running
 
 
@@ -50,21 +52,32 @@ async def test_with_back_orders_150_wait_and_received_stock_is_allocated_oldest_
     views = await asyncio.gather(
         *(pg_shop.docket.place_order(alice, place(f"o-{n}", ("WIDGET", 1))) for n in range(ORDERS))
     )
-    waiting = sorted((v for v in views if v.deliveries[0].group is DeliveryGroup.backorder), key=lambda v: (v.placed_at, v.order_id))
+    waiting = sorted(
+        (v for v in views if v.deliveries[0].group is DeliveryGroup.backorder),
+        key=lambda v: (v.placed_at, v.order_id),
+    )
     assert len(waiting) == 150
     await asyncio.gather(
-        *(pg_shop.docket.confirm_payment(alice, ConfirmPayment(order_id=v.order_id, operator_id="alice")) for v in views)
+        *(
+            pg_shop.docket.confirm_payment(alice, ConfirmPayment(order_id=v.order_id, operator_id="alice"))
+            for v in views
+        )
     )
 
-    first = await pg_shop.docket.change_stock(alice, ReceiveStock(reference="po-1", warehouse_id="north", sku="WIDGET", quantity=60, operator_id="alice"))
+    first = await pg_shop.docket.change_stock(
+        alice,
+        ReceiveStock(reference="po-1", warehouse_id="north", sku="WIDGET", quantity=60, operator_id="alice"),
+    )
 
     assert [w.order_id for w in first.woken] == [v.order_id for v in waiting[:60]]
-    await pg_shop.docket.change_stock(alice, ReceiveStock(reference="po-2", warehouse_id="north", sku="WIDGET", quantity=90, operator_id="alice"))
+    await pg_shop.docket.change_stock(
+        alice,
+        ReceiveStock(reference="po-2", warehouse_id="north", sku="WIDGET", quantity=90, operator_id="alice"),
+    )
 
     async def all_allocated() -> bool:
-        async with pg_shop.sessions() as s:
-            states = [(await queries.order_view(s, v.order_id)).deliveries[0].state for v in waiting]
-        return all(state is D.allocated for state in states)
+        views = await pg_shop.docket.read(lambda s: [queries.order_view(s, v.order_id) for v in waiting])
+        return all(view.deliveries[0].state is D.allocated for view in views)
 
     await eventually(all_allocated, timeout=60)
     [level] = await pg_shop.docket.stock_levels(alice, "north", "WIDGET")

@@ -10,8 +10,7 @@ import sys
 from collections.abc import AsyncIterator
 
 import pytest
-from sqlalchemy import func, select
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy import Engine, func, select
 from temporalio.testing import WorkflowEnvironment
 
 from docket.models.lifecycles import DeliveryState as D
@@ -26,20 +25,26 @@ ORDERS = 40
 
 
 @pytest.fixture
-async def shop_without_worker(sqlite_engine: AsyncEngine, temporal_env: WorkflowEnvironment) -> AsyncIterator[Shop]:
-    async for running in running_docket(sqlite_engine, temporal_env.client, with_worker=False, widget_on_hand=1000):
+async def shop_without_worker(
+    sqlite_engine: Engine, temporal_env: WorkflowEnvironment
+) -> AsyncIterator[Shop]:
+    async for running in running_docket(
+        sqlite_engine, temporal_env.client, with_worker=False, widget_on_hand=1000
+    ):
         yield running
 
 
-def start_worker(shop: Shop, engine: AsyncEngine) -> subprocess.Popen[bytes]:
+def start_worker(shop: Shop, engine: Engine) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
-        [sys.executable, "-m", "docket.cli", "worker"], env=process_env(shop, engine),
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [sys.executable, "-m", "docket.cli", "worker"],
+        env=process_env(shop, engine),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
 
 
 async def test_killing_the_worker_mid_batch_loses_nothing_and_doubles_nothing(
-    shop_without_worker: Shop, sqlite_engine: AsyncEngine
+    shop_without_worker: Shop, sqlite_engine: Engine
 ) -> None:
     shop = shop_without_worker
     alice = await shop.op("alice")
@@ -52,8 +57,7 @@ async def test_killing_the_worker_mid_batch_loses_nothing_and_doubles_nothing(
     batch = asyncio.gather(*(order(n) for n in range(ORDERS)))
 
     async def some_orders_placed() -> bool:
-        async with shop.sessions() as s:
-            return (await s.scalar(select(func.count()).select_from(Order)) or 0) >= 5
+        return (await shop.docket.read(lambda s: s.scalar(select(func.count()).select_from(Order))) or 0) >= 5
 
     await eventually(some_orders_placed, timeout=60)
     os.kill(worker.pid, signal.SIGKILL)
@@ -65,11 +69,12 @@ async def test_killing_the_worker_mid_batch_loses_nothing_and_doubles_nothing(
         worker.terminate()
         worker.wait(timeout=20)
 
-    async with shop.sessions() as s:
-        views = [await queries.order_view(s, f"o-{n}") for n in range(ORDERS)]
-        kinds = dict(
-            (await s.execute(select(StockMovement.kind, func.count()).group_by(StockMovement.kind))).all()
+    views = await shop.docket.read(lambda s: [queries.order_view(s, f"o-{n}") for n in range(ORDERS)])
+    kinds = dict(
+        await shop.docket.read(
+            lambda s: s.execute(select(StockMovement.kind, func.count()).group_by(StockMovement.kind)).all()
         )
+    )
     assert {v.state for v in views} == {OrderState.in_progress}
     assert all(d.state in (D.allocated, D.wait_inventory) for v in views for d in v.deliveries)
     # One reservation and one allocation for every WIDGET line and for the 2 GADGETs on hand (the

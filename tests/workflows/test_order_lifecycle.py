@@ -23,7 +23,9 @@ from tests.orders import place
 
 
 async def confirm(shop: Shop, order_id: str, operator: str = "alice"):  # type: ignore[no-untyped-def]
-    return await shop.docket.confirm_payment(await shop.op(operator), ConfirmPayment(order_id=order_id, operator_id=operator))
+    return await shop.docket.confirm_payment(
+        await shop.op(operator), ConfirmPayment(order_id=order_id, operator_id=operator)
+    )
 
 
 async def move(shop: Shop, order_id: str, no: int, *triggers: str, operator: str = "alice"):  # type: ignore[no-untyped-def]
@@ -35,17 +37,22 @@ async def move(shop: Shop, order_id: str, no: int, *triggers: str, operator: str
 
 
 async def view_of(shop: Shop, order_id: str):  # type: ignore[no-untyped-def]
-    async with shop.sessions() as s:
-        return await queries.order_view(s, order_id)
+    return await shop.docket.read(lambda s: queries.order_view(s, order_id))
 
 
-async def test_a_standard_order_is_reserved_confirmed_allocated_packed_shipped_and_completed(shop: Shop) -> None:
+async def test_a_standard_order_is_reserved_confirmed_allocated_packed_shipped_and_completed(
+    shop: Shop,
+) -> None:
     alice = await shop.op("alice")
 
     placed = await shop.docket.place_order(alice, place("o-1", ("WIDGET", 3)))
     assert placed.state is OrderState.waiting_confirmation
     [delivery] = placed.deliveries
-    assert (delivery.group, delivery.warehouse_id, delivery.state) == (DeliveryGroup.standard, "north", D.reserved)
+    assert (delivery.group, delivery.warehouse_id, delivery.state) == (
+        DeliveryGroup.standard,
+        "north",
+        D.reserved,
+    )
 
     confirmed = await confirm(shop, "o-1")
     assert confirmed.state is OrderState.in_progress
@@ -71,12 +78,17 @@ async def test_placing_the_same_order_twice_returns_the_first_result_and_reserve
     first = await shop.docket.place_order(alice, place("o-1", ("WIDGET", 3)))
     again = await shop.docket.place_order(alice, place("o-1", ("WIDGET", 3)))
     assert again == first
-    async with shop.sessions() as s:
-        reservations = await s.scalar(select(func.count()).select_from(StockMovement).where(StockMovement.kind == "reserve"))
+    reservations = await shop.docket.read(
+        lambda s: s.scalar(
+            select(func.count()).select_from(StockMovement).where(StockMovement.kind == "reserve")
+        )
+    )
     assert reservations == 1
 
 
-async def test_an_order_that_cannot_be_served_is_rejected_naming_the_sku_and_reserves_nothing(shop: Shop) -> None:
+async def test_an_order_that_cannot_be_served_is_rejected_naming_the_sku_and_reserves_nothing(
+    shop: Shop,
+) -> None:
     alice = await shop.op("alice")
     with pytest.raises(OrderRejected, match="WIDGET: 11 ordered, 10 available"):
         await shop.docket.place_order(alice, place("o-1", ("GADGET", 1), ("WIDGET", 11)))
@@ -101,9 +113,16 @@ async def test_a_back_order_waits_and_received_stock_wakes_the_oldest_first(shop
     for n in (1, 2, 3):
         await shop.docket.place_order(alice, place(f"o-{n}", ("GADGET", 2)))
         await confirm(shop, f"o-{n}")
-    assert [(await view_of(shop, f"o-{n}")).deliveries[0].state for n in (1, 2, 3)] == [D.allocated, D.wait_inventory, D.wait_inventory]
+    assert [(await view_of(shop, f"o-{n}")).deliveries[0].state for n in (1, 2, 3)] == [
+        D.allocated,
+        D.wait_inventory,
+        D.wait_inventory,
+    ]
 
-    received = await shop.docket.change_stock(alice, ReceiveStock(reference="po-1", warehouse_id="north", sku="GADGET", quantity=3, operator_id="alice"))
+    received = await shop.docket.change_stock(
+        alice,
+        ReceiveStock(reference="po-1", warehouse_id="north", sku="GADGET", quantity=3, operator_id="alice"),
+    )
     assert [(w.order_id, w.delivery_no) for w in received.woken] == [("o-2", 1)]
 
     async def o2_allocated():  # type: ignore[no-untyped-def]
@@ -113,7 +132,10 @@ async def test_a_back_order_waits_and_received_stock_wakes_the_oldest_first(shop
     o3 = await view_of(shop, "o-3")
     assert (o3.deliveries[0].state, o3.deliveries[0].lines[0].reserved) == (D.wait_inventory, 1)
 
-    again = await shop.docket.change_stock(alice, ReceiveStock(reference="po-1", warehouse_id="north", sku="GADGET", quantity=3, operator_id="alice"))
+    again = await shop.docket.change_stock(
+        alice,
+        ReceiveStock(reference="po-1", warehouse_id="north", sku="GADGET", quantity=3, operator_id="alice"),
+    )
     assert again.duplicate and again.level == received.level  # the same receipt twice counts once
     await move(shop, "o-2", 1, "pack", "mark_ready", "ship", "deliver")
     await keep_history(shop, "o-2", "back_ordered_order")
@@ -128,8 +150,13 @@ async def test_a_digital_delivery_ships_as_soon_as_the_payment_is_confirmed(shop
 @pytest.mark.parametrize("shop", [{"gadget_on_hand": 0}], indirect=True)
 async def test_a_single_parcel_shop_merges_physical_lines_into_one_mixed_delivery(shop: Shop) -> None:
     bob = await shop.op("bob")
-    view = await shop.docket.place_order(bob, place("o-1", ("GADGET", 1), ("FUTURE", 1), ("EBOOK", 1), shop_id="beta"))
-    assert [(d.group, d.warehouse_id) for d in view.deliveries] == [(DeliveryGroup.digital, None), (DeliveryGroup.mixed, "south")]
+    view = await shop.docket.place_order(
+        bob, place("o-1", ("GADGET", 1), ("FUTURE", 1), ("EBOOK", 1), shop_id="beta")
+    )
+    assert [(d.group, d.warehouse_id) for d in view.deliveries] == [
+        (DeliveryGroup.digital, None),
+        (DeliveryGroup.mixed, "south"),
+    ]
     view = await confirm(shop, "o-1", operator="bob")
     assert [d.state for d in view.deliveries] == [D.shipped, D.wait_date]
 
@@ -141,8 +168,12 @@ async def test_cancel_releases_reservations_and_credits_back_allocated_stock(sho
     await confirm(shop, "o-2")
     await move(shop, "o-2", 1, "pack")
 
-    one = await shop.docket.cancel_order(alice, CancelOrder(order_id="o-1", operator_id="alice", reason="customer called"))
-    two = await shop.docket.cancel_order(alice, CancelOrder(order_id="o-2", operator_id="alice", reason="customer called"))
+    one = await shop.docket.cancel_order(
+        alice, CancelOrder(order_id="o-1", operator_id="alice", reason="customer called")
+    )
+    two = await shop.docket.cancel_order(
+        alice, CancelOrder(order_id="o-2", operator_id="alice", reason="customer called")
+    )
 
     assert (one.state, one.deliveries[0].state) == (OrderState.cancelled, D.reservation_voided)
     assert (two.state, two.deliveries[0].state) == (OrderState.cancelled, D.deallocated)
@@ -158,7 +189,9 @@ async def test_illegal_moves_are_refused_with_the_reason_and_change_nothing(shop
     await confirm(shop, "o-1")
     before = await shop.docket.order_record(alice, "o-1")
 
-    with pytest.raises(IllegalTransition, match="delivery 1 is allocated: cannot ship; allowed from here: pack"):
+    with pytest.raises(
+        IllegalTransition, match="delivery 1 is allocated: cannot ship; allowed from here: pack"
+    ):
         await move(shop, "o-1", 1, "ship")
     with pytest.raises(IllegalTransition, match="order is in_progress: cannot confirm_payment"):
         await confirm(shop, "o-1")
@@ -169,8 +202,12 @@ async def test_illegal_moves_are_refused_with_the_reason_and_change_nothing(shop
     assert await shop.docket.order_record(alice, "o-1") == before
 
     await move(shop, "o-1", 1, "pack", "mark_ready", "ship")
-    with pytest.raises(Refused, match="cannot be cancelled: delivery 1 is shipping; take it back as a return"):
-        await shop.docket.cancel_order(alice, CancelOrder(order_id="o-1", operator_id="alice", reason="too late"))
+    with pytest.raises(
+        Refused, match="cannot be cancelled: delivery 1 is shipping; take it back as a return"
+    ):
+        await shop.docket.cancel_order(
+            alice, CancelOrder(order_id="o-1", operator_id="alice", reason="too late")
+        )
     assert (await view_of(shop, "o-1")).deliveries[0].state is D.shipping
 
 
@@ -182,13 +219,23 @@ async def test_a_return_marks_deliveries_returned_and_restocking_is_its_own_move
     await move(shop, "o-1", 1, "pack", "mark_ready", "ship", "deliver")
 
     conny = await shop.op("conny")
-    view = await shop.docket.return_order(conny, ReturnOrder(order_id="o-1", operator_id="conny", note="parcel refused"))
+    view = await shop.docket.return_order(
+        conny, ReturnOrder(order_id="o-1", operator_id="conny", note="parcel refused")
+    )
     assert (view.state, view.deliveries[0].state) == (OrderState.returned, D.returned)
     [level] = await shop.docket.stock_levels(alice, "north", "WIDGET")
     assert level.on_hand == 8  # not back on the shelf until someone puts it there
 
-    back = ReceiveStock(reference="rma-1", warehouse_id="north", sku="WIDGET", quantity=2, kind="return",
-                        order_id="o-1", operator_id="alice", note="both in mint condition")
+    back = ReceiveStock(
+        reference="rma-1",
+        warehouse_id="north",
+        sku="WIDGET",
+        quantity=2,
+        kind="return",
+        order_id="o-1",
+        operator_id="alice",
+        note="both in mint condition",
+    )
     assert (await shop.docket.change_stock(alice, back)).level.on_hand == 10
     record = await shop.docket.order_record(alice, "o-1")
     assert record.stock_movements[-1].kind == "return"
@@ -207,5 +254,4 @@ async def test_every_move_is_audited_with_who_when_from_and_to(shop: Shop) -> No
         ("delivery 1", "await_allocation", "reserved", "wait_allocation", "conny"),
         ("delivery 1", "allocate", "wait_allocation", "allocated", "conny"),
     ]
-    async with shop.sessions() as s:
-        assert await s.scalar(select(func.count()).select_from(AuditRow)) == 6
+    assert await shop.docket.read(lambda s: s.scalar(select(func.count()).select_from(AuditRow))) == 6

@@ -6,22 +6,21 @@ import datetime as dt
 from collections.abc import AsyncIterator
 
 import pytest
-from sqlalchemy import update
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy import Engine, update
 from temporalio.testing import WorkflowEnvironment
 
 from docket.models.lifecycles import DeliveryState as D
 from docket.models.lifecycles import OrderState
 from docket.models.schemas import ConfirmPayment
-from docket.store import queries
 from docket.store.tables import Product
 from tests.conftest import Shop, running_docket
 from tests.orders import place
+from tests.workflows.test_order_lifecycle import view_of
 
 
 @pytest.fixture
 async def skipping_shop(
-    sqlite_engine: AsyncEngine, time_env: WorkflowEnvironment, request: pytest.FixtureRequest
+    sqlite_engine: Engine, time_env: WorkflowEnvironment, request: pytest.FixtureRequest
 ) -> AsyncIterator[Shop]:
     async for running in running_docket(sqlite_engine, time_env.client, **getattr(request, "param", {})):
         yield running
@@ -35,13 +34,11 @@ async def test_an_unconfirmed_offline_order_is_cancelled_when_the_payment_deadli
     assert placed.payment_deadline == placed.placed_at + dt.timedelta(hours=72)
 
     await time_env.sleep(dt.timedelta(hours=71))
-    async with shop.sessions() as s:
-        assert (await queries.order_view(s, "o-1")).state is OrderState.waiting_confirmation
+    assert (await view_of(shop, "o-1")).state is OrderState.waiting_confirmation
 
     await time_env.sleep(dt.timedelta(hours=2))
 
-    async with shop.sessions() as s:
-        ended = await queries.order_view(s, "o-1")
+    ended = await view_of(shop, "o-1")
 
     assert ended.state is OrderState.cancelled
     assert ended.deliveries[0].state is D.reservation_voided
@@ -60,20 +57,18 @@ async def test_a_preorder_waits_for_its_release_date_then_is_allocated(
     alice = await shop.op("alice")
     # The test server's clock is shared by the session: the release date is three days from it.
     release = (await time_env.get_current_time()).date() + dt.timedelta(days=3)
-    async with shop.sessions.begin() as s:
-        await s.execute(update(Product).where(Product.sku == "FUTURE").values(release_date=release))
+    with shop.sessions.begin() as s:
+        s.execute(update(Product).where(Product.sku == "FUTURE").values(release_date=release))
     placed = await shop.docket.place_order(alice, place("o-1", ("FUTURE", 2)))
     assert placed.deliveries[0].group.value == "D2"
     confirmed = await shop.docket.confirm_payment(alice, ConfirmPayment(order_id="o-1", operator_id="alice"))
     assert confirmed.deliveries[0].state is D.wait_date
 
     await time_env.sleep(dt.timedelta(days=2))
-    async with shop.sessions() as s:
-        assert (await queries.order_view(s, "o-1")).deliveries[0].state is D.wait_date
+    assert (await view_of(shop, "o-1")).deliveries[0].state is D.wait_date
 
     await time_env.sleep(dt.timedelta(days=2))
 
-    async with shop.sessions() as s:
-        view = await queries.order_view(s, "o-1")
+    view = await view_of(shop, "o-1")
     assert view.deliveries[0].state is D.allocated
     assert view.state is OrderState.in_progress

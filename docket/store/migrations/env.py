@@ -3,8 +3,6 @@
 
 from __future__ import annotations
 
-import asyncio
-
 from alembic import context
 from sqlalchemy import Connection
 
@@ -24,18 +22,14 @@ def run_with(connection: Connection) -> None:
         context.run_migrations()
 
 
-async def run_online() -> None:
-    from docket.store.engine import make_engine
-
-    url = context.get_x_argument(as_dictionary=True).get("url") or config.get_main_option("sqlalchemy.url")
-    engine = make_engine(url)
-    async with engine.begin() as connection:
-        await connection.run_sync(run_with)
-    await engine.dispose()
-
-
 connection = config.attributes.get("connection")
 if connection is not None:
     run_with(connection)
 else:
-    asyncio.run(run_online())
+    from docket.store.engine import make_engine
+
+    url = context.get_x_argument(as_dictionary=True).get("url") or config.get_main_option("sqlalchemy.url")
+    engine = make_engine(url or "")
+    with engine.begin() as conn:
+        run_with(conn)
+    engine.dispose()

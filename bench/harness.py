@@ -1,0 +1,73 @@
+"""What every benchmark needs: the embedded defaults (Temporal dev server persisting to SQLite with
+WAL, a SQLite store) in a scratch directory, the catalogue, and the commands."""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import socket
+import statistics
+import tempfile
+from collections.abc import AsyncIterator, Iterator
+from decimal import Decimal
+from pathlib import Path
+
+from docket.models.access import Role
+from docket.models.schemas import Address, OrderLineIn, PlaceOrder
+from docket.runtime import Running, connected, dev_server
+from docket.settings import Settings
+from docket.store import catalogue as cat
+
+ADDRESS = Address(name="Bench", line1="1 Loop Rd", city="Berlin", postcode="10115", country="DE")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextlib.contextmanager
+def embedded() -> Iterator[Settings]:
+    """A dev server and a store of their own, in a scratch directory."""
+    with tempfile.TemporaryDirectory(prefix="docket-bench-") as scratch:
+        var = Path(scratch)
+        with dev_server(var, port=free_port(), ui_port=free_port()) as address:
+            yield Settings(var_dir=var, temporal_address=address, task_queue="bench")
+
+
+def catalogue(on_hand: int, backorder: bool = False) -> cat.Catalogue:
+    return cat.Catalogue(
+        warehouses=[cat.WarehouseIn(warehouse_id="main", name="Main")],
+        shops=[
+            cat.ShopIn(
+                shop_id="shop", name="Shop", return_days=0, warehouses=["main"], admin_emails=["a@x.test"]
+            )
+        ],
+        products=[cat.ProductIn(sku="ITEM", name="Item", backorder_allowed=backorder)],
+        customers=[cat.CustomerIn(customer_id="c", name="C", email="c@x.test")],
+        operators=[cat.OperatorIn(operator_id="op", name="Op", roles=[Role.admin], token="bench")],
+        stock=[cat.OpeningStock(warehouse_id="main", sku="ITEM", on_hand=on_hand)],
+    )
+
+
+@contextlib.asynccontextmanager
+async def store(settings: Settings, on_hand: int, backorder: bool = False) -> AsyncIterator[Running]:
+    async with connected(settings, migrate=True) as running:
+        with running.docket.sessions.begin() as session:
+            cat.load(session, catalogue(on_hand, backorder), dt.datetime.now(dt.UTC))
+        yield running
+
+
+def order(n: int, quantity: int = 1) -> PlaceOrder:
+    return PlaceOrder(
+        order_id=f"b-{n}",
+        shop_id="shop",
+        customer_id="c",
+        shipping_address=ADDRESS,
+        lines=[OrderLineIn(sku="ITEM", quantity=quantity, unit_price=Decimal("1.00"), currency="EUR")],
+    )
+
+
+def percentile(values: list[float], q: float) -> float:
+    return statistics.quantiles(values, n=100, method="inclusive")[int(q) - 1]

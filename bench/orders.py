@@ -1,0 +1,92 @@
+"""Orders per second end to end (placement to completed, operator moves driven by the benchmark)
+on the embedded defaults, against a bare workflow with the same activities and updates doing no work.
+
+    python -m bench.orders [--orders 200] [--concurrency 20]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+from bench.bare import MOVES, Bare, nothing
+from bench.harness import embedded, order, store
+from docket.models.schemas import ConfirmPayment, MoveDelivery
+from docket.runtime import run_worker
+
+
+async def timed(count: int, concurrency: int, one: Callable[[int], Awaitable[None]]) -> float:
+    gate = asyncio.Semaphore(concurrency)
+
+    async def bounded(n: int) -> None:
+        async with gate:
+            await one(n)
+
+    started = time.perf_counter()
+    await asyncio.gather(*(bounded(n) for n in range(count)))
+    return count / (time.perf_counter() - started)
+
+
+async def docket_rate(settings, count: int, concurrency: int) -> float:  # type: ignore[no-untyped-def]
+    async with store(settings, on_hand=count * 2) as running:
+        worker = asyncio.create_task(run_worker(running))
+        docket = running.docket
+        op = await docket.operator("op")
+
+        async def one(n: int) -> None:
+            cmd = order(n)
+            await docket.place_order(op, cmd)
+            await docket.confirm_payment(op, ConfirmPayment(order_id=cmd.order_id, operator_id="op"))
+            for trigger in MOVES:
+                await docket.move_delivery(
+                    op, MoveDelivery(order_id=cmd.order_id, operator_id="op", delivery_no=1, trigger=trigger)
+                )
+
+        await one(-1)  # warm up
+        try:
+            return await timed(count, concurrency, one)
+        finally:
+            worker.cancel()
+            await asyncio.gather(worker, return_exceptions=True)
+
+
+async def bare_rate(client: Client, count: int, concurrency: int) -> float:
+    queue = f"bare-{uuid.uuid4().hex[:6]}"
+    async with Worker(client, task_queue=queue, workflows=[Bare], activities=[nothing]):
+
+        async def one(n: int) -> None:
+            handle = await client.start_workflow(Bare.run, id=f"bare-{queue}-{n}", task_queue=queue)
+            await handle.execute_update(Bare.placement)
+            for name in ("confirm", *MOVES):
+                await handle.execute_update(Bare.move, name)
+
+        await one(-1)
+        return await timed(count, concurrency, one)
+
+
+async def main(count: int, concurrency: int) -> None:
+    with embedded() as settings:
+        docket = await docket_rate(settings, count, concurrency)
+        from docket.connect import temporal_client
+
+        bare = await bare_rate(await temporal_client(settings), count, concurrency)
+    print(f"orders end to end: {count} orders, {concurrency} at a time, 6 activities and 6 updates each")
+    print(f"  docket : {docket:7.1f} orders/s")
+    print(f"  bare   : {bare:7.1f} workflows/s (same activities and updates, no work)")
+    print(f"  docket/bare = {docket / bare:.2f}  (target >= 0.80)")
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--orders", type=int, default=200)
+    parser.add_argument("--concurrency", type=int, default=20)
+    args = parser.parse_args()
+    asyncio.run(main(args.orders, args.concurrency))
