@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from sqlalchemy import select
@@ -37,7 +37,7 @@ from docket.models.schemas import (
     StockReceived,
 )
 from docket.store import queries, stock
-from docket.store.engine import SessionFactory
+from docket.store.engine import SessionFactory, read_session
 from docket.store.tables import Customer, Order, Product, Shop, ShopWarehouse, Warehouse
 from docket.workflows.order import OrderWorkflow, workflow_id
 from docket.workflows.stock import StockWorkflow, stock_workflow_id
@@ -53,6 +53,8 @@ class Docket:
     sessions: SessionFactory
     task_queue: str
     workflow_id_prefix: str = ""
+    # An order never changes shop: remember it for authorising the moves that follow.
+    _order_shops: dict[str, str] = field(default_factory=dict, repr=False, compare=False)
 
     # --- orders ---------------------------------------------------------------------------------
 
@@ -105,11 +107,16 @@ class Docket:
 
     async def _require_order(self, operator: Operator, action: Action, order_id: str) -> None:
         operator.require(action)
-        shop_id = await self.read(
-            lambda session: session.scalar(select(Order.shop_id).where(Order.order_id == order_id))
-        )
+        shop_id = self._order_shops.get(order_id)
         if shop_id is None:
-            raise NotFound(f"unknown order {order_id}")
+            shop_id = await self.read(
+                lambda session: session.scalar(select(Order.shop_id).where(Order.order_id == order_id))
+            )
+            if shop_id is None:
+                raise NotFound(f"unknown order {order_id}")
+            if len(self._order_shops) > 100_000:
+                self._order_shops.clear()
+            self._order_shops[order_id] = shop_id
         operator.require(action, shop_id)
 
     async def _update(self, order_id: str, update: Any, cmd: Any) -> OrderView:
@@ -191,7 +198,7 @@ class Docket:
         """Run a read against the store in a thread, so the event loop keeps serving."""
 
         def in_session() -> T:
-            with self.sessions() as session:
+            with read_session(self.sessions) as session:
                 return query(session)
 
         return await asyncio.to_thread(in_session)

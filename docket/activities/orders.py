@@ -24,7 +24,7 @@ from docket.models.messages import (
 )
 from docket.models.schemas import AdjustStock, OrderView, StockReceived
 from docket.store import moves, stock
-from docket.store.engine import SessionFactory
+from docket.store.engine import SessionFactory, serialised_writes
 from docket.store.stock import MoveContext
 from docket.store.tables import AppliedMove
 
@@ -117,7 +117,7 @@ class OrderActivities:
         """Apply `change` in one transaction unless this move id was applied before: then return
         what it returned the first time. Domain errors are final, anything else is retried."""
         try:
-            with self.sessions.begin() as session:
+            with serialised_writes(self.sessions), self.sessions.begin() as session:
                 prior = session.get(AppliedMove, move_id)
                 if prior is not None:
                     return result_type.model_validate(prior.result)

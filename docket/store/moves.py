@@ -13,6 +13,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
 
 from docket.models.errors import InvalidInput, NotFound, OrderRejected, Refused, StaleState
 from docket.models.fulfilment import automatic_triggers, release_moment
@@ -80,6 +81,7 @@ def place_order(session: Session, cmd: PlaceOrder, move_id: str, at: dt.datetime
         placed_by=cmd.operator_id,
     )
     session.add(order)
+    session.flush()  # the order row first: its deliveries and lines refer to it
     requests = [LineRequest(no, line.sku, line.quantity) for no, line in enumerate(cmd.lines, start=1)]
     prices = {no: line.unit_price for no, line in enumerate(cmd.lines, start=1)}
     ctx = MoveContext(at=at, operator_id=cmd.operator_id, note=cmd.note, reference=cmd.order_id)
@@ -108,8 +110,8 @@ def place_order(session: Session, cmd: PlaceOrder, move_id: str, at: dt.datetime
         )
         move_order(session, order, "reject", ctx, move_id)
         return queries.order_view(session, order.order_id)
-    outbox.write(session, move_id, order, None, "order", "place", at)
     tz = ZoneInfo(shop.timezone)
+    deliveries = []
     for no, planned in enumerate(plan, start=1):
         delivery = Delivery(
             order_id=order.order_id,
@@ -120,6 +122,7 @@ def place_order(session: Session, cmd: PlaceOrder, move_id: str, at: dt.datetime
             release_at=release_moment(planned.release_date, tz),
         )
         session.add(delivery)
+        deliveries.append(delivery)
         waits = planned.group in (
             DeliveryGroup.preorder,
             DeliveryGroup.backorder,
@@ -148,7 +151,9 @@ def place_order(session: Session, cmd: PlaceOrder, move_id: str, at: dt.datetime
                     reserved=p.reserve,
                     line=line,
                 )
-        session.flush()
+    # The order is whole now: its moves and their notifications can see every line.
+    outbox.write(session, move_id, order, None, "order", "place", at)
+    for delivery in deliveries:
         move_delivery_state(session, order, delivery, "reserve", ctx, move_id)
     if flow is PaymentFlow.offline:
         order.payment_deadline = at + dt.timedelta(hours=shop.payment_deadline_hours)
@@ -227,7 +232,6 @@ def return_order(session: Session, cmd: ReturnOrder, move_id: str, at: dt.dateti
 def move_order(session: Session, order: Order, trigger: str, ctx: MoveContext, move_id: str) -> None:
     source = order.state
     dest = ORDER.dest(source, trigger)
-    session.flush()
     changed = session.execute(
         update(Order)
         .where(Order.order_id == order.order_id, Order.state == source)
@@ -236,7 +240,7 @@ def move_order(session: Session, order: Order, trigger: str, ctx: MoveContext, m
     )
     if changed.rowcount != 1:  # type: ignore[attr-defined]
         raise StaleState(f"order {order.order_id} is no longer {source.value}")
-    order.state = dest
+    set_committed_value(order, "state", dest)  # written above; not dirty again
     audit(session, order, "order", trigger, source, dest, ctx)
     outbox.write(session, move_id, order, None, "order", trigger, ctx.at)
 
@@ -251,7 +255,6 @@ def move_delivery_state(
 ) -> None:
     source = delivery.state
     dest = DELIVERY.dest(source, trigger)
-    session.flush()
     changed = session.execute(
         update(Delivery)
         .where(
@@ -264,7 +267,7 @@ def move_delivery_state(
     )
     if changed.rowcount != 1:  # type: ignore[attr-defined]
         raise StaleState(f"delivery {delivery.order_id}/{delivery.delivery_no} is no longer {source.value}")
-    delivery.state = dest
+    set_committed_value(delivery, "state", dest)
     _move_stock(session, delivery, trigger, ctx)
     audit(session, order, f"delivery {delivery.delivery_no}", trigger, source, dest, ctx)
     outbox.write(session, move_id, order, delivery, "delivery", trigger, ctx.at)
@@ -375,22 +378,20 @@ def _order(session: Session, order_id: str) -> Order:
 
 
 def _deliveries(session: Session, order_id: str) -> list[Delivery]:
-    return list(
-        session.scalars(select(Delivery).where(Delivery.order_id == order_id).order_by(Delivery.delivery_no))
-    )
+    """An order's deliveries, read once per transaction: the moves change the same objects."""
+    key = ("deliveries", order_id)
+    if key not in session.info:
+        query = select(Delivery).where(Delivery.order_id == order_id).order_by(Delivery.delivery_no)
+        session.info[key] = list(session.scalars(query))
+    return session.info[key]  # type: ignore[no-any-return]
 
 
 def _lines(session: Session, delivery: Delivery) -> list[OrderLine]:
-    return list(
-        session.scalars(
-            select(OrderLine)
-            .where(
-                OrderLine.order_id == delivery.order_id,
-                OrderLine.delivery_no == delivery.delivery_no,
-            )
-            .order_by(OrderLine.line_no)
-        )
-    )
+    key = ("lines", delivery.order_id)
+    if key not in session.info:
+        query = select(OrderLine).where(OrderLine.order_id == delivery.order_id).order_by(OrderLine.line_no)
+        session.info[key] = list(session.scalars(query))
+    return [line for line in session.info[key] if line.delivery_no == delivery.delivery_no]
 
 
 def _products(session: Session, skus: list[str]) -> dict[str, Product]:

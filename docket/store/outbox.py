@@ -58,12 +58,10 @@ def _addresses(session: Session, kind: Recipient, order: Order, delivery: Delive
 
 def _data(session: Session, order: Order, delivery: Delivery | None, trigger: str) -> dict[str, Any]:
     customer = session.get(Customer, order.customer_id)
-    query = select(OrderLine).where(OrderLine.order_id == order.order_id).order_by(OrderLine.line_no)
-    if delivery is not None:
-        query = query.where(OrderLine.delivery_no == delivery.delivery_no)
     lines = [
         {"sku": line.sku, "quantity": line.quantity, "unit_price": str(line.unit_price)}
-        for line in session.scalars(query)
+        for line in _lines(session, order.order_id)
+        if delivery is None or line.delivery_no == delivery.delivery_no
     ]
     data: dict[str, Any] = {
         "order_id": order.order_id,
@@ -83,3 +81,12 @@ def _data(session: Session, order: Order, delivery: Delivery | None, trigger: st
             "delivery_state": delivery.state.value,
         }
     return data
+
+
+def _lines(session: Session, order_id: str) -> list[OrderLine]:
+    """An order's lines, read once per transaction (what mails quote of them never changes)."""
+    key = ("outbox-lines", order_id)
+    if key not in session.info:
+        query = select(OrderLine).where(OrderLine.order_id == order_id).order_by(OrderLine.line_no)
+        session.info[key] = list(session.scalars(query))
+    return session.info[key]  # type: ignore[no-any-return]
