@@ -121,7 +121,8 @@ class OrderActivities:
                 prior = session.get(AppliedMove, move_id)
                 if prior is not None:
                     return result_type.model_validate(prior.result)
-                result = change(session)
+                with session.no_autoflush:  # inserts go out together at commit
+                    result = change(session)
                 session.add(
                     AppliedMove(move_id=move_id, applied_at=at, result=result.model_dump(mode="json"))
                 )

@@ -152,6 +152,7 @@ def place_order(session: Session, cmd: PlaceOrder, move_id: str, at: dt.datetime
                     line=line,
                 )
     # The order is whole now: its moves and their notifications can see every line.
+    session.flush()
     outbox.write(session, move_id, order, None, "order", "place", at)
     for delivery in deliveries:
         move_delivery_state(session, order, delivery, "reserve", ctx, move_id)
@@ -182,7 +183,9 @@ def move_delivery(session: Session, cmd: MoveDelivery, move_id: str, at: dt.date
     order = _order(session, cmd.order_id)
     if order.state not in PAID:
         raise Refused(f"order {order.order_id} is {order.state.value}: deliveries move once it is paid")
-    delivery = session.get(Delivery, (order.order_id, cmd.delivery_no))
+    delivery = next(
+        (d for d in _deliveries(session, order.order_id) if d.delivery_no == cmd.delivery_no), None
+    )
     if delivery is None:
         raise NotFound(f"order {order.order_id} has no delivery {cmd.delivery_no}")
     ctx = MoveContext(at=at, operator_id=cmd.operator_id, note=cmd.note)
@@ -371,27 +374,30 @@ def _withdraw(session: Session, order: Order, delivery: Delivery, ctx: MoveConte
 
 
 def _order(session: Session, order_id: str) -> Order:
-    order = session.get(Order, order_id, with_for_update=True)
-    if order is None:
+    """The order, locked for this transaction, with its customer and shop in the same query (the
+    notifications of the move need them)."""
+    found = session.execute(
+        select(Order, Customer, Shop)
+        .join(Customer, Customer.customer_id == Order.customer_id)
+        .join(Shop, Shop.shop_id == Order.shop_id)
+        .where(Order.order_id == order_id)
+        .with_for_update(of=Order)
+    ).first()
+    if found is None:
         raise NotFound(f"unknown order {order_id}")
-    return order
+    return found[0]
 
 
 def _deliveries(session: Session, order_id: str) -> list[Delivery]:
-    """An order's deliveries, read once per transaction: the moves change the same objects."""
-    key = ("deliveries", order_id)
-    if key not in session.info:
-        query = select(Delivery).where(Delivery.order_id == order_id).order_by(Delivery.delivery_no)
-        session.info[key] = list(session.scalars(query))
-    return session.info[key]  # type: ignore[no-any-return]
+    return queries.order_deliveries(session, order_id)
 
 
 def _lines(session: Session, delivery: Delivery) -> list[OrderLine]:
-    key = ("lines", delivery.order_id)
-    if key not in session.info:
-        query = select(OrderLine).where(OrderLine.order_id == delivery.order_id).order_by(OrderLine.line_no)
-        session.info[key] = list(session.scalars(query))
-    return [line for line in session.info[key] if line.delivery_no == delivery.delivery_no]
+    return [
+        line
+        for line in queries.order_lines(session, delivery.order_id)
+        if line.delivery_no == delivery.delivery_no
+    ]
 
 
 def _products(session: Session, skus: list[str]) -> dict[str, Product]:

@@ -5,11 +5,11 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from docket.models.notifications import Recipient, notifications_for
-from docket.store.tables import Customer, Delivery, Order, OrderLine, OutboxRow, Shop, Warehouse
+from docket.store import queries
+from docket.store.tables import Customer, Delivery, Order, OutboxRow, Shop, Warehouse
 
 
 def write(
@@ -60,7 +60,7 @@ def _data(session: Session, order: Order, delivery: Delivery | None, trigger: st
     customer = session.get(Customer, order.customer_id)
     lines = [
         {"sku": line.sku, "quantity": line.quantity, "unit_price": str(line.unit_price)}
-        for line in _lines(session, order.order_id)
+        for line in queries.order_lines(session, order.order_id)
         if delivery is None or line.delivery_no == delivery.delivery_no
     ]
     data: dict[str, Any] = {
@@ -81,12 +81,3 @@ def _data(session: Session, order: Order, delivery: Delivery | None, trigger: st
             "delivery_state": delivery.state.value,
         }
     return data
-
-
-def _lines(session: Session, order_id: str) -> list[OrderLine]:
-    """An order's lines, read once per transaction (what mails quote of them never changes)."""
-    key = ("outbox-lines", order_id)
-    if key not in session.info:
-        query = select(OrderLine).where(OrderLine.order_id == order_id).order_by(OrderLine.line_no)
-        session.info[key] = list(session.scalars(query))
-    return session.info[key]  # type: ignore[no-any-return]

@@ -42,7 +42,28 @@ def order_view(session: Session, order_id: str) -> OrderView:
     order = session.get(Order, order_id)
     if order is None:
         raise NotFound(f"unknown order {order_id}")
-    return (_views(session, [order]))[0]
+    lines: dict[tuple[str, int | None], list[OrderLine]] = {}
+    for line in order_lines(session, order_id):
+        lines.setdefault((order_id, line.delivery_no), []).append(line)
+    return _view(order, order_deliveries(session, order_id), lines)
+
+
+def order_deliveries(session: Session, order_id: str) -> list[Delivery]:
+    """An order's deliveries, read once per transaction: moves change these same objects."""
+    key = ("deliveries", order_id)
+    if key not in session.info:
+        query = select(Delivery).where(Delivery.order_id == order_id).order_by(Delivery.delivery_no)
+        session.info[key] = list(session.scalars(query))
+    return session.info[key]  # type: ignore[no-any-return]
+
+
+def order_lines(session: Session, order_id: str) -> list[OrderLine]:
+    """An order's lines, read once per transaction: moves change these same objects."""
+    key = ("lines", order_id)
+    if key not in session.info:
+        query = select(OrderLine).where(OrderLine.order_id == order_id).order_by(OrderLine.line_no)
+        session.info[key] = list(session.scalars(query))
+    return session.info[key]  # type: ignore[no-any-return]
 
 
 def _views(session: Session, orders: list[Order]) -> list[OrderView]:
@@ -57,33 +78,36 @@ def _views(session: Session, orders: list[Order]) -> list[OrderView]:
         select(OrderLine).where(OrderLine.order_id.in_(ids)).order_by(OrderLine.line_no)
     ):
         lines.setdefault((line.order_id, line.delivery_no), []).append(line)
-    return [
-        OrderView(
-            order_id=o.order_id,
-            shop_id=o.shop_id,
-            customer_id=o.customer_id,
-            state=o.state,
-            payment_flow=o.payment_flow,
-            currency=o.currency,
-            total=o.total,
-            placed_at=_utc(o.placed_at),
-            payment_deadline=_utc(o.payment_deadline),
-            return_until=_utc(o.return_until),
-            rejection=o.rejection,
-            deliveries=[
-                DeliveryView(
-                    delivery_no=d.delivery_no,
-                    group=d.group,
-                    warehouse_id=d.warehouse_id,
-                    state=d.state,
-                    release_at=_utc(d.release_at),
-                    lines=[_line(line, o.currency) for line in lines.get((o.order_id, d.delivery_no), [])],
-                )
-                for d in deliveries.get(o.order_id, [])
-            ],
-        )
-        for o in orders
-    ]
+    return [_view(o, deliveries.get(o.order_id, []), lines) for o in orders]
+
+
+def _view(
+    o: Order, deliveries: list[Delivery], lines: dict[tuple[str, int | None], list[OrderLine]]
+) -> OrderView:
+    return OrderView(
+        order_id=o.order_id,
+        shop_id=o.shop_id,
+        customer_id=o.customer_id,
+        state=o.state,
+        payment_flow=o.payment_flow,
+        currency=o.currency,
+        total=o.total,
+        placed_at=_utc(o.placed_at),
+        payment_deadline=_utc(o.payment_deadline),
+        return_until=_utc(o.return_until),
+        rejection=o.rejection,
+        deliveries=[
+            DeliveryView(
+                delivery_no=d.delivery_no,
+                group=d.group,
+                warehouse_id=d.warehouse_id,
+                state=d.state,
+                release_at=_utc(d.release_at),
+                lines=[_line(line, o.currency) for line in lines.get((o.order_id, d.delivery_no), [])],
+            )
+            for d in deliveries
+        ],
+    )
 
 
 def _line(line: OrderLine, currency: str) -> LineView:
