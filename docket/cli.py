@@ -15,6 +15,8 @@ from typing import Annotated, Any, TypeVar
 import typer
 from pydantic import ValidationError
 from rich.console import Console
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
 
 from docket import console as show
 from docket.models.access import Operator
@@ -34,6 +36,7 @@ from docket.models.schemas import (
 )
 from docket.runtime import Running, connected
 from docket.settings import Settings
+from docket.store.tables import OperatorRow
 
 app = typer.Typer(help="docket: orders, deliveries and stock as durable workflows.", no_args_is_help=True)
 order_app = typer.Typer(help="Place, move and read orders.", no_args_is_help=True)
@@ -439,6 +442,8 @@ def catalogue_load(path: Path) -> None:
     try:
         with make_session_factory(engine).begin() as session:
             tokens = catalogue.load(session, loaded, dt.datetime.now(dt.UTC))
+    except IntegrityError as error:
+        fail(f"nothing loaded: the catalogue names entries that already exist ({error.orig})", 2)
     finally:
         engine.dispose()
     out.print_json(json.dumps({"api_tokens": tokens}))
@@ -485,6 +490,12 @@ def dev() -> None:
                 out.print(f"API       http://{config.api_host}:{config.api_port}  (OpenAPI /docs)")
                 out.print(f"database  {config.database}")
                 out.print("worker    running; Ctrl-C stops everything")
+                if not await running.docket.read(
+                    lambda s: s.scalar(select(func.count()).select_from(OperatorRow))
+                ):
+                    out.print(
+                        "[yellow]no operators yet:[/yellow] docket catalogue load docs/catalogue.example.json"
+                    )
                 await run_forever(run_worker(running), serve_api(running, config.api_host, config.api_port))
 
         _until_interrupted(lambda: asyncio.run(go()))

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from pydantic import BaseModel
 from sqlalchemy.orm import Session
@@ -18,6 +18,7 @@ from docket.models.messages import (
     CancelOrderMove,
     ConfirmPaymentMove,
     DeliveryMove,
+    Move,
     PlaceOrderMove,
     ReturnOrderMove,
     StockChange,
@@ -39,57 +40,27 @@ class OrderActivities:
 
     @activity.defn(name="place_order")
     def place_order(self, move: PlaceOrderMove) -> OrderView:
-        return self._once(
-            move.move_id,
-            move.at,
-            OrderView,
-            lambda s: moves.place_order(s, move.command, move.move_id, move.at),
-        )
+        return self._move(move, moves.place_order, move.command)
 
     @activity.defn(name="confirm_payment")
     def confirm_payment(self, move: ConfirmPaymentMove) -> OrderView:
-        return self._once(
-            move.move_id,
-            move.at,
-            OrderView,
-            lambda s: moves.confirm_payment(s, move.command, move.move_id, move.at),
-        )
+        return self._move(move, moves.confirm_payment, move.command)
 
     @activity.defn(name="move_delivery")
     def move_delivery(self, move: DeliveryMove) -> OrderView:
-        return self._once(
-            move.move_id,
-            move.at,
-            OrderView,
-            lambda s: moves.move_delivery(s, move.command, move.move_id, move.at),
-        )
+        return self._move(move, moves.move_delivery, move.command)
 
     @activity.defn(name="cancel_order")
     def cancel_order(self, move: CancelOrderMove) -> OrderView:
-        return self._once(
-            move.move_id,
-            move.at,
-            OrderView,
-            lambda s: moves.cancel_order(s, move.command, move.move_id, move.at),
-        )
+        return self._move(move, moves.cancel_order, move.command)
 
     @activity.defn(name="return_order")
     def return_order(self, move: ReturnOrderMove) -> OrderView:
-        return self._once(
-            move.move_id,
-            move.at,
-            OrderView,
-            lambda s: moves.return_order(s, move.command, move.move_id, move.at),
-        )
+        return self._move(move, moves.return_order, move.command)
 
     @activity.defn(name="advance_order")
     def advance_order(self, move: AdvanceOrder) -> OrderView:
-        return self._once(
-            move.move_id,
-            move.at,
-            OrderView,
-            lambda s: moves.advance_order(s, move.order_id, move.move_id, move.at),
-        )
+        return self._move(move, moves.advance_order, move.order_id)
 
     @activity.defn(name="change_stock")
     def change_stock(self, move: StockChange) -> StockReceived:
@@ -106,6 +77,14 @@ class OrderActivities:
             return StockReceived(reference=cmd.reference, level=level, woken=woken)
 
         return self._once(move.move_id, move.at, StockReceived, change)
+
+    def _move(
+        self, move: Move, change: Callable[[Session, Any, str, dt.datetime], OrderView], command: Any
+    ) -> OrderView:
+        """An order move: the store function applied to the command, once per move id."""
+        return self._once(
+            move.move_id, move.at, OrderView, lambda s: change(s, command, move.move_id, move.at)
+        )
 
     def _once(
         self,

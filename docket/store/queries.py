@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -50,20 +51,20 @@ def order_view(session: Session, order_id: str) -> OrderView:
 
 def order_deliveries(session: Session, order_id: str) -> list[Delivery]:
     """An order's deliveries, read once per transaction: moves change these same objects."""
-    key = ("deliveries", order_id)
-    if key not in session.info:
-        query = select(Delivery).where(Delivery.order_id == order_id).order_by(Delivery.delivery_no)
-        session.info[key] = list(session.scalars(query))
-    return session.info[key]  # type: ignore[no-any-return]
+    query = select(Delivery).where(Delivery.order_id == order_id).order_by(Delivery.delivery_no)
+    return _once_per_transaction(session, ("deliveries", order_id), query)
 
 
 def order_lines(session: Session, order_id: str) -> list[OrderLine]:
     """An order's lines, read once per transaction: moves change these same objects."""
-    key = ("lines", order_id)
+    query = select(OrderLine).where(OrderLine.order_id == order_id).order_by(OrderLine.line_no)
+    return _once_per_transaction(session, ("lines", order_id), query)
+
+
+def _once_per_transaction(session: Session, key: tuple[str, str], query: Any) -> Any:
     if key not in session.info:
-        query = select(OrderLine).where(OrderLine.order_id == order_id).order_by(OrderLine.line_no)
         session.info[key] = list(session.scalars(query))
-    return session.info[key]  # type: ignore[no-any-return]
+    return session.info[key]
 
 
 def _views(session: Session, orders: list[Order]) -> list[OrderView]:

@@ -109,3 +109,27 @@ async def test_a_refused_command_prints_one_red_line_and_exits_non_zero(
         operator="carol",
     )
     assert code == 4 and "may not receive and adjust stock" in err
+
+
+async def test_the_example_catalogue_loads_and_prints_each_operators_token_once(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import json
+    import os
+    from pathlib import Path
+
+    example = Path(__file__).parents[2] / "docs" / "catalogue.example.json"
+    env = {**os.environ, "DOCKET_DATABASE_URL": f"sqlite:///{tmp_path / 'docket.db'}", "COLUMNS": "200"}
+    for args in (("db", "upgrade"), ("catalogue", "load", str(example))):
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "docket.cli",
+            *args,
+            env=env,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        out, err = await process.communicate()
+        assert process.returncode == 0, err.decode()
+    tokens = json.loads(out)["api_tokens"]
+    assert set(tokens) == {"root", "hanna", "otto", "cleo", "paul", "conrad", "web"}
+    assert all(len(token) >= 32 for token in tokens.values())
