@@ -25,6 +25,7 @@ from docket.models.messages import (
 )
 from docket.models.schemas import AdjustStock, OrderView, StockReceived
 from docket.store import moves, stock
+from docket.store.appends import append
 from docket.store.engine import SessionFactory, serialised_writes
 from docket.store.stock import MoveContext
 from docket.store.tables import AppliedMove
@@ -102,8 +103,12 @@ class OrderActivities:
                     return result_type.model_validate(prior.result)
                 with session.no_autoflush:  # inserts go out together at commit
                     result = change(session)
-                session.add(
-                    AppliedMove(move_id=move_id, applied_at=at, result=result.model_dump(mode="json"))
+                append(
+                    session,
+                    AppliedMove,
+                    move_id=move_id,
+                    applied_at=at,
+                    result=result.model_dump(mode="json"),
                 )
             return result
         except DocketError as error:

@@ -31,6 +31,7 @@ from docket.models.schemas import (
 )
 from docket.models.splitting import LineRequest, ProductFacts, split_order
 from docket.store import outbox, queries
+from docket.store.appends import append
 from docket.store.stock import MoveContext, lock_stock, record
 from docket.store.tables import (
     AuditRow,
@@ -315,17 +316,17 @@ def audit(
     dest: OrderState | DeliveryState,
     ctx: MoveContext,
 ) -> None:
-    session.add(
-        AuditRow(
-            at=ctx.at,
-            order_id=order.order_id,
-            entity=entity,
-            trigger=trigger,
-            from_state=source.value if source else None,
-            to_state=dest.value,
-            operator_id=ctx.operator_id,
-            note=ctx.note,
-        )
+    append(
+        session,
+        AuditRow,
+        at=ctx.at,
+        order_id=order.order_id,
+        entity=entity,
+        trigger=trigger,
+        from_state=source.value if source else None,
+        to_state=dest.value,
+        operator_id=ctx.operator_id,
+        note=ctx.note,
     )
 
 

@@ -9,6 +9,7 @@ from sqlalchemy.orm import Session
 
 from docket.models.notifications import Recipient, notifications_for
 from docket.store import queries
+from docket.store.appends import append
 from docket.store.tables import Customer, Delivery, Order, OutboxRow, Shop, Warehouse
 
 
@@ -28,18 +29,18 @@ def write(
     for kind, template in wanted:
         for address in _addresses(session, kind, order, delivery):
             no = delivery.delivery_no if delivery else "-"
-            session.add(
-                OutboxRow(
-                    key=f"{move_id}|{no}|{address}|{template}",
-                    created_at=at,
-                    order_id=order.order_id,
-                    delivery_no=delivery.delivery_no if delivery else None,
-                    recipient_kind=kind.value,
-                    recipient=address,
-                    template_key=template,
-                    data=data,
-                    state="pending",
-                )
+            append(
+                session,
+                OutboxRow,
+                key=f"{move_id}|{no}|{address}|{template}",
+                created_at=at,
+                order_id=order.order_id,
+                delivery_no=delivery.delivery_no if delivery else None,
+                recipient_kind=kind.value,
+                recipient=address,
+                template_key=template,
+                data=data,
+                state="pending",
             )
 
 

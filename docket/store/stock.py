@@ -20,6 +20,7 @@ from docket.models.schemas import (
     StockMoveKind,
     WokenDelivery,
 )
+from docket.store.appends import append
 from docket.store.tables import Delivery, Order, OrderLine, Product, Stock, StockMovement, Warehouse
 
 # Deliveries whose short lines take stock as it arrives.
@@ -80,21 +81,21 @@ def record(
         return
     stock.on_hand += on_hand
     stock.reserved += reserved
-    session.add(
-        StockMovement(
-            at=ctx.at,
-            warehouse_id=stock.warehouse_id,
-            sku=stock.sku,
-            kind=kind,
-            on_hand_delta=on_hand,
-            reserved_delta=reserved,
-            order_id=line.order_id if line else order_id,
-            delivery_no=line.delivery_no if line else None,
-            line_no=line.line_no if line else None,
-            reference=ctx.reference,
-            operator_id=ctx.operator_id,
-            note=ctx.note,
-        )
+    append(
+        session,
+        StockMovement,
+        at=ctx.at,
+        warehouse_id=stock.warehouse_id,
+        sku=stock.sku,
+        kind=kind,
+        on_hand_delta=on_hand,
+        reserved_delta=reserved,
+        order_id=line.order_id if line else order_id,
+        delivery_no=line.delivery_no if line else None,
+        line_no=line.line_no if line else None,
+        reference=ctx.reference,
+        operator_id=ctx.operator_id,
+        note=ctx.note,
     )
 
 
