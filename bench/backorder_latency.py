@@ -31,7 +31,9 @@ async def main(count: int) -> None:
             latencies = []
             for n in range(count):
                 started = time.perf_counter()
-                receipt = ReceiveStock(reference=f"dn-{n}", warehouse_id="main", sku="ITEM", quantity=1, operator_id="op")
+                receipt = ReceiveStock(
+                    reference=f"dn-{n}", warehouse_id="main", sku="ITEM", quantity=1, operator_id="op"
+                )
                 received = await docket.change_stock(op, receipt)
                 assert [w.order_id for w in received.woken] == [f"b-{n}"], received.woken
                 while True:
@@ -50,6 +52,8 @@ async def main(count: int) -> None:
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--orders", type=int, default=100)
     asyncio.run(main(parser.parse_args().orders))

@@ -33,10 +33,14 @@ async def main(count: int, concurrency: int) -> None:
                 "DOCKET_TEMPORAL_ADDRESS": settings.temporal_address,
                 "DOCKET_TASK_QUEUE": settings.task_queue,
             }
-            worker = subprocess.Popen([sys.executable, "-m", "docket.cli", "worker"], env=env,
-                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            worker = subprocess.Popen(
+                [sys.executable, "-m", "docket.cli", "worker"],
+                env=env,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
             try:
-                time.sleep(2)
+                await asyncio.sleep(2)
                 idle = memory_kb(worker.pid, "VmRSS")
                 docket = running.docket
                 op = await docket.operator("op")
@@ -61,7 +65,9 @@ async def main(count: int, concurrency: int) -> None:
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--orders", type=int, default=5000)
     parser.add_argument("--concurrency", type=int, default=50)
     args = parser.parse_args()

@@ -133,3 +133,19 @@ async def test_the_example_catalogue_loads_and_prints_each_operators_token_once(
     tokens = json.loads(out)["api_tokens"]
     assert set(tokens) == {"root", "hanna", "otto", "cleo", "paul", "conrad", "web"}
     assert all(len(token) >= 32 for token in tokens.values())
+
+
+async def test_verify_exits_6_and_names_the_counter_that_disagrees_with_the_ledger(
+    shop: Shop, sqlite_engine: Engine
+) -> None:
+    from sqlalchemy import update
+
+    from docket.store.tables import Stock
+
+    with shop.sessions.begin() as session:  # someone edits a counter behind the ledger's back
+        session.execute(update(Stock).where(Stock.sku == "GADGET").values(on_hand=7))
+
+    code, out, _ = await docket(shop, sqlite_engine, "stock", "verify")
+
+    assert code == 6
+    assert "ledger BROKEN" in out and "north/GADGET" in out and "on hand 7" in out

@@ -50,6 +50,10 @@ def test_placing_reserves_stock_and_writes_audit_and_outbox_in_one_go(sessions) 
         ("admin@alpha.test", "new_order"),
         ("admin@alpha.test", "order_awaiting_confirmation"),
     }
+    with sessions() as s:
+        received = s.scalars(select(OutboxRow).where(OutboxRow.template_key == "order_received")).one()
+    assert received.data["lines"] == [{"sku": "WIDGET", "quantity": 4, "unit_price": "9.50"}]
+    assert (received.data["total"], received.data["currency"]) == ("38.00", "EUR")
 
 
 def test_a_rejected_order_is_recorded_with_its_reason_and_reserves_nothing(sessions) -> None:  # type: ignore[no-untyped-def]
