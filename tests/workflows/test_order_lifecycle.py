@@ -255,3 +255,15 @@ async def test_every_move_is_audited_with_who_when_from_and_to(shop: Shop) -> No
         ("delivery 1", "allocate", "wait_allocation", "allocated", "conny"),
     ]
     assert await shop.docket.read(lambda s: s.scalar(select(func.count()).select_from(AuditRow))) == 6
+
+
+async def test_a_return_after_the_return_window_is_refused_with_the_reason(shop: Shop) -> None:
+    # The test shops keep no return window: the workflow closes as the order completes.
+    alice = await shop.op("alice")
+    await shop.docket.place_order(alice, place("o-1", ("WIDGET", 1)))
+    await confirm(shop, "o-1")
+    await move(shop, "o-1", 1, "pack", "mark_ready", "ship", "deliver")
+    await shop.client.get_workflow_handle(f"{shop.docket.workflow_id_prefix}order-o-1").result()
+
+    with pytest.raises(Refused, match="order o-1 is completed and closed: nothing more can move"):
+        await shop.docket.return_order(await shop.op("conny"), ReturnOrder(order_id="o-1", operator_id="conny"))
