@@ -1,0 +1,124 @@
+"""`docket db|catalogue|worker|api|dev|demo`: set-up and the long-running processes."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+
+from docket.cli import _validation_text, app, catalogue_app, db_app, err, fail, out, run, settings
+from docket.runtime import Running, connected
+from docket.store.tables import OperatorRow
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Apply the Alembic migrations (the only way the schema is created or changed)."""
+    from docket.store.engine import make_engine
+    from docket.store.migrate import current_revision, upgrade
+
+    config = settings()
+    if config.database.startswith("sqlite"):
+        config.var_dir.mkdir(parents=True, exist_ok=True)
+    engine = make_engine(config.database)
+    try:
+        upgrade(engine)
+        out.print(f"database at revision {current_revision(engine)}")
+    finally:
+        engine.dispose()
+
+
+@catalogue_app.command("load")
+def catalogue_load(path: Path) -> None:
+    """Load shops, warehouses, products, customers, operators and opening stock from JSON.
+    Prints each operator's API token once: only its hash is stored."""
+    from docket.store import catalogue
+    from docket.store.engine import make_engine, make_session_factory
+
+    try:
+        loaded = catalogue.Catalogue.model_validate_json(path.read_text())
+    except ValidationError as error:
+        fail(_validation_text(error), 2)
+    engine = make_engine(settings().database)
+    try:
+        with make_session_factory(engine).begin() as session:
+            tokens = catalogue.load(session, loaded, dt.datetime.now(dt.UTC))
+    except IntegrityError as error:
+        fail(f"nothing loaded: the catalogue names entries that already exist ({error.orig})", 2)
+    finally:
+        engine.dispose()
+    out.print_json(json.dumps({"api_tokens": tokens}))
+
+
+@app.command()
+def worker() -> None:
+    """Run workflows and activities (as many side by side as the load wants)."""
+    from docket.runtime import run_worker
+
+    async def job(running: Running) -> None:
+        err.print(f"worker on task queue {running.docket.task_queue} at {settings().temporal_address}")
+        await run_worker(running)
+
+    _until_interrupted(lambda: run(job))
+
+
+@app.command()
+def api() -> None:
+    """Serve the HTTP API (DOCKET_API_HOST, DOCKET_API_PORT)."""
+    from docket.runtime import serve_api
+
+    config = settings()
+
+    async def job(running: Running) -> None:
+        err.print(f"API on http://{config.api_host}:{config.api_port} (OpenAPI at /docs)")
+        await serve_api(running, config.api_host, config.api_port)
+
+    _until_interrupted(lambda: run(job))
+
+
+@app.command()
+def dev() -> None:
+    """The Temporal dev server (Web UI on :8233), the worker and the API together; Ctrl-C stops all."""
+    from docket.runtime import dev_server, run_forever, run_worker, serve_api
+
+    config = settings()
+    with dev_server(config.var_dir) as address:
+        config = config.model_copy(update={"temporal_address": address})
+
+        async def go() -> None:
+            async with connected(config, migrate=True) as running:
+                out.print(f"Temporal  {address}  (Web UI http://127.0.0.1:8233)")
+                out.print(f"API       http://{config.api_host}:{config.api_port}  (OpenAPI /docs)")
+                out.print(f"database  {config.database}")
+                out.print("worker    running; Ctrl-C stops everything")
+                if not await running.docket.read(
+                    lambda s: s.scalar(select(func.count()).select_from(OperatorRow))
+                ):
+                    out.print(
+                        "[yellow]no operators yet:[/yellow] docket catalogue load docs/catalogue.example.json"
+                    )
+                await run_forever(run_worker(running), serve_api(running, config.api_host, config.api_port))
+
+        _until_interrupted(lambda: asyncio.run(go()))
+
+
+@app.command()
+def demo() -> None:
+    """Seed a catalogue and drive orders of every kind through their lifecycles, on the embedded defaults."""
+    from docket.demo import run_demo
+
+    run_demo(settings(), out)
+
+
+def _until_interrupted(job: Callable[[], Any]) -> None:
+    try:
+        job()
+    except KeyboardInterrupt:
+        err.print("stopped")
