@@ -33,6 +33,7 @@ from docket.models.schemas import (
 )
 from docket.runtime import Running, connected
 from docket.settings import Settings
+from docket.store.queries import as_utc
 
 app = typer.Typer(help="docket: orders, deliveries and stock as durable workflows.", no_args_is_help=True)
 order_app = typer.Typer(help="Place, move and read orders.", no_args_is_help=True)
@@ -204,18 +205,14 @@ def order_list(
             shop_id=shop,
             state=state,
             customer_id=customer,
-            placed_from=_utc(since),
-            placed_until=_utc(until),
+            placed_from=as_utc(since),
+            placed_until=as_utc(until),
             page=page,
             page_size=page_size,
         )
         out.print(show.order_page(result))
 
     run(job)
-
-
-def _utc(value: dt.datetime | None) -> dt.datetime | None:
-    return value.replace(tzinfo=dt.UTC) if value and value.tzinfo is None else value
 
 
 @order_app.command("confirm")

@@ -58,10 +58,6 @@ class StaleState(DocketError):
     kind = "StaleState"
 
 
-class LedgerMismatch(DocketError):
-    kind = "LedgerMismatch"
-
-
 def from_kind(kind: str | None, message: str) -> DocketError:
     """Rebuild a domain error that crossed a Temporal boundary as an ApplicationError type."""
     for cls in DocketError.__subclasses__():

@@ -62,7 +62,3 @@ class StockReserved(BaseModel):
 
     delivery_no: int
     reference: str
-
-
-class OrderPlacement(BaseModel):
-    """Input of the placement update: nothing; it answers once the placement is recorded."""

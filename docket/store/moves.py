@@ -341,7 +341,7 @@ def advance(session: Session, order: Order, ctx: MoveContext, move_id: str) -> N
             delivery.group,
             delivery.state,
             paid=paid,
-            released=delivery.release_at is None or _utc(delivery.release_at) <= ctx.at,
+            released=delivery.release_at is None or queries.as_utc(delivery.release_at) <= ctx.at,
             fully_reserved=all(line.reserved + line.allocated == line.quantity for line in lines),
         )
         for trigger in triggers:
@@ -411,8 +411,3 @@ def _products(session: Session, skus: list[str]) -> dict[str, Product]:
 
 def _facts(p: Product) -> ProductFacts:
     return ProductFacts(p.sku, p.digital, p.online, p.backorder_allowed, p.release_date)
-
-
-def _utc(value: dt.datetime) -> dt.datetime:
-    """SQLite hands timestamps back naive; they were written in UTC."""
-    return value if value.tzinfo else value.replace(tzinfo=dt.UTC)

@@ -33,7 +33,8 @@ from docket.store.tables import (
 )
 
 
-def _utc(value: dt.datetime | None) -> dt.datetime | None:
+def as_utc(value: dt.datetime | None) -> dt.datetime | None:
+    """SQLite hands timestamps back naive, and people type them naive: both mean UTC."""
     if value is None:
         return None
     return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
@@ -93,9 +94,9 @@ def _view(
         payment_flow=o.payment_flow,
         currency=o.currency,
         total=o.total,
-        placed_at=_utc(o.placed_at),
-        payment_deadline=_utc(o.payment_deadline),
-        return_until=_utc(o.return_until),
+        placed_at=as_utc(o.placed_at),
+        payment_deadline=as_utc(o.payment_deadline),
+        return_until=as_utc(o.return_until),
         rejection=o.rejection,
         deliveries=[
             DeliveryView(
@@ -103,7 +104,7 @@ def _view(
                 group=d.group,
                 warehouse_id=d.warehouse_id,
                 state=d.state,
-                release_at=_utc(d.release_at),
+                release_at=as_utc(d.release_at),
                 lines=[_line(line, o.currency) for line in lines.get((o.order_id, d.delivery_no), [])],
             )
             for d in deliveries
@@ -127,7 +128,7 @@ def order_record(session: Session, order_id: str) -> OrderRecord:
     view = order_view(session, order_id)
     history = [
         AuditEntry(
-            at=_utc(a.at),
+            at=as_utc(a.at),
             operator_id=a.operator_id,
             entity=a.entity,
             trigger=a.trigger,
@@ -141,7 +142,7 @@ def order_record(session: Session, order_id: str) -> OrderRecord:
     ]
     movements = [
         StockMovementView(
-            at=_utc(m.at),
+            at=as_utc(m.at),
             warehouse_id=m.warehouse_id,
             sku=m.sku,
             kind=m.kind,

@@ -1,3 +1,1 @@
 """Temporal workflows: orchestration only; no I/O, no SQLAlchemy, no clock but the workflow's."""
-
-ORDER_QUEUE = "docket-orders"

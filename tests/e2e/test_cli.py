@@ -13,15 +13,19 @@ from tests.conftest import Shop, process_env
 async def docket(
     shop: Shop, engine: Engine, *args: str, operator: str | None = "alice"
 ) -> tuple[int, str, str]:
-    env = process_env(shop, engine) | {"COLUMNS": "200"}
+    env = process_env(shop, engine)
     if operator:
         env["DOCKET_OPERATOR"] = operator
+    return await run_cli(env, *args)
+
+
+async def run_cli(env: dict[str, str], *args: str) -> tuple[int, str, str]:
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
         "docket.cli",
         *args,
-        env=env,
+        env=env | {"COLUMNS": "200"},
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )
@@ -117,19 +121,10 @@ async def test_the_example_catalogue_loads_and_prints_each_operators_token_once(
     from pathlib import Path
 
     example = Path(__file__).parents[2] / "docs" / "catalogue.example.json"
-    env = {**os.environ, "DOCKET_DATABASE_URL": f"sqlite:///{tmp_path / 'docket.db'}", "COLUMNS": "200"}
+    env = {**os.environ, "DOCKET_DATABASE_URL": f"sqlite:///{tmp_path / 'docket.db'}"}
     for args in (("db", "upgrade"), ("catalogue", "load", str(example))):
-        process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "docket.cli",
-            *args,
-            env=env,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-        )
-        out, err = await process.communicate()
-        assert process.returncode == 0, err.decode()
+        code, out, err = await run_cli(env, *args)
+        assert code == 0, err
     tokens = json.loads(out)["api_tokens"]
     assert set(tokens) == {"root", "hanna", "otto", "cleo", "paul", "conrad", "web"}
     assert all(len(token) >= 32 for token in tokens.values())

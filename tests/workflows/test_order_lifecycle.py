@@ -266,4 +266,6 @@ async def test_a_return_after_the_return_window_is_refused_with_the_reason(shop:
     await shop.client.get_workflow_handle(f"{shop.docket.workflow_id_prefix}order-o-1").result()
 
     with pytest.raises(Refused, match="order o-1 is completed and closed: nothing more can move"):
-        await shop.docket.return_order(await shop.op("conny"), ReturnOrder(order_id="o-1", operator_id="conny"))
+        await shop.docket.return_order(
+            await shop.op("conny"), ReturnOrder(order_id="o-1", operator_id="conny")
+        )
