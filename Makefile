@@ -6,10 +6,13 @@ STAMP  := $(VENV)/.installed
 
 .PHONY: demo test lint bench dev clean
 
+# compileall: the workflow sandbox re-imports the workflow modules for every workflow it runs and
+# compiles them from source each time no .pyc exists (as under PYTHONDONTWRITEBYTECODE).
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m compileall -q docket
 	touch $(STAMP)
 
 demo: $(STAMP)

@@ -19,12 +19,14 @@ from temporalio.service import RPCError, RPCStatusCode
 from docket.models.access import DELIVERY_TRIGGER_ACTION, Action, Operator
 from docket.models.errors import Forbidden, InvalidInput, NotFound, OrderRejected, Refused, from_kind
 from docket.models.lifecycles import OrderState
-from docket.models.messages import StockChange
+from docket.models.messages import DeliverMail, MailDue, StockChange
 from docket.models.schemas import (
     AdjustStock,
     CancelOrder,
     ConfirmPayment,
     LedgerReport,
+    MailPage,
+    MailRetried,
     MoveDelivery,
     OrderPage,
     OrderRecord,
@@ -32,13 +34,17 @@ from docket.models.schemas import (
     PaymentFlow,
     PlaceOrder,
     ReceiveStock,
+    RenderedMail,
+    RetryMail,
     ReturnOrder,
     StockLevel,
     StockReceived,
 )
-from docket.store import queries, stock
-from docket.store.engine import SessionFactory, read_session
+from docket.rendering import Renderer, RenderError, message_id
+from docket.store import outbox, queries, stock
+from docket.store.engine import SessionFactory, read_session, serialised_writes
 from docket.store.tables import Customer, Order, Product, Shop, ShopWarehouse, Warehouse
+from docket.workflows.mail import MailWorkflow, mail_workflow_id
 from docket.workflows.order import OrderWorkflow, workflow_id
 from docket.workflows.stock import StockWorkflow, stock_workflow_id
 
@@ -53,6 +59,7 @@ class Docket:
     sessions: SessionFactory
     task_queue: str
     workflow_id_prefix: str = ""
+    renderer: Renderer = field(default_factory=lambda: Renderer("docket@localhost"))
     # An order never changes shop: remember it for authorising the moves that follow.
     _order_shops: dict[str, str] = field(default_factory=dict, repr=False, compare=False)
 
@@ -185,6 +192,74 @@ class Docket:
     async def verify_stock(self, operator: Operator) -> LedgerReport:
         operator.require(Action.read_stock)
         return await self.read(stock.verify)
+
+    # --- mail -----------------------------------------------------------------------------------
+
+    async def list_mail(self, operator: Operator, **filters: Any) -> MailPage:
+        operator.require(Action.read_orders, filters.get("shop_id"))
+        shops = None if operator.all_shops else set(operator.shops)
+        return await self.read(lambda session: outbox.list_mail(session, shops=shops, **filters))
+
+    async def show_mail(self, operator: Operator, outbox_id: int) -> RenderedMail:
+        """The mail as it is (or would be) sent, rendered with today's templates."""
+        operator.require(Action.read_orders)
+        row, shop_id = await self.read(lambda session: outbox.mail_row(session, outbox_id))
+        operator.require(Action.read_orders, shop_id)
+        letter = outbox.letter(row, shop_id)
+        try:
+            rendered = self.renderer.render(shop_id, letter.kind, letter.template_key, letter.data)
+        except RenderError as error:
+            rendered, problem = None, str(error)
+        else:
+            problem = None
+        return RenderedMail(
+            mail=queries.mail_view(row),
+            message_id=message_id(letter.key, self.renderer.domain),
+            subject=rendered.subject if rendered else None,
+            text=rendered.text if rendered else None,
+            html=rendered.html if rendered else None,
+            render_error=problem,
+            data=letter.data,
+        )
+
+    async def retry_mail(self, operator: Operator, cmd: RetryMail) -> MailRetried:
+        """Failed mails back to pending, then their order's workflow (or, once it has closed, a
+        mail workflow of the order) delivers them."""
+        operator.require(Action.retry_mail)
+        if cmd.order_id:
+            await self._require_order(operator, Action.retry_mail, cmd.order_id)
+        for outbox_id in cmd.outbox_ids:
+            _, shop_id = await self.read(lambda session, n=outbox_id: outbox.mail_row(session, n))
+            operator.require(Action.retry_mail, shop_id)
+
+        def put_back() -> list[tuple[int, str]]:
+            with serialised_writes(self.sessions), self.sessions.begin() as session:
+                return outbox.retry(session, cmd.outbox_ids, cmd.order_id)
+
+        changed = await asyncio.to_thread(put_back)
+        orders = sorted({order_id for _, order_id in changed})
+        for order_id in orders:
+            await self._mail_due(order_id, [n for n, o in changed if o == order_id])
+        return MailRetried(retried=[n for n, _ in changed], orders=orders)
+
+    async def _mail_due(self, order_id: str, outbox_ids: list[int]) -> None:
+        due = MailDue(outbox_ids=outbox_ids)
+        handle = self.temporal.get_workflow_handle(workflow_id(order_id, self.workflow_id_prefix))
+        try:
+            await handle.signal(OrderWorkflow.mail_due, due)
+            return
+        except RPCError as error:
+            if error.status is not RPCStatusCode.NOT_FOUND:
+                raise
+        await self.temporal.start_workflow(
+            MailWorkflow.run,
+            DeliverMail(order_id=order_id),
+            id=mail_workflow_id(order_id, self.workflow_id_prefix),
+            task_queue=self.task_queue,
+            start_signal="mail_due",
+            start_signal_args=[due],
+            id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
+        )
 
     # --- operators and reads --------------------------------------------------------------------
 

@@ -15,8 +15,10 @@ from pathlib import Path
 
 from sqlalchemy import Engine
 
+from docket.adapters.mail import MailTransport, transport_from
 from docket.commands import Docket
 from docket.connect import temporal_client
+from docket.rendering import Renderer
 from docket.settings import Settings
 from docket.store.engine import make_engine, make_session_factory
 from docket.store.migrate import upgrade
@@ -94,6 +96,7 @@ def dev_server(var_dir: Path, port: int = DEV_SERVER_PORT, ui_port: int = DEV_UI
 class Running:
     docket: Docket
     engine: Engine
+    transport: MailTransport
     activity_threads: int = 8
 
 
@@ -107,17 +110,24 @@ async def connected(settings: Settings, migrate: bool = False) -> AsyncIterator[
         if migrate:
             await asyncio.to_thread(upgrade, engine)
         client = await temporal_client(settings)
+        renderer = Renderer(settings.mail_from, settings.template_overrides)
         docket = Docket(
-            client, make_session_factory(engine), settings.task_queue, settings.workflow_id_prefix
+            client, make_session_factory(engine), settings.task_queue, settings.workflow_id_prefix, renderer
         )
-        yield Running(docket, engine, settings.activity_threads)
+        yield Running(docket, engine, transport_from(settings), settings.activity_threads)
     finally:
         engine.dispose()
 
 
 async def run_worker(running: Running) -> None:
+    docket = running.docket
     worker = build_worker(
-        running.docket.temporal, running.docket.sessions, running.docket.task_queue, running.activity_threads
+        docket.temporal,
+        docket.sessions,
+        docket.task_queue,
+        transport=running.transport,
+        renderer=docket.renderer,
+        activity_threads=running.activity_threads,
     )
     await worker.run()
 

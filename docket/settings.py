@@ -2,10 +2,22 @@
 
 from __future__ import annotations
 
+from enum import StrEnum
 from pathlib import Path
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class MailTransport(StrEnum):
+    maildir = "maildir"
+    smtp = "smtp"
+
+
+class SmtpSecurity(StrEnum):
+    none = "none"
+    starttls = "starttls"
+    tls = "tls"
 
 
 class Settings(BaseSettings):
@@ -25,6 +37,17 @@ class Settings(BaseSettings):
     api_host: str = "127.0.0.1"
     api_port: int = Field(default=8000, ge=1, le=65535)
     operator: str | None = None
+    # Mail (docs/notifications.md)
+    mail_transport: MailTransport = MailTransport.maildir
+    mail_from: str = Field(default="docket@localhost", pattern=r"^[^@\s]+@[^@\s]+$")
+    maildir: Path | None = Field(default=None, description="default: var/mail")
+    templates_dir: Path | None = Field(default=None, description="shop overrides; default: var/templates")
+    smtp_host: str = "localhost"
+    smtp_port: int = Field(default=25, ge=1, le=65535)
+    smtp_security: SmtpSecurity = SmtpSecurity.none
+    smtp_username: str | None = None
+    smtp_password: str | None = None
+    smtp_timeout: float = Field(default=10.0, gt=0, le=300)
 
     @field_validator("database_url")
     @classmethod
@@ -34,6 +57,14 @@ class Settings(BaseSettings):
                 "DOCKET_DATABASE_URL must start with sqlite:/// or postgresql:// (postgresql+psycopg://)"
             )
         return value
+
+    @property
+    def mail_folder(self) -> Path:
+        return self.maildir or self.var_dir / "mail"
+
+    @property
+    def template_overrides(self) -> Path:
+        return self.templates_dir or self.var_dir / "templates"
 
     @property
     def database(self) -> str:

@@ -7,19 +7,32 @@ from concurrent.futures import ThreadPoolExecutor
 from temporalio.client import Client
 from temporalio.worker import Worker
 
+from docket.activities.mail import MailActivities
 from docket.activities.orders import OrderActivities
+from docket.adapters.mail import MailTransport
+from docket.rendering import Renderer
 from docket.store.engine import SessionFactory
+from docket.workflows.mail import MailWorkflow
 from docket.workflows.order import OrderWorkflow
 from docket.workflows.stock import StockWorkflow
 
-WORKFLOWS = [OrderWorkflow, StockWorkflow]
+WORKFLOWS = [OrderWorkflow, StockWorkflow, MailWorkflow]
 
 
 def build_worker(
-    client: Client, sessions: SessionFactory, task_queue: str, activity_threads: int = 8, **options: object
+    client: Client,
+    sessions: SessionFactory,
+    task_queue: str,
+    *,
+    transport: MailTransport,
+    renderer: Renderer,
+    activity_threads: int = 8,
+    **options: object,
 ) -> Worker:
-    """Activities are synchronous and run in `activity_threads` threads: one transaction each."""
+    """Order activities are synchronous and run in `activity_threads` threads, one transaction
+    each; mail delivery is asynchronous (it waits on SMTP) and runs on the event loop."""
     orders = OrderActivities(sessions)
+    mail = MailActivities(sessions, renderer, transport)
     return Worker(
         client,
         task_queue=task_queue,
@@ -32,6 +45,7 @@ def build_worker(
             orders.return_order,
             orders.advance_order,
             orders.change_stock,
+            mail.deliver_mail,
         ],
         activity_executor=ThreadPoolExecutor(activity_threads, thread_name_prefix="docket-activity"),
         max_concurrent_activities=activity_threads,

@@ -7,6 +7,7 @@ import datetime as dt
 import os
 import shutil
 import sys
+import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -18,8 +19,10 @@ from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
+from docket.adapters.mail import MaildirTransport, MailTransport
 from docket.commands import Docket
 from docket.models.access import Operator
+from docket.rendering import Renderer
 from docket.store import catalogue as cat
 from docket.store.engine import SessionFactory, make_engine, make_session_factory
 from docket.store.migrate import upgrade
@@ -126,26 +129,39 @@ class Shop:
     client: Client
     tokens: dict[str, str]
     task_queue: str
+    transport: MailTransport
 
     async def op(self, operator_id: str) -> Operator:
         return await self.docket.operator(operator_id)
 
 
 async def running_docket(
-    engine: Engine, client: Client, with_worker: bool = True, **catalogue_options: object
+    engine: Engine,
+    client: Client,
+    with_worker: bool = True,
+    transport: MailTransport | None = None,
+    **catalogue_options: object,
 ) -> AsyncIterator[Shop]:
-    """Load the test catalogue (options change its facts) and run a worker on a queue of its own."""
+    """Load the test catalogue (options change its facts) and run a worker on a queue of its own.
+    Mail goes to `transport`; by default to a maildir of its own."""
     sessions = make_session_factory(engine)
     with sessions.begin() as session:
         tokens = cat.load(session, catalogue_for_tests(**catalogue_options), dt.datetime.now(dt.UTC))  # type: ignore[arg-type]
     queue = f"docket-test-{uuid.uuid4().hex[:8]}"
+    renderer = Renderer("docket@shop.test")
+    transport = transport or MaildirTransport(Path(tempfile.mkdtemp(prefix="docket-mail-")))
     shop = Shop(
-        Docket(client, sessions, queue, workflow_id_prefix=f"{queue}-"), sessions, client, tokens, queue
+        Docket(client, sessions, queue, workflow_id_prefix=f"{queue}-", renderer=renderer),
+        sessions,
+        client,
+        tokens,
+        queue,
+        transport,
     )
     if not with_worker:
         yield shop
         return
-    async with build_worker(client, sessions, queue):
+    async with build_worker(client, sessions, queue, transport=transport, renderer=renderer):
         yield shop
 
 

@@ -26,6 +26,7 @@ class Action(StrEnum):
     return_order = "take returns"
     manage_stock = "receive and adjust stock"
     read_stock = "read stock"
+    retry_mail = "retry mail"
 
 
 _ALL = frozenset(Action)
@@ -34,7 +35,13 @@ GRANTS: dict[Role, frozenset[Action]] = {
     Role.shop_admin: _ALL,
     Role.call_centre: frozenset({Action.read_orders, Action.place_order, Action.read_stock}),
     Role.call_centre_process: frozenset(
-        {Action.read_orders, Action.process_delivery, Action.cancel_order, Action.read_stock}
+        {
+            Action.read_orders,
+            Action.process_delivery,
+            Action.cancel_order,
+            Action.read_stock,
+            Action.retry_mail,
+        }
     ),
     Role.call_centre_confirm: frozenset({Action.read_orders, Action.confirm_payment, Action.return_order}),
     Role.storefront: frozenset({Action.place_order, Action.read_orders}),

@@ -62,3 +62,23 @@ class StockReserved(BaseModel):
 
     delivery_no: int
     reference: str
+
+
+class DeliverMail(BaseModel):
+    """Deliver every pending mail of one order."""
+
+    model_config = ConfigDict(frozen=True)
+    order_id: str
+
+
+class MailDelivered(BaseModel):
+    sent: int = 0
+    failed: int = 0
+    waiting: int = 0
+
+
+class MailDue(BaseModel):
+    """Mails of the order were put back to pending (an operator's retry): deliver them."""
+
+    model_config = ConfigDict(frozen=True)
+    outbox_ids: list[int] = []

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from decimal import Decimal
 from enum import StrEnum
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import (
     BaseModel,
@@ -237,11 +237,64 @@ class StockMovementView(View):
     note: str | None
 
 
+class MailState(StrEnum):
+    pending = "pending"
+    sent = "sent"
+    failed = "failed"
+
+
 class OutboxView(View):
+    """One outbox row: one mail to one recipient, told by one move."""
+
+    outbox_id: int
+    order_id: str
+    delivery_no: int | None
     recipient_kind: str
     recipient: str
+    cc: str | None
     template_key: str
-    state: str
+    state: MailState
+    created_at: dt.datetime
+    attempts: int
+    sent_at: dt.datetime | None
+    error: str | None
+
+
+class MailPage(View):
+    mails: list[OutboxView]
+    page: int
+    page_size: int
+    total: int
+
+
+class RenderedMail(View):
+    """A mail as it is (or would be) sent: what `docket mail show` prints."""
+
+    mail: OutboxView
+    message_id: str
+    subject: str | None
+    text: str | None
+    html: str | None
+    render_error: str | None
+    data: dict[str, Any]
+
+
+class RetryMail(Command):
+    """Send failed mails again: these rows, or every failed row of an order."""
+
+    outbox_ids: list[Annotated[int, Field(gt=0)]] = []
+    order_id: str | None = None
+
+    @model_validator(mode="after")
+    def _something(self) -> RetryMail:
+        if not self.outbox_ids and not self.order_id:
+            raise ValueError("name the mails to retry: outbox_ids, or order_id for an order's failed mails")
+        return self
+
+
+class MailRetried(View):
+    retried: list[int]
+    orders: list[str]
 
 
 class OrderRecord(View):

@@ -80,6 +80,9 @@ def place_order(session: Session, cmd: PlaceOrder, move_id: str, at: dt.datetime
         shipping_address=cmd.shipping_address.model_dump(mode="json"),
         placed_at=at,
         placed_by=cmd.operator_id,
+        payment_deadline=(
+            at + dt.timedelta(hours=shop.payment_deadline_hours) if flow is PaymentFlow.offline else None
+        ),
     )
     session.add(order)
     session.flush()  # the order row first: its deliveries and lines refer to it
@@ -97,7 +100,7 @@ def place_order(session: Session, cmd: PlaceOrder, move_id: str, at: dt.datetime
             shop.single_parcel if cmd.single_parcel is None else cmd.single_parcel,
         )
     except OrderRejected as rejected:
-        order.rejection = str(rejected)
+        order.rejection, order.payment_deadline = str(rejected), None
         session.add_all(
             OrderLine(
                 order_id=order.order_id,
@@ -154,11 +157,10 @@ def place_order(session: Session, cmd: PlaceOrder, move_id: str, at: dt.datetime
                 )
     # The order is whole now: its moves and their notifications can see every line.
     session.flush()
-    outbox.write(session, move_id, order, None, "order", "place", at)
+    outbox.write(session, move_id, order, None, "order", "place", ctx)
     for delivery in deliveries:
         move_delivery_state(session, order, delivery, "reserve", ctx, move_id)
     if flow is PaymentFlow.offline:
-        order.payment_deadline = at + dt.timedelta(hours=shop.payment_deadline_hours)
         move_order(session, order, "await_confirmation", ctx, move_id)
     else:
         raise InvalidInput(f"payment flow {flow.value} is not available yet; use offline")
@@ -246,7 +248,7 @@ def move_order(session: Session, order: Order, trigger: str, ctx: MoveContext, m
         raise StaleState(f"order {order.order_id} is no longer {source.value}")
     set_committed_value(order, "state", dest)  # written above; not dirty again
     audit(session, order, "order", trigger, source, dest, ctx)
-    outbox.write(session, move_id, order, None, "order", trigger, ctx.at)
+    outbox.write(session, move_id, order, None, "order", trigger, ctx)
 
 
 def move_delivery_state(
@@ -274,7 +276,7 @@ def move_delivery_state(
     set_committed_value(delivery, "state", dest)
     _move_stock(session, delivery, trigger, ctx)
     audit(session, order, f"delivery {delivery.delivery_no}", trigger, source, dest, ctx)
-    outbox.write(session, move_id, order, delivery, "delivery", trigger, ctx.at)
+    outbox.write(session, move_id, order, delivery, "delivery", trigger, ctx)
 
 
 def _move_stock(session: Session, delivery: Delivery, trigger: str, ctx: MoveContext) -> None:

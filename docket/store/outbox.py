@@ -1,16 +1,36 @@
-"""Outbox rows: who is told what by a move, written in the move's own transaction."""
+"""Outbox rows: who is told what by a move, written in the move's own transaction; then what
+became of each mail (sent, failed for good, or still pending after a transient failure)."""
 
 from __future__ import annotations
 
-from datetime import datetime
+import datetime as dt
+from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
+from sqlalchemy import func, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from docket.models.notifications import Recipient, notifications_for
+from docket.models.access import Role
+from docket.models.errors import NotFound
+from docket.models.notifications import MAIL_FAILED, Recipient, notifications_for
+from docket.models.schemas import MailPage, MailState
 from docket.store import queries
 from docket.store.appends import append
-from docket.store.tables import Customer, Delivery, Order, OutboxRow, Shop, Warehouse
+from docket.store.stock import MoveContext
+from docket.store.tables import (
+    Customer,
+    Delivery,
+    OperatorRow,
+    Order,
+    OutboxRow,
+    Product,
+    Shop,
+    Warehouse,
+)
+
+# --- written by moves ---------------------------------------------------------------------------
 
 
 def write(
@@ -20,28 +40,41 @@ def write(
     delivery: Delivery | None,
     lifecycle: str,
     trigger: str,
-    at: datetime,
+    ctx: MoveContext,
 ) -> None:
     wanted = notifications_for(lifecycle, trigger)
     if not wanted:
         return
-    data = _data(session, order, delivery, trigger)
+    data = _data(session, order, delivery, trigger, ctx)
+    no = delivery.delivery_no if delivery else "-"
     for kind, template in wanted:
+        cc = _on_behalf_of(session, ctx.operator_id) if kind is Recipient.customer else None
         for address in _addresses(session, kind, order, delivery):
-            no = delivery.delivery_no if delivery else "-"
             append(
                 session,
                 OutboxRow,
-                key=f"{move_id}|{no}|{address}|{template}",
-                created_at=at,
+                key=f"{move_id}|{no}|{kind.value}|{address}|{template}",
+                created_at=ctx.at,
                 order_id=order.order_id,
                 delivery_no=delivery.delivery_no if delivery else None,
                 recipient_kind=kind.value,
                 recipient=address,
+                cc=cc if cc != address else None,
                 template_key=template,
                 data=data,
-                state="pending",
+                state=MailState.pending.value,
+                attempts=0,
             )
+
+
+def _on_behalf_of(session: Session, operator_id: str | None) -> str | None:
+    """The operator who acted for the customer, to be copied; a storefront acts for nobody."""
+    if operator_id is None:
+        return None
+    operator = session.get(OperatorRow, operator_id)
+    if operator is None or not operator.email or Role.storefront.value in operator.roles:
+        return None
+    return operator.email
 
 
 def _addresses(session: Session, kind: Recipient, order: Order, delivery: Delivery | None) -> list[str]:
@@ -57,28 +90,242 @@ def _addresses(session: Session, kind: Recipient, order: Order, delivery: Delive
     return list(warehouse.fulfilment_emails) if warehouse else []
 
 
-def _data(session: Session, order: Order, delivery: Delivery | None, trigger: str) -> dict[str, Any]:
+def _data(
+    session: Session, order: Order, delivery: Delivery | None, trigger: str, ctx: MoveContext
+) -> dict[str, Any]:
+    """What the templates may use: plain JSON, money as strings, times in UTC ISO form (the
+    templates show them in the shop's time zone)."""
     customer = session.get(Customer, order.customer_id)
-    lines = [
-        {"sku": line.sku, "quantity": line.quantity, "unit_price": str(line.unit_price)}
-        for line in queries.order_lines(session, order.order_id)
-        if delivery is None or line.delivery_no == delivery.delivery_no
-    ]
+    shop = session.get(Shop, order.shop_id)
+    lines = []
+    for line in queries.order_lines(session, order.order_id):
+        if delivery is not None and line.delivery_no != delivery.delivery_no:
+            continue
+        product = session.get(Product, line.sku)
+        lines.append(
+            {
+                "line_no": line.line_no,
+                "sku": line.sku,
+                "name": product.name if product else line.sku,
+                "quantity": line.quantity,
+                "unit_price": str(line.unit_price),
+                "amount": str(line.unit_price * line.quantity),
+                "delivery_no": line.delivery_no,
+            }
+        )
     data: dict[str, Any] = {
         "order_id": order.order_id,
         "shop_id": order.shop_id,
+        "shop_name": shop.name if shop else order.shop_id,
+        "timezone": shop.timezone if shop else "UTC",
         "customer_name": customer.name if customer else None,
         "state": order.state.value,
+        "payment_flow": order.payment_flow.value,
         "total": str(order.total),
         "currency": order.currency,
+        "placed_at": _iso(order.placed_at),
+        "payment_deadline": _iso(order.payment_deadline),
+        "shipping_address": order.shipping_address,
         "trigger": trigger,
+        "at": _iso(ctx.at),
+        "note": ctx.note,
         "lines": lines,
     }
     if delivery is not None:
+        warehouse = session.get(Warehouse, delivery.warehouse_id) if delivery.warehouse_id else None
         data |= {
             "delivery_no": delivery.delivery_no,
             "delivery_group": delivery.group.value,
             "warehouse_id": delivery.warehouse_id,
+            "warehouse_name": warehouse.name if warehouse else None,
             "delivery_state": delivery.state.value,
+            "release_at": _iso(delivery.release_at),
         }
     return data
+
+
+def _iso(value: dt.datetime | None) -> str | None:
+    moment = queries.as_utc(value)
+    return moment.isoformat() if moment else None
+
+
+# --- delivery -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Letter:
+    """A pending outbox row, detached from its session: what the mailer renders and sends."""
+
+    outbox_id: int
+    key: str
+    order_id: str
+    shop_id: str
+    kind: str
+    recipient: str
+    cc: str | None
+    template_key: str
+    data: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Outcome:
+    outbox_id: int
+    sent: bool
+    error: str | None = None
+    permanent: bool = False
+
+
+def pending(session: Session, order_id: str | None = None, limit: int = 500) -> list[Letter]:
+    """Rows still to send (of one order, or of every order), oldest first."""
+    query = (
+        select(OutboxRow, Order.shop_id)
+        .join(Order, Order.order_id == OutboxRow.order_id)
+        .where(OutboxRow.state == MailState.pending.value)
+        .order_by(OutboxRow.outbox_id)
+        .limit(limit)
+    )
+    if order_id is not None:
+        query = query.where(OutboxRow.order_id == order_id)
+    return [letter(row, shop_id) for row, shop_id in session.execute(query)]
+
+
+def letter(row: OutboxRow, shop_id: str) -> Letter:
+    return Letter(
+        row.outbox_id,
+        row.key,
+        row.order_id,
+        shop_id,
+        row.recipient_kind,
+        row.recipient,
+        row.cc,
+        row.template_key,
+        row.data,
+    )
+
+
+def record(session: Session, letters: dict[int, Letter], outcomes: Iterable[Outcome], at: dt.datetime) -> int:
+    """Write down what became of each mail; only rows still pending change (a row recorded as
+    sent is never sent again). A mail that failed for good is reported to the shop's admins once.
+    Returns how many report rows were written."""
+    reports = 0
+    for outcome in outcomes:
+        row = OutboxRow.__table__
+        guard = (row.c.outbox_id == outcome.outbox_id) & (row.c.state == MailState.pending.value)
+        if outcome.sent:
+            values: dict[str, Any] = {"state": MailState.sent.value, "sent_at": at, "error": None}
+        elif outcome.permanent:
+            values = {"state": MailState.failed.value, "error": outcome.error}
+        else:
+            values = {"error": outcome.error}
+        changed = session.execute(
+            update(OutboxRow)
+            .where(guard)
+            .values(attempts=OutboxRow.attempts + 1, **values)
+            .execution_options(synchronize_session=False)
+        )
+        if changed.rowcount == 1 and outcome.permanent:  # type: ignore[attr-defined]
+            reports += _report_failure(session, letters[outcome.outbox_id], outcome.error or "", at)
+    return reports
+
+
+def _report_failure(session: Session, letter: Letter, reason: str, at: dt.datetime) -> int:
+    kind, template = MAIL_FAILED
+    if letter.template_key == template:
+        return 0  # a report that cannot be delivered is not reported again
+    shop = session.get(Shop, letter.shop_id)
+    data = {
+        **letter.data,
+        "failed_outbox_id": letter.outbox_id,
+        "failed_recipient": letter.recipient,
+        "failed_template": f"{letter.kind}/{letter.template_key}",
+        "reason": reason,
+        "at": at.isoformat(),
+    }
+    rows = [
+        {
+            "key": f"mail-failed|{letter.outbox_id}|{address}",
+            "created_at": at,
+            "order_id": letter.order_id,
+            "delivery_no": letter.data.get("delivery_no"),
+            "recipient_kind": kind.value,
+            "recipient": address,
+            "cc": None,
+            "template_key": template,
+            "data": data,
+            "state": MailState.pending.value,
+            "attempts": 0,
+        }
+        for address in (shop.admin_emails if shop else [])
+    ]
+    if not rows:
+        return 0
+    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
+    # The key makes a second failure of the same mail (after a retry) write nothing more.
+    session.execute(dialect.insert(OutboxRow).values(rows).on_conflict_do_nothing(index_elements=["key"]))
+    return len(rows)
+
+
+# --- what operators see and do ------------------------------------------------------------------
+
+
+def list_mail(
+    session: Session,
+    *,
+    shops: set[str] | None,
+    shop_id: str | None = None,
+    order_id: str | None = None,
+    state: MailState | None = None,
+    recipient: str | None = None,
+    page: int = 1,
+    page_size: int = 50,
+) -> MailPage:
+    """Mails newest first. `shops` limits to what the operator may see (None: every shop)."""
+    query = select(OutboxRow).join(Order, Order.order_id == OutboxRow.order_id)
+    if shops is not None:
+        query = query.where(Order.shop_id.in_(shops))
+    if shop_id:
+        query = query.where(Order.shop_id == shop_id)
+    if order_id:
+        query = query.where(OutboxRow.order_id == order_id)
+    if state:
+        query = query.where(OutboxRow.state == state.value)
+    if recipient:
+        query = query.where(OutboxRow.recipient == recipient)
+    total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
+    rows = session.scalars(
+        query.order_by(OutboxRow.outbox_id.desc()).offset((page - 1) * page_size).limit(page_size)
+    )
+    return MailPage(mails=[queries.mail_view(r) for r in rows], page=page, page_size=page_size, total=total)
+
+
+def mail_row(session: Session, outbox_id: int) -> tuple[OutboxRow, str]:
+    """The row and its order's shop."""
+    found = session.execute(
+        select(OutboxRow, Order.shop_id)
+        .join(Order, Order.order_id == OutboxRow.order_id)
+        .where(OutboxRow.outbox_id == outbox_id)
+    ).first()
+    if found is None:
+        raise NotFound(f"unknown mail {outbox_id}")
+    return found[0], found[1]
+
+
+def retry(session: Session, outbox_ids: list[int], order_id: str | None) -> list[tuple[int, str]]:
+    """Failed rows back to pending; returns (outbox id, order id) of each row that changed."""
+    query = select(OutboxRow.outbox_id, OutboxRow.order_id).where(OutboxRow.state == MailState.failed.value)
+    if outbox_ids:
+        query = query.where(OutboxRow.outbox_id.in_(outbox_ids))
+    if order_id:
+        query = query.where(OutboxRow.order_id == order_id)
+    found = [(r.outbox_id, r.order_id) for r in session.execute(query)]
+    if found:
+        session.execute(
+            update(OutboxRow)
+            .where(
+                OutboxRow.outbox_id.in_([outbox_id for outbox_id, _ in found]),
+                OutboxRow.state == MailState.failed.value,
+            )
+            .values(state=MailState.pending.value)
+            .execution_options(synchronize_session=False)
+        )
+    return found

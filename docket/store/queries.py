@@ -16,6 +16,7 @@ from docket.models.schemas import (
     AuditEntry,
     DeliveryView,
     LineView,
+    MailState,
     OrderPage,
     OrderRecord,
     OrderView,
@@ -159,17 +160,29 @@ def order_record(session: Session, order_id: str) -> OrderRecord:
         )
     ]
     mails = [
-        OutboxView(
-            recipient_kind=r.recipient_kind,
-            recipient=r.recipient,
-            template_key=r.template_key,
-            state=r.state,
-        )
+        mail_view(r)
         for r in session.scalars(
             select(OutboxRow).where(OutboxRow.order_id == order_id).order_by(OutboxRow.outbox_id)
         )
     ]
     return OrderRecord(order=view, history=history, stock_movements=movements, notifications=mails)
+
+
+def mail_view(row: OutboxRow) -> OutboxView:
+    return OutboxView(
+        outbox_id=row.outbox_id,
+        order_id=row.order_id,
+        delivery_no=row.delivery_no,
+        recipient_kind=row.recipient_kind,
+        recipient=row.recipient,
+        cc=row.cc,
+        template_key=row.template_key,
+        state=MailState(row.state),
+        created_at=as_utc(row.created_at),  # type: ignore[arg-type]
+        attempts=row.attempts,
+        sent_at=as_utc(row.sent_at),
+        error=row.error,
+    )
 
 
 def list_orders(

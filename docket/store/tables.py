@@ -208,9 +208,12 @@ class OutboxRow(Base):
     delivery_no: Mapped[int | None] = mapped_column(Integer)
     recipient_kind: Mapped[str] = mapped_column(String(32))
     recipient: Mapped[str] = mapped_column(String(320))
+    # the operator who acted on the customer's behalf, copied on mails to the customer
+    cc: Mapped[str | None] = mapped_column(String(320))
     template_key: Mapped[str] = mapped_column(String(64))
     data: Mapped[dict[str, Any]] = mapped_column(JSON)
-    state: Mapped[str] = mapped_column(String(16), default="pending")
+    state: Mapped[str] = mapped_column(String(16), default="pending", index=True)  # pending, sent, failed
+    attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     sent_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
     error: Mapped[str | None] = mapped_column(Text)
 

@@ -18,7 +18,10 @@ with workflow.unsafe.imports_passed_through():
         AdvanceOrder,
         CancelOrderMove,
         ConfirmPaymentMove,
+        DeliverMail,
         DeliveryMove,
+        MailDelivered,
+        MailDue,
         Move,
         PlaceOrderMove,
         ReturnOrderMove,
@@ -39,6 +42,17 @@ ACTIVITY_OPTIONS: dict[str, Any] = {
         initial_interval=dt.timedelta(milliseconds=200), maximum_interval=dt.timedelta(seconds=10)
     ),
 }
+# Mail waits for SMTP as long as it takes: retried with backoff, never given up.
+MAIL_OPTIONS: dict[str, Any] = {
+    "start_to_close_timeout": dt.timedelta(seconds=120),
+    "retry_policy": RetryPolicy(
+        initial_interval=dt.timedelta(seconds=1),
+        backoff_coefficient=2.0,
+        maximum_interval=dt.timedelta(seconds=60),
+    ),
+}
+# Orders placed before mail delivery existed replay without it (workflow.patched).
+MAIL_PATCH = "deliver-mail"
 WAITING_FOR_DATE = (DeliveryState.reserved, DeliveryState.wait_date)
 PAID = (OrderState.in_progress, OrderState.partially_shipped)
 ENDED = (OrderState.rejected, OrderState.cancelled, OrderState.returned)
@@ -61,11 +75,15 @@ class OrderWorkflow:
       return_goods     shipped goods came back
     Signals (facts):
       stock_reserved   receiving stock made a waiting delivery whole
+      mail_due         an operator put failed mails back to pending
     Queries:
       view             the order as the workflow last recorded it
     Timers:
       the payment deadline (offline flow: cancel when it passes unconfirmed), each pre-order's
       release moment, and the return window after completion (the workflow then closes).
+    Mail:
+      after every move a background loop runs `deliver_mail` for the outbox rows the move wrote
+      (one run covers every move made meanwhile); the workflow closes once its mail is delivered.
     """
 
     def __init__(self) -> None:
@@ -75,13 +93,17 @@ class OrderWorkflow:
         self._version = 0
         self._stock_ready = False
         self._released_through: dt.datetime | None = None
+        self._mail_due = False
+        self._closing = False
 
     # --- run ------------------------------------------------------------------------------------
 
     @workflow.run
     async def run(self, command: PlaceOrder) -> OrderView:
+        mail = workflow.patched(MAIL_PATCH)
         async with self._lock:
             await self._apply("place_order", PlaceOrderMove(**self._move("place"), command=command))
+        mailer = asyncio.create_task(self._deliver_mail(command.order_id)) if mail else None
         while not self._finished():
             version = self._version
             timeout = self._until_next_timer()
@@ -94,7 +116,20 @@ class OrderWorkflow:
             async with self._lock:
                 await self._on_time_or_stock()
         await workflow.wait_condition(workflow.all_handlers_finished)
+        if mailer is not None:
+            self._closing = True
+            await mailer
         return self.view()
+
+    async def _deliver_mail(self, order_id: str) -> None:
+        while True:
+            await workflow.wait_condition(lambda: self._mail_due or self._closing)
+            if not self._mail_due:
+                return
+            self._mail_due = False
+            await workflow.execute_activity(
+                "deliver_mail", DeliverMail(order_id=order_id), result_type=MailDelivered, **MAIL_OPTIONS
+            )
 
     async def _on_time_or_stock(self) -> None:
         view, now = self.view(), workflow.now()
@@ -209,6 +244,10 @@ class OrderWorkflow:
     def stock_reserved(self, fact: StockReserved) -> None:
         self._stock_ready = True
 
+    @workflow.signal
+    def mail_due(self, fact: MailDue) -> None:
+        self._mail_due = True
+
     @workflow.query
     def view(self) -> OrderView:
         if self._view is None:
@@ -243,6 +282,7 @@ class OrderWorkflow:
             activity_name, move, result_type=OrderView, **ACTIVITY_OPTIONS
         )
         self._version += 1
+        self._mail_due = True
         return self._view
 
     def _move(self, name: str) -> dict[str, Any]:

@@ -31,7 +31,7 @@ def sessions(engine: Engine, request: pytest.FixtureRequest):  # type: ignore[no
 
 
 def test_the_schema_comes_from_the_migrations(engine: Engine) -> None:
-    assert current_revision(engine) == "0001"
+    assert current_revision(engine) == "0002"
 
 
 def test_placing_reserves_stock_and_writes_audit_and_outbox_in_one_go(sessions) -> None:  # type: ignore[no-untyped-def]
@@ -52,7 +52,9 @@ def test_placing_reserves_stock_and_writes_audit_and_outbox_in_one_go(sessions) 
     }
     with sessions() as s:
         received = s.scalars(select(OutboxRow).where(OutboxRow.template_key == "order_received")).one()
-    assert received.data["lines"] == [{"sku": "WIDGET", "quantity": 4, "unit_price": "9.50"}]
+    [line] = received.data["lines"]
+    assert (line["sku"], line["name"], line["quantity"]) == ("WIDGET", "Widget", 4)
+    assert (line["unit_price"], line["amount"], received.data["currency"]) == ("9.50", "38.00", "EUR")
     assert (received.data["total"], received.data["currency"]) == ("38.00", "EUR")
 
 

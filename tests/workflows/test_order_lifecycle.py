@@ -13,6 +13,7 @@ from docket.models.schemas import (
     ConfirmPayment,
     DeliveryGroup,
     MoveDelivery,
+    OrderRecord,
     ReceiveStock,
     ReturnOrder,
 )
@@ -187,7 +188,7 @@ async def test_illegal_moves_are_refused_with_the_reason_and_change_nothing(shop
     alice = await shop.op("alice")
     await shop.docket.place_order(alice, place("o-1", ("WIDGET", 1)))
     await confirm(shop, "o-1")
-    before = await shop.docket.order_record(alice, "o-1")
+    before = settled(await shop.docket.order_record(alice, "o-1"))
 
     with pytest.raises(
         IllegalTransition, match="delivery 1 is allocated: cannot ship; allowed from here: pack"
@@ -199,7 +200,7 @@ async def test_illegal_moves_are_refused_with_the_reason_and_change_nothing(shop
         await move(shop, "o-1", 1, "pack", operator="bob")
     with pytest.raises(Forbidden, match=r"carol \(call_centre\) may not pack and ship deliveries"):
         await move(shop, "o-1", 1, "pack", operator="carol")
-    assert await shop.docket.order_record(alice, "o-1") == before
+    assert settled(await shop.docket.order_record(alice, "o-1")) == before
 
     await move(shop, "o-1", 1, "pack", "mark_ready", "ship")
     with pytest.raises(
@@ -269,3 +270,9 @@ async def test_a_return_after_the_return_window_is_refused_with_the_reason(shop:
         await shop.docket.return_order(
             await shop.op("conny"), ReturnOrder(order_id="o-1", operator_id="conny")
         )
+
+
+def settled(record: OrderRecord) -> tuple[object, ...]:
+    """The record, less what mail delivery changes on its own time (a mail's state)."""
+    mails = [(m.outbox_id, m.recipient, m.template_key) for m in record.notifications]
+    return record.order, record.history, record.stock_movements, mails

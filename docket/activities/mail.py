@@ -1,0 +1,80 @@
+"""Delivering an order's outbox rows: render, send, record. Idempotent: only rows still pending are
+sent, and a row is recorded as sent right after the server accepted it. A crash between the two
+sends that mail once more, with the same Message-ID."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from docket.adapters.mail import MailTransport
+from docket.models.messages import DeliverMail, MailDelivered
+from docket.rendering import Renderer, RenderError
+from docket.store import outbox
+from docket.store.engine import SessionFactory, read_session, serialised_writes
+from docket.store.outbox import Letter, Outcome
+
+# A mail that fails for good writes a report to the shop's admins; the next pass delivers it.
+PASSES = 3
+
+
+async def deliver(letters: list[Letter], renderer: Renderer, transport: MailTransport) -> list[Outcome]:
+    """Render and send; never raises for one mail's trouble, says what became of each."""
+    outcomes: dict[int, Outcome] = {}
+    mails = []
+    for letter in letters:
+        try:
+            rendered = renderer.render(letter.shop_id, letter.kind, letter.template_key, letter.data)
+        except RenderError as error:
+            outcomes[letter.outbox_id] = Outcome(letter.outbox_id, False, str(error), permanent=True)
+            continue
+        mails.append((letter.outbox_id, renderer.compose(letter, rendered)))
+    for sent in await transport.send(mails):
+        outcomes[sent.outbox_id] = Outcome(sent.outbox_id, sent.ok, sent.error, sent.permanent)
+    return [outcomes[letter.outbox_id] for letter in letters]
+
+
+class MailActivities:
+    def __init__(self, sessions: SessionFactory, renderer: Renderer, transport: MailTransport):
+        self.sessions = sessions
+        self.renderer = renderer
+        self.transport = transport
+
+    @activity.defn(name="deliver_mail")
+    async def deliver_mail(self, request: DeliverMail) -> MailDelivered:
+        """Deliver every pending mail of the order. Fails (and is retried with backoff) while some
+        mail could not be sent for now; a mail that failed for good is recorded and reported."""
+        total = MailDelivered()
+        waiting: list[Outcome] = []
+        for _ in range(PASSES):
+            letters = await asyncio.to_thread(self._pending, request.order_id)
+            if not letters:
+                break
+            outcomes = await deliver(letters, self.renderer, self.transport)
+            reports = await asyncio.to_thread(self._record, letters, outcomes)
+            waiting = [o for o in outcomes if not o.sent and not o.permanent]
+            total = MailDelivered(
+                sent=total.sent + sum(o.sent for o in outcomes),
+                failed=total.failed + sum(o.permanent for o in outcomes),
+                waiting=len(waiting),
+            )
+            if waiting or not reports:
+                break
+        if waiting:
+            raise ApplicationError(
+                f"{len(waiting)} mail(s) of order {request.order_id} not delivered yet: {waiting[0].error}",
+                type="MailNotDelivered",
+            )
+        return total
+
+    def _pending(self, order_id: str) -> list[Letter]:
+        with read_session(self.sessions) as session:
+            return outbox.pending(session, order_id)
+
+    def _record(self, letters: list[Letter], outcomes: list[Outcome]) -> int:
+        by_id = {letter.outbox_id: letter for letter in letters}
+        with serialised_writes(self.sessions), self.sessions.begin() as session:
+            return outbox.record(session, by_id, outcomes, dt.datetime.now(dt.UTC))

@@ -1,0 +1,179 @@
+"""Mail transports: SMTP (aiosmtplib) for real use, a maildir folder as the embedded default.
+
+A transport sends a batch and says, per mail, whether it was accepted, failed for now (try again
+later: 4xx replies, refused connections, time-outs) or failed for good (5xx replies, an invalid
+address). It never raises for a mail it could not send.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from email.message import EmailMessage
+from pathlib import Path
+from typing import Protocol
+
+import aiosmtplib
+
+from docket.settings import Settings, SmtpSecurity
+
+ADDRESS = re.compile(r"^[^@\s<>(),;:\"\[\]]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*$")
+
+
+@dataclass(frozen=True)
+class Sent:
+    """What became of one mail. `error` is None when the server accepted it."""
+
+    outbox_id: int
+    error: str | None = None
+    permanent: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+class MailTransport(Protocol):
+    async def send(self, mails: Sequence[tuple[int, EmailMessage]]) -> list[Sent]: ...
+
+
+def invalid_address(mail: EmailMessage) -> str | None:
+    for header in ("To", "Cc"):
+        value = mail.get(header)
+        if value is not None and not ADDRESS.match(str(value)):
+            return f"invalid {header} address {str(value)!r}"
+    return None
+
+
+class MaildirTransport:
+    """Writes each mail into <folder>/new as the maildir format says (tmp first, then a rename).
+    The file is named after the Message-ID, so a mail sent twice is one file."""
+
+    def __init__(self, folder: Path):
+        self.folder = folder
+
+    async def send(self, mails: Sequence[tuple[int, EmailMessage]]) -> list[Sent]:
+        return await asyncio.to_thread(self._write_all, mails)
+
+    def _write_all(self, mails: Sequence[tuple[int, EmailMessage]]) -> list[Sent]:
+        for sub in ("tmp", "new", "cur"):
+            (self.folder / sub).mkdir(parents=True, exist_ok=True)
+        results = []
+        for outbox_id, mail in mails:
+            if (invalid := invalid_address(mail)) is not None:
+                results.append(Sent(outbox_id, invalid, permanent=True))
+                continue
+            name = hashlib.sha256(str(mail["Message-ID"]).encode()).hexdigest()[:32] + ".docket"
+            try:
+                tmp = self.folder / "tmp" / name
+                tmp.write_bytes(mail.as_bytes())
+                os.replace(tmp, self.folder / "new" / name)
+            except OSError as error:
+                results.append(Sent(outbox_id, f"cannot write to {self.folder}: {error}"))
+                continue
+            results.append(Sent(outbox_id))
+        return results
+
+
+class SmtpTransport:
+    """One connection per batch; each mail is its own SMTP transaction."""
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        security: SmtpSecurity = SmtpSecurity.none,
+        username: str | None = None,
+        password: str | None = None,
+        timeout: float = 10.0,
+        helo: str = "localhost",
+    ):
+        self.host, self.port, self.security, self.helo = host, port, security, helo
+        self.username, self.password, self.timeout = username, password, timeout
+
+    async def send(self, mails: Sequence[tuple[int, EmailMessage]]) -> list[Sent]:
+        results: dict[int, Sent] = {}
+        to_send = []
+        for outbox_id, mail in mails:
+            if (invalid := invalid_address(mail)) is not None:
+                results[outbox_id] = Sent(outbox_id, invalid, permanent=True)
+            else:
+                to_send.append((outbox_id, mail))
+        if to_send:
+            for sent in await self._send(to_send):
+                results[sent.outbox_id] = sent
+        return [results[outbox_id] for outbox_id, _ in mails]
+
+    async def _send(self, mails: list[tuple[int, EmailMessage]]) -> list[Sent]:
+        where = f"SMTP server {self.host}:{self.port}"
+        smtp = aiosmtplib.SMTP(
+            hostname=self.host,
+            port=self.port,
+            use_tls=self.security is SmtpSecurity.tls,
+            start_tls=True if self.security is SmtpSecurity.starttls else False,
+            username=self.username,
+            password=self.password,
+            timeout=self.timeout,
+            local_hostname=self.helo,  # the default looks up this machine's FQDN: slow without DNS
+        )
+        try:
+            await smtp.connect()
+        except (aiosmtplib.SMTPException, OSError, TimeoutError) as error:
+            return [Sent(outbox_id, f"{where} unavailable: {_reason(error)}") for outbox_id, _ in mails]
+        results: list[Sent] = []
+        try:
+            for n, (outbox_id, mail) in enumerate(mails):
+                try:
+                    refused, _ = await smtp.send_message(mail)
+                except aiosmtplib.SMTPRecipientsRefused as error:
+                    codes = [r.code for r in error.recipients]
+                    text = "; ".join(f"{r.recipient}: {r.code} {r.message}" for r in error.recipients)
+                    results.append(Sent(outbox_id, f"{where} refused {text}", permanent=min(codes) >= 500))
+                    continue
+                except aiosmtplib.SMTPResponseException as error:
+                    if isinstance(error, aiosmtplib.SMTPServerDisconnected):
+                        raise
+                    permanent = error.code >= 500
+                    results.append(Sent(outbox_id, f"{where}: {error.code} {error.message}", permanent))
+                    continue
+                except (aiosmtplib.SMTPServerDisconnected, aiosmtplib.SMTPTimeoutError, OSError) as error:
+                    # The connection is gone: this mail and the rest wait for the next attempt.
+                    reason = f"{where}: {_reason(error)}"
+                    results.extend(Sent(later, reason) for later, _ in mails[n:])
+                    break
+                to = str(mail["To"])
+                if to in refused:  # only a copy's address was accepted
+                    response = refused[to]
+                    results.append(
+                        Sent(outbox_id, f"{where} refused {to}: {response.code} {response.message}", True)
+                    )
+                else:
+                    results.append(Sent(outbox_id))
+        finally:
+            try:
+                await smtp.quit()
+            except (aiosmtplib.SMTPException, OSError, TimeoutError):
+                smtp.close()
+        return results
+
+
+def _reason(error: BaseException) -> str:
+    return str(error) or type(error).__name__
+
+
+def transport_from(settings: Settings) -> MailTransport:
+    if settings.mail_transport == "smtp":
+        return SmtpTransport(
+            settings.smtp_host,
+            settings.smtp_port,
+            settings.smtp_security,
+            settings.smtp_username,
+            settings.smtp_password,
+            settings.smtp_timeout,
+            helo=settings.mail_from.rsplit("@", 1)[-1],
+        )
+    return MaildirTransport(settings.mail_folder)
