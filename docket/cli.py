@@ -24,11 +24,13 @@ from docket.models.schemas import (
     AdjustStock,
     CancelOrder,
     ConfirmPayment,
+    MailState,
     MoveDelivery,
     OrderLineIn,
     PaymentFlow,
     PlaceOrder,
     ReceiveStock,
+    RetryMail,
     ReturnOrder,
 )
 from docket.runtime import Running, connected
@@ -38,10 +40,14 @@ from docket.store.queries import as_utc
 app = typer.Typer(help="docket: orders, deliveries and stock as durable workflows.", no_args_is_help=True)
 order_app = typer.Typer(help="Place, move and read orders.", no_args_is_help=True)
 stock_app = typer.Typer(help="Receive, adjust, read and verify stock.", no_args_is_help=True)
+mail_app = typer.Typer(
+    help="Mails sent for orders: list, read, send failed ones again.", no_args_is_help=True
+)
 db_app = typer.Typer(help="The database schema.", no_args_is_help=True)
 catalogue_app = typer.Typer(help="Shops, warehouses, products, customers, operators.", no_args_is_help=True)
 app.add_typer(order_app, name="order")
 app.add_typer(stock_app, name="stock")
+app.add_typer(mail_app, name="mail")
 app.add_typer(db_app, name="db")
 app.add_typer(catalogue_app, name="catalogue")
 
@@ -398,6 +404,69 @@ def stock_verify(operator: AsOperator = None) -> None:
 
     if not run(job):
         raise typer.Exit(EXIT_LEDGER_BROKEN)
+
+
+# --- mail -------------------------------------------------------------------------------------
+
+
+@mail_app.command("list")
+def mail_list(
+    order: Annotated[str | None, typer.Option(help="Only this order's mails.")] = None,
+    shop: Annotated[str | None, typer.Option()] = None,
+    state: Annotated[MailState | None, typer.Option(help="pending, sent or failed.")] = None,
+    recipient: Annotated[str | None, typer.Option(help="An e-mail address.")] = None,
+    page: Annotated[int, typer.Option(min=1)] = 1,
+    page_size: Annotated[int, typer.Option(min=1, max=500)] = 50,
+    operator: AsOperator = None,
+) -> None:
+    """Mails newest first: to whom, which template, whether sent, and why not."""
+
+    async def job(running: Running) -> None:
+        found = await running.docket.list_mail(
+            await acting(running, operator),
+            shop_id=shop,
+            order_id=order,
+            state=state,
+            recipient=recipient,
+            page=page,
+            page_size=page_size,
+        )
+        out.print(show.mail_page(found))
+
+    run(job)
+
+
+@mail_app.command("show")
+def mail_show(
+    outbox_id: int,
+    html: Annotated[bool, typer.Option("--html", help="Print the HTML part instead of the text.")] = False,
+    operator: AsOperator = None,
+) -> None:
+    """One mail: its delivery record and how it reads."""
+
+    async def job(running: Running) -> None:
+        rendered = await running.docket.show_mail(await acting(running, operator), outbox_id)
+        if html:
+            out.print(rendered.html or rendered.render_error, highlight=False, markup=False)
+        else:
+            out.print(show.rendered_mail(rendered))
+
+    run(job)
+
+
+@mail_app.command("retry")
+def mail_retry(
+    outbox_ids: Annotated[list[int] | None, typer.Argument(help="Mail ids (see docket mail list).")] = None,
+    order: Annotated[str | None, typer.Option(help="Every failed mail of this order.")] = None,
+    operator: AsOperator = None,
+) -> None:
+    """Send failed mails again (after fixing an address or a template)."""
+
+    async def job(running: Running) -> None:
+        cmd = RetryMail(outbox_ids=outbox_ids or [], order_id=order)
+        out.print(show.mail_retried(await running.docket.retry_mail(await acting(running, operator), cmd)))
+
+    run(job)
 
 
 # The set-up and process commands live in cli_setup; importing it registers them on `app`.

@@ -6,7 +6,18 @@ from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
-from docket.models.schemas import LedgerReport, OrderPage, OrderRecord, OrderView, StockLevel, StockReceived
+from docket.models.schemas import (
+    LedgerReport,
+    MailPage,
+    MailRetried,
+    OrderPage,
+    OrderRecord,
+    OrderView,
+    OutboxView,
+    RenderedMail,
+    StockLevel,
+    StockReceived,
+)
 
 STATE_STYLE = {
     "completed": "green",
@@ -21,6 +32,9 @@ STATE_STYLE = {
     "waiting_confirmation": "yellow",
     "wait_inventory": "yellow",
     "wait_date": "yellow",
+    "sent": "green",
+    "pending": "yellow",
+    "failed": "red",
 }
 
 
@@ -76,10 +90,17 @@ def order_record(record: OrderRecord) -> Group:
             m.note or "",
         )
     mails = Table(title="notifications", title_justify="left")
-    for column in ("to", "who", "template", "state"):
+    for column in ("id", "to", "who", "template", "state", "error"):
         mails.add_column(column)
     for n in record.notifications:
-        mails.add_row(n.recipient, n.recipient_kind, n.template_key, n.state)
+        mails.add_row(
+            str(n.outbox_id),
+            n.recipient,
+            n.recipient_kind,
+            n.template_key,
+            state(n.state.value),
+            n.error or "",
+        )
     return Group(order_summary(record.order), history, movements, mails)
 
 
@@ -140,3 +161,55 @@ def ledger_report(report: LedgerReport) -> Group | Text:
     for p in report.problems:
         table.add_row(p.where, p.expected, p.found)
     return Group(Text(f"ledger BROKEN: {summary}", style="bold red"), table)
+
+
+def mail_page(page: MailPage) -> Table:
+    table = Table(title=f"mail ({page.total}, page {page.page})", title_justify="left")
+    for column in ("id", "order", "to", "template", "state", "attempts", "sent", "error"):
+        table.add_column(column)
+    for m in page.mails:
+        table.add_row(*_mail_row(m))
+    return table
+
+
+def _mail_row(m: OutboxView) -> list[str | Text]:
+    return [
+        str(m.outbox_id),
+        m.order_id + (f"/{m.delivery_no}" if m.delivery_no else ""),
+        m.recipient + (f" (cc {m.cc})" if m.cc else ""),
+        f"{m.recipient_kind}/{m.template_key}",
+        state(m.state.value),
+        str(m.attempts),
+        m.sent_at.strftime("%Y-%m-%d %H:%M:%S") if m.sent_at else "-",
+        m.error or "",
+    ]
+
+
+def rendered_mail(rendered: RenderedMail) -> Group:
+    m = rendered.mail
+    head = Table.grid(padding=(0, 2))
+    head.add_row("To", m.recipient)
+    if m.cc:
+        head.add_row("Cc", m.cc)
+    head.add_row("Subject", rendered.subject or "-")
+    head.add_row("Message-ID", rendered.message_id)
+    head.add_row("Template", f"{m.recipient_kind}/{m.template_key}")
+    head.add_row("State", state(m.state.value))
+    head.add_row("Attempts", str(m.attempts))
+    if m.sent_at:
+        head.add_row("Sent", m.sent_at.strftime("%Y-%m-%d %H:%M:%S %Z"))
+    if m.error:
+        head.add_row("Error", Text(m.error, style="red"))
+    body: Text = (
+        Text(rendered.text or "")
+        if rendered.render_error is None
+        else Text(rendered.render_error, style="red")
+    )
+    return Group(head, Text(""), body)
+
+
+def mail_retried(retried: MailRetried) -> Text:
+    if not retried.retried:
+        return Text("nothing to retry: no failed mail matched")
+    ids = ", ".join(str(n) for n in retried.retried)
+    return Text(f"back to pending and on their way: {ids} (orders {', '.join(retried.orders)})")

@@ -62,8 +62,16 @@ def catalogue_for_tests(
         operators=[
             OperatorIn(operator_id="root", name="Root", roles=[Role.admin], token="root-token"),
             OperatorIn(
+                operator_id="web",
+                name="Web shop",
+                roles=[Role.storefront],
+                shops=["alpha"],
+                token="web-token",
+            ),
+            OperatorIn(
                 operator_id="alice",
                 name="Alice",
+                email="alice@alpha.test",
                 roles=[Role.shop_admin],
                 shops=["alpha"],
                 token="alice-token",
@@ -74,6 +82,7 @@ def catalogue_for_tests(
             OperatorIn(
                 operator_id="carol",
                 name="Carol",
+                email="carol@alpha.test",
                 roles=[Role.call_centre],
                 shops=["alpha"],
                 token="carol-token",

@@ -19,7 +19,7 @@ from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
-from docket.adapters.mail import MaildirTransport, MailTransport
+from docket.adapters.mail import MaildirTransport, MailTransport, SmtpTransport
 from docket.commands import Docket
 from docket.models.access import Operator
 from docket.rendering import Renderer
@@ -28,6 +28,7 @@ from docket.store.engine import SessionFactory, make_engine, make_session_factor
 from docket.store.migrate import upgrade
 from docket.worker import build_worker
 from tests.catalogue import catalogue_for_tests
+from tests.smtp import SmtpServer
 
 PG_URL = os.environ.get("DOCKET_TEST_DATABASE_URL")
 REQUIRE_PG = os.environ.get("DOCKET_REQUIRE_POSTGRES") == "1"
@@ -166,14 +167,24 @@ async def running_docket(
 
 
 def process_env(shop: Shop, engine: Engine) -> dict[str, str]:
-    """The DOCKET_* settings that point a `docket` process at this test's store and queue."""
-    return {
+    """The DOCKET_* settings that point a `docket` process at this test's store, queue and mail."""
+    env = {
         **os.environ,
         "DOCKET_DATABASE_URL": engine.url.render_as_string(hide_password=False),
         "DOCKET_TEMPORAL_ADDRESS": shop.client.service_client.config.target_host,
         "DOCKET_TASK_QUEUE": shop.task_queue,
         "DOCKET_WORKFLOW_ID_PREFIX": shop.docket.workflow_id_prefix,
+        "DOCKET_MAIL_FROM": "docket@shop.test",
     }
+    if isinstance(shop.transport, SmtpTransport):
+        env |= {
+            "DOCKET_MAIL_TRANSPORT": "smtp",
+            "DOCKET_SMTP_HOST": shop.transport.host,
+            "DOCKET_SMTP_PORT": str(shop.transport.port),
+        }
+    elif isinstance(shop.transport, MaildirTransport):
+        env |= {"DOCKET_MAIL_TRANSPORT": "maildir", "DOCKET_MAILDIR": str(shop.transport.folder)}
+    return env
 
 
 @pytest.fixture
@@ -226,3 +237,23 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     del config
     # Deterministic, and the slow crash test last so a failure elsewhere shows first.
     items.sort(key=lambda item: "crash" in item.nodeid)
+
+
+@pytest.fixture
+def smtp() -> Iterator[SmtpServer]:
+    """A real SMTP server on a port of its own."""
+    server = SmtpServer()
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+async def mailing_shop(
+    sqlite_engine: Engine, temporal_env: WorkflowEnvironment, smtp: SmtpServer, request: pytest.FixtureRequest
+) -> AsyncIterator[Shop]:
+    """docket sending its mail over SMTP to `smtp`."""
+    options = getattr(request, "param", {})
+    transport = SmtpTransport("127.0.0.1", smtp.port, timeout=5)
+    async for running in running_docket(sqlite_engine, temporal_env.client, transport=transport, **options):
+        yield running

@@ -17,8 +17,7 @@ from docket.store import outbox
 from docket.store.engine import SessionFactory, read_session, serialised_writes
 from docket.store.outbox import Letter, Outcome
 
-# A mail that fails for good writes a report to the shop's admins; the next pass delivers it.
-PASSES = 3
+CHUNK = 50
 
 
 async def deliver(letters: list[Letter], renderer: Renderer, transport: MailTransport) -> list[Outcome]:
@@ -45,34 +44,29 @@ class MailActivities:
 
     @activity.defn(name="deliver_mail")
     async def deliver_mail(self, request: DeliverMail) -> MailDelivered:
-        """Deliver every pending mail of the order. Fails (and is retried with backoff) while some
-        mail could not be sent for now; a mail that failed for good is recorded and reported."""
-        total = MailDelivered()
-        waiting: list[Outcome] = []
-        for _ in range(PASSES):
-            letters = await asyncio.to_thread(self._pending, request.order_id)
-            if not letters:
-                break
+        """Deliver every pending mail of the order, a chunk at a time, recording each chunk before
+        the next (heartbeating in between). Fails, and is retried with backoff, while some mail
+        cannot be sent for now; a mail that failed for good is recorded and reported, and the
+        report is delivered by a later chunk."""
+        sent = failed = 0
+        while letters := await asyncio.to_thread(self._pending, request.order_id):
             outcomes = await deliver(letters, self.renderer, self.transport)
-            reports = await asyncio.to_thread(self._record, letters, outcomes)
+            await asyncio.to_thread(self._record, letters, outcomes)
+            sent += sum(o.sent for o in outcomes)
+            failed += sum(o.permanent for o in outcomes)
+            activity.heartbeat(sent)
             waiting = [o for o in outcomes if not o.sent and not o.permanent]
-            total = MailDelivered(
-                sent=total.sent + sum(o.sent for o in outcomes),
-                failed=total.failed + sum(o.permanent for o in outcomes),
-                waiting=len(waiting),
-            )
-            if waiting or not reports:
-                break
-        if waiting:
-            raise ApplicationError(
-                f"{len(waiting)} mail(s) of order {request.order_id} not delivered yet: {waiting[0].error}",
-                type="MailNotDelivered",
-            )
-        return total
+            if waiting:
+                raise ApplicationError(
+                    f"{len(waiting)} mail(s) of order {request.order_id} not delivered yet: "
+                    f"{waiting[0].error}",
+                    type="MailNotDelivered",
+                )
+        return MailDelivered(sent=sent, failed=failed)
 
     def _pending(self, order_id: str) -> list[Letter]:
         with read_session(self.sessions) as session:
-            return outbox.pending(session, order_id)
+            return outbox.pending(session, order_id, limit=CHUNK)
 
     def _record(self, letters: list[Letter], outcomes: list[Outcome]) -> int:
         by_id = {letter.outbox_id: letter for letter in letters}

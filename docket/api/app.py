@@ -27,7 +27,7 @@ bearer = HTTPBearer(auto_error=False, description="An operator's API token")
 
 
 def create_app(docket: Docket) -> FastAPI:
-    from docket.api import orders, stock
+    from docket.api import mail, orders, stock
 
     app = FastAPI(
         title="docket",
@@ -38,6 +38,7 @@ def create_app(docket: Docket) -> FastAPI:
     app.state.docket = docket
     app.include_router(orders.router)
     app.include_router(stock.router)
+    app.include_router(mail.router)
 
     @app.exception_handler(DocketError)
     async def domain_error(_request: Request, error: DocketError) -> JSONResponse:

@@ -73,8 +73,7 @@ class DeliverMail(BaseModel):
 
 class MailDelivered(BaseModel):
     sent: int = 0
-    failed: int = 0
-    waiting: int = 0
+    failed: int = 0  # for good: recorded on the row and reported to the shop's admins
 
 
 class MailDue(BaseModel):

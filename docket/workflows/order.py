@@ -44,7 +44,8 @@ ACTIVITY_OPTIONS: dict[str, Any] = {
 }
 # Mail waits for SMTP as long as it takes: retried with backoff, never given up.
 MAIL_OPTIONS: dict[str, Any] = {
-    "start_to_close_timeout": dt.timedelta(seconds=120),
+    "start_to_close_timeout": dt.timedelta(seconds=300),
+    "heartbeat_timeout": dt.timedelta(seconds=20),  # a worker lost mid-delivery: others take over
     "retry_policy": RetryPolicy(
         initial_interval=dt.timedelta(seconds=1),
         backoff_coefficient=2.0,

@@ -13,13 +13,15 @@ import pytest
 from sqlalchemy import Engine, func, select
 from temporalio.testing import WorkflowEnvironment
 
+from docket.adapters.mail import SmtpTransport
 from docket.models.lifecycles import DeliveryState as D
 from docket.models.lifecycles import OrderState
 from docket.models.schemas import ConfirmPayment, StockMoveKind
 from docket.store import queries
-from docket.store.tables import Order, StockMovement
+from docket.store.tables import Order, OutboxRow, StockMovement
 from tests.conftest import Shop, eventually, process_env, running_docket
 from tests.orders import place
+from tests.smtp import SmtpServer
 
 ORDERS = 40
 
@@ -83,3 +85,49 @@ async def test_killing_the_worker_mid_batch_loses_nothing_and_doubles_nothing(
     assert kinds[StockMoveKind.allocate] == ORDERS + 2
     report = await shop.docket.verify_stock(alice)
     assert report.ok, report.problems
+
+
+@pytest.fixture
+async def mailing_shop_without_worker(
+    sqlite_engine: Engine, temporal_env: WorkflowEnvironment, smtp: SmtpServer
+) -> AsyncIterator[Shop]:
+    transport = SmtpTransport("127.0.0.1", smtp.port, timeout=5)
+    async for running in running_docket(
+        sqlite_engine, temporal_env.client, with_worker=False, transport=transport, widget_on_hand=1000
+    ):
+        yield running
+
+
+async def test_killing_the_worker_while_mail_is_delivered_loses_no_mail(
+    mailing_shop_without_worker: Shop, sqlite_engine: Engine, smtp: SmtpServer
+) -> None:
+    shop = mailing_shop_without_worker
+    alice = await shop.op("alice")
+    smtp.inbox.delay = 0.05  # slow enough to be caught in the middle
+    worker = start_worker(shop, sqlite_engine)
+    try:
+        for n in range(20):
+            await shop.docket.place_order(alice, place(f"o-{n}", ("WIDGET", 1)))
+        expected = 20 * 3  # order_received, new_order, order_awaiting_confirmation
+
+        await eventually(lambda: _arrived(smtp, 10), timeout=60)
+        assert len(smtp.inbox.copies()) < expected, "killed while delivering"
+        os.kill(worker.pid, signal.SIGKILL)
+        worker.wait()
+        worker = start_worker(shop, sqlite_engine)
+
+        await eventually(lambda: _arrived(smtp, expected), timeout=120)
+    finally:
+        worker.terminate()
+        worker.wait(timeout=20)
+    copies = smtp.inbox.copies()
+    assert len(copies) == expected, "every mail arrived"
+    # A mail accepted by the server but not yet recorded when the worker died is sent once more,
+    # with the same Message-ID; nothing more than that.
+    assert max(copies.values()) <= 2
+    rows = await shop.docket.read(lambda s: list(s.scalars(select(OutboxRow))))
+    assert len(rows) == expected and all(r.state == "sent" for r in rows)
+
+
+async def _arrived(smtp: SmtpServer, count: int) -> bool:
+    return len(smtp.inbox.copies()) >= count

@@ -10,35 +10,14 @@ from docket.models.lifecycles import DeliveryState as D
 from docket.models.lifecycles import OrderState
 from docket.models.schemas import (
     CancelOrder,
-    ConfirmPayment,
     DeliveryGroup,
-    MoveDelivery,
     OrderRecord,
     ReceiveStock,
     ReturnOrder,
 )
-from docket.store import queries
 from docket.store.tables import AuditRow, StockMovement
 from tests.conftest import Shop, eventually, keep_history
-from tests.orders import place
-
-
-async def confirm(shop: Shop, order_id: str, operator: str = "alice"):  # type: ignore[no-untyped-def]
-    return await shop.docket.confirm_payment(
-        await shop.op(operator), ConfirmPayment(order_id=order_id, operator_id=operator)
-    )
-
-
-async def move(shop: Shop, order_id: str, no: int, *triggers: str, operator: str = "alice"):  # type: ignore[no-untyped-def]
-    view = None
-    for trigger in triggers:
-        cmd = MoveDelivery(order_id=order_id, operator_id=operator, delivery_no=no, trigger=trigger)
-        view = await shop.docket.move_delivery(await shop.op(operator), cmd)
-    return view
-
-
-async def view_of(shop: Shop, order_id: str):  # type: ignore[no-untyped-def]
-    return await shop.docket.read(lambda s: queries.order_view(s, order_id))
+from tests.orders import confirm, move, place, view_of
 
 
 async def test_a_standard_order_is_reserved_confirmed_allocated_packed_shipped_and_completed(
