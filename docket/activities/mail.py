@@ -10,7 +10,7 @@ import datetime as dt
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from docket.adapters.mail import MailTransport
+from docket.adapters.mail import MailTransport, invalid_address
 from docket.models.messages import DeliverMail, MailDelivered
 from docket.rendering import Renderer, RenderError
 from docket.store import outbox
@@ -25,6 +25,9 @@ async def deliver(letters: list[Letter], renderer: Renderer, transport: MailTran
     outcomes: dict[int, Outcome] = {}
     mails = []
     for letter in letters:
+        if (invalid := invalid_address(letter.recipient, letter.cc)) is not None:
+            outcomes[letter.outbox_id] = Outcome(letter.outbox_id, False, invalid, permanent=True)
+            continue
         try:
             rendered = renderer.render(letter.shop_id, letter.kind, letter.template_key, letter.data)
         except RenderError as error:

@@ -1,6 +1,7 @@
 """Mail transports: SMTP (aiosmtplib) for real use, a maildir folder as the embedded default.
 
-A transport sends a batch and says, per mail, whether it was accepted, failed for now (try again
+Addresses are checked before a mail reaches a transport (`invalid_address`). A transport sends a
+batch and says, per mail, whether it was accepted, failed for now (try again
 later: 4xx replies, refused connections, time-outs) or failed for good (5xx replies, an invalid
 address). It never raises for a mail it could not send.
 """
@@ -41,11 +42,11 @@ class MailTransport(Protocol):
     async def send(self, mails: Sequence[tuple[int, EmailMessage]]) -> list[Sent]: ...
 
 
-def invalid_address(mail: EmailMessage) -> str | None:
-    for header in ("To", "Cc"):
-        value = mail.get(header)
-        if value is not None and not ADDRESS.match(str(value)):
-            return f"invalid {header} address {str(value)!r}"
+def invalid_address(to: str, cc: str | None = None) -> str | None:
+    """Why these addresses cannot be mailed to, or None."""
+    for header, value in (("To", to), ("Cc", cc)):
+        if value is not None and not ADDRESS.match(value):
+            return f"invalid {header} address {value!r}"
     return None
 
 
@@ -64,9 +65,6 @@ class MaildirTransport:
             (self.folder / sub).mkdir(parents=True, exist_ok=True)
         results = []
         for outbox_id, mail in mails:
-            if (invalid := invalid_address(mail)) is not None:
-                results.append(Sent(outbox_id, invalid, permanent=True))
-                continue
             name = hashlib.sha256(str(mail["Message-ID"]).encode()).hexdigest()[:32] + ".docket"
             try:
                 tmp = self.folder / "tmp" / name
@@ -96,19 +94,8 @@ class SmtpTransport:
         self.username, self.password, self.timeout = username, password, timeout
 
     async def send(self, mails: Sequence[tuple[int, EmailMessage]]) -> list[Sent]:
-        results: dict[int, Sent] = {}
-        to_send = []
-        for outbox_id, mail in mails:
-            if (invalid := invalid_address(mail)) is not None:
-                results[outbox_id] = Sent(outbox_id, invalid, permanent=True)
-            else:
-                to_send.append((outbox_id, mail))
-        if to_send:
-            for sent in await self._send(to_send):
-                results[sent.outbox_id] = sent
-        return [results[outbox_id] for outbox_id, _ in mails]
-
-    async def _send(self, mails: list[tuple[int, EmailMessage]]) -> list[Sent]:
+        if not mails:
+            return []
         where = f"SMTP server {self.host}:{self.port}"
         smtp = aiosmtplib.SMTP(
             hostname=self.host,

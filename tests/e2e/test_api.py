@@ -10,7 +10,7 @@ import pytest
 import uvicorn
 
 from docket.api.app import create_app
-from tests.conftest import Shop
+from tests.conftest import Shop, eventually
 
 ORDER = {
     "order_id": "web-1",
@@ -138,3 +138,37 @@ async def test_stock_received_over_http_is_idempotent_by_reference(http: httpx.A
     answer = await http.post("/stock/adjustments", json=count, headers=as_("alice"))
     assert answer.status_code == 409
     assert "at most 15 can go" in answer.json()["message"]
+
+
+async def test_staff_read_an_orders_mail_over_http_and_retry_failed_ones(
+    http: httpx.AsyncClient, shop: Shop
+) -> None:
+    assert (await http.post("/orders", json=ORDER, headers=as_("alice"))).status_code == 200
+
+    async def all_sent() -> bool:
+        page = (await http.get("/mail", params={"order_id": "web-1"}, headers=as_("alice"))).json()
+        return page["total"] == 3 and all(m["state"] == "sent" for m in page["mails"])
+
+    await eventually(all_sent)
+    page = (await http.get("/mail", params={"order_id": "web-1"}, headers=as_("alice"))).json()
+    received = next(m for m in page["mails"] if m["template_key"] == "order_received")
+    assert (received["recipient"], received["cc"]) == ("ada@example.test", "alice@alpha.test")
+
+    shown = await http.get(f"/mail/{received['outbox_id']}", headers=as_("alice"))
+    assert shown.status_code == 200
+    assert shown.json()["subject"] == "Your order web-1 at Alpha"
+    assert "2 x Widget" in shown.json()["text"]
+    assert shown.json()["message_id"].endswith("@shop.test>")
+
+    # bob works for beta: alpha's mail is not his to read or retry
+    assert (await http.get(f"/mail/{received['outbox_id']}", headers=as_("bob"))).status_code == 403
+    bob_sees = (await http.get("/mail", headers=as_("bob"))).json()
+    assert bob_sees["total"] == 0
+    assert (await http.get("/mail/999999", headers=as_("alice"))).status_code == 404
+
+    nothing_failed = await http.post("/mail/retry", json={"order_id": "web-1"}, headers=as_("alice"))
+    assert nothing_failed.json() == {"retried": [], "orders": []}
+    empty = await http.post("/mail/retry", json={}, headers=as_("alice"))
+    assert empty.status_code == 422 and "name the mails to retry" in empty.text
+    carol = await http.post("/mail/retry", json={"order_id": "web-1"}, headers=as_("carol"))
+    assert carol.status_code == 403 and "may not retry mail" in carol.json()["message"]

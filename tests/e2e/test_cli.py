@@ -7,7 +7,8 @@ import sys
 
 from sqlalchemy import Engine
 
-from tests.conftest import Shop, process_env
+from tests.conftest import Shop, eventually, process_env
+from tests.orders import place
 
 
 async def docket(
@@ -144,3 +145,25 @@ async def test_verify_exits_6_and_names_the_counter_that_disagrees_with_the_ledg
 
     assert code == 6
     assert "ledger BROKEN" in out and "north/GADGET" in out and "on hand 7" in out
+
+
+async def test_an_operator_lists_and_reads_the_mail_of_an_order(shop: Shop, sqlite_engine: Engine) -> None:
+    alice = await shop.op("alice")
+    await shop.docket.place_order(alice, place("cli-m", ("WIDGET", 1)))
+
+    async def sent() -> bool:
+        page = await shop.docket.list_mail(alice, order_id="cli-m")
+        return page.total == 3 and all(m.state == "sent" for m in page.mails)
+
+    await eventually(sent)
+    code, out, err = await docket(shop, sqlite_engine, "mail", "list", "--order", "cli-m")
+    assert code == 0, err
+    assert "customer/order_received" in out and "shop_admin/new_order" in out and "sent" in out
+
+    page = await shop.docket.list_mail(alice, order_id="cli-m", recipient="ada@example.test")
+    code, out, err = await docket(shop, sqlite_engine, "mail", "show", str(page.mails[0].outbox_id))
+    assert code == 0, err
+    assert "Your order cli-m at Alpha" in out and "1 x Widget" in out
+
+    code, out, err = await docket(shop, sqlite_engine, "mail", "show", "424242")
+    assert code == 3 and "unknown mail 424242" in err
