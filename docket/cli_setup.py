@@ -15,6 +15,7 @@ from sqlalchemy.exc import IntegrityError
 
 from docket.cli import _validation_text, app, catalogue_app, db_app, err, fail, out, run, settings
 from docket.runtime import Running, connected
+from docket.settings import Settings
 from docket.store.tables import OperatorRow
 
 
@@ -97,6 +98,7 @@ def dev() -> None:
                 out.print(f"Temporal  {address}  (Web UI http://127.0.0.1:8233)")
                 out.print(f"API       http://{config.api_host}:{config.api_port}  (OpenAPI /docs)")
                 out.print(f"database  {config.database}")
+                out.print(f"mail      {_mail_destination(config)}")
                 out.print("worker    running; Ctrl-C stops everything")
                 if not await running.docket.read(
                     lambda s: s.scalar(select(func.count()).select_from(OperatorRow))
@@ -115,6 +117,12 @@ def demo() -> None:
     from docket.demo import run_demo
 
     run_demo(settings(), out)
+
+
+def _mail_destination(config: Settings) -> str:
+    if config.mail_transport == "smtp":
+        return f"SMTP {config.smtp_host}:{config.smtp_port} ({config.smtp_security.value})"
+    return f"maildir {config.mail_folder} (one file per mail under new/)"
 
 
 def _until_interrupted(job: Callable[[], Any]) -> None:

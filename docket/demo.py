@@ -11,6 +11,7 @@ from decimal import Decimal
 from rich.console import Console
 from rich.panel import Panel
 from rich.progress import Progress, SpinnerColumn, TextColumn
+from sqlalchemy import func, select
 
 from docket import console as show
 from docket.commands import Docket
@@ -32,6 +33,7 @@ from docket.runtime import connected, dev_server, run_worker
 from docket.settings import Settings
 from docket.store import catalogue as cat
 from docket.store import queries
+from docket.store.tables import OutboxRow
 
 ADDRESS = Address(name="Grace Hopper", line1="7 Harbour Rd", city="Hamburg", postcode="20457", country="DE")
 
@@ -87,7 +89,10 @@ def demo_catalogue(today: dt.date) -> cat.Catalogue:
             cat.CustomerIn(customer_id="grace", name="Grace Hopper", email="grace@example.test"),
             cat.CustomerIn(customer_id="alan", name="Alan Turing", email="alan@example.test"),
         ],
-        operators=[cat.OperatorIn(operator_id=i, name=n, roles=r, shops=s) for i, n, r, s in ops],
+        operators=[
+            cat.OperatorIn(operator_id=i, name=n, email=f"{i}@docket.test", roles=r, shops=s)
+            for i, n, r, s in ops
+        ],
         stock=[
             cat.OpeningStock(warehouse_id="hamburg", sku="ATLAS", on_hand=20),
             cat.OpeningStock(warehouse_id="hamburg", sku="LAMP", on_hand=1),
@@ -310,6 +315,28 @@ async def scenarios(demo: Demo) -> None:
     demo.out.print(show.ledger_report(await demo.docket.verify_stock(root)))
     record = await demo.docket.order_record(root, "D-002")
     demo.out.print(show.order_record(record))
+    await demo.step("delivering the last mails", _until_mail_settled(demo.docket))
+    mail = await demo.docket.list_mail(root, page_size=500)
+    sent = sum(1 for m in mail.mails if m.state == "sent")
+    demo.tell(
+        "mail",
+        f"{sent} of {mail.total} mails delivered, each move's in its own background activity; "
+        "here is the first one D-001 sent to its customer.",
+        show.rendered_mail(
+            await demo.docket.show_mail(
+                root,
+                next(m for m in reversed(mail.mails) if m.order_id == "D-001").outbox_id,
+            )
+        ),
+    )
+
+
+async def _until_mail_settled(docket: Docket) -> None:
+    query = select(func.count()).select_from(OutboxRow).where(OutboxRow.state == "pending")
+    while True:
+        if not await docket.read(lambda session: session.scalar(query)):
+            return
+        await asyncio.sleep(0.05)
 
 
 async def _until_allocated(docket: Docket, order_id: str) -> OrderView:
@@ -338,7 +365,8 @@ def run_demo(settings: Settings, out: Console) -> None:
             )
             asyncio.run(_run(config, out, progress))
     out.print(
-        f"\nstore: {database}  ·  workflows: Temporal Web UI http://127.0.0.1:8233 while `docket dev` runs"
+        f"\nstore: {database}  ·  mail: {settings.mail_folder}/new  ·  "
+        "workflows: Temporal Web UI http://127.0.0.1:8233 while `docket dev` runs"
     )
 
 

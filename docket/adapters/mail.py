@@ -14,7 +14,7 @@ import os
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from email.message import EmailMessage
+from email.message import Message
 from pathlib import Path
 from typing import Protocol
 
@@ -39,7 +39,7 @@ class Sent:
 
 
 class MailTransport(Protocol):
-    async def send(self, mails: Sequence[tuple[int, EmailMessage]]) -> list[Sent]: ...
+    async def send(self, mails: Sequence[tuple[int, Message]]) -> list[Sent]: ...
 
 
 def invalid_address(to: str, cc: str | None = None) -> str | None:
@@ -57,10 +57,10 @@ class MaildirTransport:
     def __init__(self, folder: Path):
         self.folder = folder
 
-    async def send(self, mails: Sequence[tuple[int, EmailMessage]]) -> list[Sent]:
+    async def send(self, mails: Sequence[tuple[int, Message]]) -> list[Sent]:
         return await asyncio.to_thread(self._write_all, mails)
 
-    def _write_all(self, mails: Sequence[tuple[int, EmailMessage]]) -> list[Sent]:
+    def _write_all(self, mails: Sequence[tuple[int, Message]]) -> list[Sent]:
         for sub in ("tmp", "new", "cur"):
             (self.folder / sub).mkdir(parents=True, exist_ok=True)
         results = []
@@ -93,7 +93,7 @@ class SmtpTransport:
         self.host, self.port, self.security, self.helo = host, port, security, helo
         self.username, self.password, self.timeout = username, password, timeout
 
-    async def send(self, mails: Sequence[tuple[int, EmailMessage]]) -> list[Sent]:
+    async def send(self, mails: Sequence[tuple[int, Message]]) -> list[Sent]:
         if not mails:
             return []
         where = f"SMTP server {self.host}:{self.port}"

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from email.message import EmailMessage
+from email.message import Message
 from pathlib import Path
 from typing import Any
 
@@ -154,7 +154,7 @@ def letter(outbox_id: int = 1, recipient: str = "ada@example.test") -> Letter:
     )
 
 
-def compose(item: Letter) -> EmailMessage:
+def compose(item: Letter) -> Message:
     renderer = Renderer("docket@shop.test")
     return renderer.compose(item, renderer.render("alpha", item.kind, item.template_key, item.data))
 

@@ -1,0 +1,111 @@
+"""Mails rendered and delivered to a local SMTP server per second, on the embedded defaults (SQLite
+store), through the activity the order workflow runs (`deliver_mail`: read an order's pending rows,
+render, send over one SMTP connection, record).
+
+    python -m bench.mail [--orders 300] [--concurrency 10]
+
+The SMTP server (aiosmtpd, discarding what it accepts) runs in a process of its own on loopback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from sqlalchemy import func, select
+from temporalio.testing import ActivityEnvironment
+
+from bench.harness import catalogue, free_port, order
+from docket.activities.mail import MailActivities
+from docket.adapters.mail import SmtpTransport
+from docket.models.messages import DeliverMail
+from docket.rendering import Renderer
+from docket.runtime import port_open
+from docket.store import catalogue as cat
+from docket.store import moves, outbox
+from docket.store.engine import make_engine, make_session_factory
+from docket.store.migrate import upgrade
+from docket.store.tables import OutboxRow
+
+TARGET = 200
+
+
+def smtp_server(port: int) -> subprocess.Popen[bytes]:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "aiosmtpd", "-n", "-l", f"127.0.0.1:{port}", "-c", "aiosmtpd.handlers.Sink"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 20
+    while not port_open("127.0.0.1", port):
+        if time.monotonic() > deadline:
+            raise RuntimeError("the SMTP server did not start")
+        time.sleep(0.05)
+    return process
+
+
+async def main(orders: int, concurrency: int) -> None:
+    with tempfile.TemporaryDirectory(prefix="docket-bench-mail-") as scratch:
+        engine = make_engine(f"sqlite:///{Path(scratch) / 'docket.db'}")
+        upgrade(engine)
+        sessions = make_session_factory(engine)
+        now = dt.datetime.now(dt.UTC)
+        with sessions.begin() as session:
+            cat.load(session, catalogue(on_hand=orders), now)
+        for n in range(orders):  # the mails of placing an order: to the customer and the shop's admin
+            with sessions.begin() as session:
+                moves.place_order(session, order(n).model_copy(update={"operator_id": "op"}), f"m{n}", now)
+        with sessions() as session:
+            letters = outbox.pending(session, limit=orders * 10)
+        mails = len(letters)
+
+        renderer = Renderer("docket@bench.test")
+        started = time.perf_counter()
+        for letter in letters:
+            renderer.compose(
+                letter, renderer.render(letter.shop_id, letter.kind, letter.template_key, letter.data)
+            )
+        composed = mails / (time.perf_counter() - started)
+
+        port = free_port()
+        server = smtp_server(port)
+        try:
+            activities = MailActivities(sessions, renderer, SmtpTransport("127.0.0.1", port))
+            env = ActivityEnvironment()
+            gate = asyncio.Semaphore(concurrency)
+
+            async def deliver(n: int) -> None:
+                async with gate:
+                    await env.run(activities.deliver_mail, DeliverMail(order_id=f"b-{n}"))
+
+            started = time.perf_counter()
+            await asyncio.gather(*(deliver(n) for n in range(orders)))
+            elapsed = time.perf_counter() - started
+        finally:
+            server.terminate()
+            server.wait(timeout=10)
+        with sessions() as session:
+            sent = session.scalar(select(func.count()).where(OutboxRow.state == "sent")) or 0
+        engine.dispose()
+
+    rate = sent / elapsed
+    print(f"mail: {orders} orders, {mails} mails, {concurrency} orders at a time, SMTP on loopback")
+    print(f"  rendered and composed alone: {composed:7.0f} mails/s")
+    print(f"  rendered, sent and recorded: {rate:7.0f} mails/s  ({sent} sent in {elapsed:.2f} s)")
+    print(f"  target >= {TARGET} mails/s: {'met' if rate >= TARGET and sent == mails else 'NOT met'}")
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--orders", type=int, default=300)
+    parser.add_argument("--concurrency", type=int, default=10)
+    args = parser.parse_args()
+    asyncio.run(main(args.orders, args.concurrency))
