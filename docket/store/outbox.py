@@ -177,16 +177,27 @@ class Outcome:
 
 def pending(session: Session, order_id: str | None = None, limit: int = 500) -> list[Letter]:
     """Rows still to send (of one order, or of every order), oldest first."""
+    row = OutboxRow.__table__.c
     query = (
-        select(OutboxRow, Order.shop_id)
-        .join(Order, Order.order_id == OutboxRow.order_id)
-        .where(OutboxRow.state == MailState.pending.value)
-        .order_by(OutboxRow.outbox_id)
+        select(
+            row.outbox_id,
+            row.key,
+            row.order_id,
+            Order.shop_id,
+            row.recipient_kind,
+            row.recipient,
+            row.cc,
+            row.template_key,
+            row.data,
+        )
+        .join(Order, Order.order_id == row.order_id)
+        .where(row.state == MailState.pending.value)
+        .order_by(row.outbox_id)
         .limit(limit)
     )
     if order_id is not None:
-        query = query.where(OutboxRow.order_id == order_id)
-    return [letter(row, shop_id) for row, shop_id in session.execute(query)]
+        query = query.where(row.order_id == order_id)
+    return [Letter(*found) for found in session.execute(query)]
 
 
 def letter(row: OutboxRow, shop_id: str) -> Letter:
@@ -207,21 +218,27 @@ def record(session: Session, letters: dict[int, Letter], outcomes: Iterable[Outc
     """Write down what became of each mail; only rows still pending change (a row recorded as
     sent is never sent again). A mail that failed for good is reported to the shop's admins once.
     Returns how many report rows were written."""
+    outcomes = list(outcomes)
+    row = OutboxRow.__table__.c
+    still_pending = row.state == MailState.pending.value
+    sent = [o.outbox_id for o in outcomes if o.sent]
+    if sent:
+        session.execute(
+            update(OutboxRow.__table__)
+            .where(row.outbox_id.in_(sent), still_pending)
+            .values(state=MailState.sent.value, sent_at=at, error=None, attempts=row.attempts + 1)
+        )
     reports = 0
     for outcome in outcomes:
-        row = OutboxRow.__table__
-        guard = (row.c.outbox_id == outcome.outbox_id) & (row.c.state == MailState.pending.value)
         if outcome.sent:
-            values: dict[str, Any] = {"state": MailState.sent.value, "sent_at": at, "error": None}
-        elif outcome.permanent:
-            values = {"state": MailState.failed.value, "error": outcome.error}
-        else:
-            values = {"error": outcome.error}
+            continue
+        values: dict[str, Any] = {"error": outcome.error, "attempts": row.attempts + 1}
+        if outcome.permanent:
+            values["state"] = MailState.failed.value
         changed = session.execute(
-            update(OutboxRow)
-            .where(guard)
-            .values(attempts=OutboxRow.attempts + 1, **values)
-            .execution_options(synchronize_session=False)
+            update(OutboxRow.__table__)
+            .where(row.outbox_id == outcome.outbox_id, still_pending)
+            .values(**values)
         )
         if changed.rowcount == 1 and outcome.permanent:  # type: ignore[attr-defined]
             reports += _report_failure(session, letters[outcome.outbox_id], outcome.error or "", at)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Engine, func, select, update
 
 from docket.models.errors import IllegalTransition, Refused
@@ -14,7 +16,7 @@ from docket.store import catalogue, moves, queries, stock
 from docket.store.engine import make_session_factory
 from docket.store.migrate import current_revision
 from docket.store.stock import MoveContext
-from docket.store.tables import AuditRow, OutboxRow, Stock
+from docket.store.tables import AuditRow, Base, OutboxRow, Stock
 from tests.catalogue import catalogue_for_tests
 from tests.orders import place
 
@@ -32,6 +34,9 @@ def sessions(engine: Engine, request: pytest.FixtureRequest):  # type: ignore[no
 
 def test_the_schema_comes_from_the_migrations(engine: Engine) -> None:
     assert current_revision(engine) == "0002"
+    with engine.connect() as connection:
+        differences = compare_metadata(MigrationContext.configure(connection), Base.metadata)
+    assert differences == [], "the migrations and store/tables.py disagree"
 
 
 def test_placing_reserves_stock_and_writes_audit_and_outbox_in_one_go(sessions) -> None:  # type: ignore[no-untyped-def]
