@@ -15,8 +15,10 @@ from docket.worker import WORKFLOWS
 HISTORIES = sorted((Path(__file__).parent.parent / "histories").glob("*.json"))
 
 
-def test_the_three_kinds_of_finished_order_are_kept() -> None:
-    assert {h.stem for h in HISTORIES} >= {"completed_order", "cancelled_order", "back_ordered_order"}
+def test_the_three_kinds_of_finished_order_are_kept_with_and_without_mail_delivery() -> None:
+    kinds = {"completed_order", "cancelled_order", "back_ordered_order"}
+    # *_before_mail: orders placed before the mail loop existed (workflow.patched keeps them replaying)
+    assert {h.stem for h in HISTORIES} >= kinds | {f"{kind}_before_mail" for kind in kinds}
 
 
 @pytest.mark.parametrize("path", HISTORIES, ids=[h.stem for h in HISTORIES])
