@@ -22,7 +22,7 @@ from sqlalchemy import func, select
 from temporalio.testing import ActivityEnvironment
 
 from bench.harness import catalogue, free_port, order
-from docket.activities.mail import MailActivities
+from docket.activities.mail import MailActivities, Mailer
 from docket.adapters.mail import SmtpTransport
 from docket.models.messages import DeliverMail
 from docket.rendering import Renderer
@@ -76,7 +76,7 @@ async def main(orders: int, concurrency: int) -> None:
         port = free_port()
         server = smtp_server(port)
         try:
-            activities = MailActivities(sessions, renderer, SmtpTransport("127.0.0.1", port))
+            activities = MailActivities(Mailer(sessions, renderer, SmtpTransport("127.0.0.1", port)))
             env = ActivityEnvironment()
             gate = asyncio.Semaphore(concurrency)
 

@@ -7,7 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 from temporalio.client import Client
 from temporalio.worker import Worker
 
-from docket.activities.mail import MailActivities
+from docket.activities.mail import MailActivities, Mailer
 from docket.activities.orders import OrderActivities
 from docket.adapters.mail import MailTransport
 from docket.rendering import Renderer
@@ -30,9 +30,11 @@ def build_worker(
     **options: object,
 ) -> Worker:
     """Order activities are synchronous and run in `activity_threads` threads, one transaction
-    each; mail delivery is asynchronous (it waits on SMTP) and runs on the event loop."""
-    orders = OrderActivities(sessions)
-    mail = MailActivities(sessions, renderer, transport)
+    each, then send the move's mail; the background mail delivery (what SMTP could not take at
+    once) is asynchronous and runs on the event loop."""
+    mailer = Mailer(sessions, renderer, transport)
+    orders = OrderActivities(sessions, mailer)
+    mail = MailActivities(mailer)
     return Worker(
         client,
         task_queue=task_queue,

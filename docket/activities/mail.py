@@ -1,6 +1,11 @@
 """Delivering an order's outbox rows: render, send, record. Idempotent: only rows still pending are
 sent, and a row is recorded as sent right after the server accepted it. A crash between the two
-sends that mail once more, with the same Message-ID."""
+sends that mail once more, with the same Message-ID.
+
+Mail is first tried right after the move that wrote it, inside the move's activity (`send_now`,
+with a short time-out), so a move costs one activity. Whatever the mail server could not take then
+is delivered by `deliver_mail`, which the order workflow runs in the background and Temporal retries
+with backoff until it succeeds."""
 
 from __future__ import annotations
 
@@ -18,9 +23,14 @@ from docket.store.engine import SessionFactory, read_session, serialised_writes
 from docket.store.outbox import Letter, Outcome
 
 CHUNK = 50
+# A move's own attempt gives up quickly: the staff member is waiting, and the background retry
+# waits for the mail server as long as it takes.
+INLINE_TIMEOUT = 2.0
 
 
-async def deliver(letters: list[Letter], renderer: Renderer, transport: MailTransport) -> list[Outcome]:
+async def deliver(
+    letters: list[Letter], renderer: Renderer, transport: MailTransport, step_timeout: float | None = None
+) -> list[Outcome]:
     """Render and send; never raises for one mail's trouble, says what became of each."""
     outcomes: dict[int, Outcome] = {}
     mails = []
@@ -34,16 +44,49 @@ async def deliver(letters: list[Letter], renderer: Renderer, transport: MailTran
             outcomes[letter.outbox_id] = Outcome(letter.outbox_id, False, str(error), permanent=True)
             continue
         mails.append((letter.outbox_id, renderer.compose(letter, rendered)))
-    for sent in await transport.send(mails):
+    for sent in await transport.send(mails, step_timeout):
         outcomes[sent.outbox_id] = Outcome(sent.outbox_id, sent.ok, sent.error, sent.permanent)
     return [outcomes[letter.outbox_id] for letter in letters]
 
 
-class MailActivities:
+def waiting(outcomes: list[Outcome]) -> list[Outcome]:
+    return [o for o in outcomes if not o.sent and not o.permanent]
+
+
+class Mailer:
     def __init__(self, sessions: SessionFactory, renderer: Renderer, transport: MailTransport):
         self.sessions = sessions
         self.renderer = renderer
         self.transport = transport
+
+    def send_now(self, order_id: str) -> bool:
+        """Called from a move's activity thread after its transaction: send the order's pending
+        mail. True when some of it must wait for the background delivery."""
+        for _ in range(2):  # a mail that failed for good writes a report: send that too
+            letters = self.pending(order_id)
+            if not letters:
+                return False
+            outcomes = asyncio.run(deliver(letters, self.renderer, self.transport, INLINE_TIMEOUT))
+            reports = self.record(letters, outcomes)
+            if waiting(outcomes) or len(letters) == CHUNK:
+                return True
+            if not reports:
+                return False
+        return True
+
+    def pending(self, order_id: str) -> list[Letter]:
+        with read_session(self.sessions) as session:
+            return outbox.pending(session, order_id, limit=CHUNK)
+
+    def record(self, letters: list[Letter], outcomes: list[Outcome]) -> int:
+        by_id = {letter.outbox_id: letter for letter in letters}
+        with serialised_writes(self.sessions), self.sessions.begin() as session:
+            return outbox.record(session, by_id, outcomes, dt.datetime.now(dt.UTC))
+
+
+class MailActivities:
+    def __init__(self, mailer: Mailer):
+        self.mailer = mailer
 
     @activity.defn(name="deliver_mail")
     async def deliver_mail(self, request: DeliverMail) -> MailDelivered:
@@ -51,27 +94,17 @@ class MailActivities:
         the next (heartbeating in between). Fails, and is retried with backoff, while some mail
         cannot be sent for now; a mail that failed for good is recorded and reported, and the
         report is delivered by a later chunk."""
+        mailer = self.mailer
         sent = failed = 0
-        while letters := await asyncio.to_thread(self._pending, request.order_id):
-            outcomes = await deliver(letters, self.renderer, self.transport)
-            await asyncio.to_thread(self._record, letters, outcomes)
+        while letters := await asyncio.to_thread(mailer.pending, request.order_id):
+            outcomes = await deliver(letters, mailer.renderer, mailer.transport)
+            await asyncio.to_thread(mailer.record, letters, outcomes)
             sent += sum(o.sent for o in outcomes)
             failed += sum(o.permanent for o in outcomes)
             activity.heartbeat(sent)
-            waiting = [o for o in outcomes if not o.sent and not o.permanent]
-            if waiting:
+            if later := waiting(outcomes):
                 raise ApplicationError(
-                    f"{len(waiting)} mail(s) of order {request.order_id} not delivered yet: "
-                    f"{waiting[0].error}",
+                    f"{len(later)} mail(s) of order {request.order_id} not delivered yet: {later[0].error}",
                     type="MailNotDelivered",
                 )
         return MailDelivered(sent=sent, failed=failed)
-
-    def _pending(self, order_id: str) -> list[Letter]:
-        with read_session(self.sessions) as session:
-            return outbox.pending(session, order_id, limit=CHUNK)
-
-    def _record(self, letters: list[Letter], outcomes: list[Outcome]) -> int:
-        by_id = {letter.outbox_id: letter for letter in letters}
-        with serialised_writes(self.sessions), self.sessions.begin() as session:
-            return outbox.record(session, by_id, outcomes, dt.datetime.now(dt.UTC))

@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from docket.activities.mail import Mailer
 from docket.models.errors import DocketError
 from docket.models.messages import (
     AdvanceOrder,
@@ -19,6 +20,7 @@ from docket.models.messages import (
     ConfirmPaymentMove,
     DeliveryMove,
     Move,
+    Moved,
     PlaceOrderMove,
     ReturnOrderMove,
     StockChange,
@@ -34,33 +36,35 @@ R = TypeVar("R", bound=BaseModel)
 
 
 class OrderActivities:
-    """Synchronous on purpose: each runs its whole transaction in one worker thread."""
+    """Synchronous on purpose: each runs its whole transaction in one worker thread, then (when the
+    workflow asks) sends the mail the move wrote."""
 
-    def __init__(self, sessions: SessionFactory):
+    def __init__(self, sessions: SessionFactory, mailer: Mailer):
         self.sessions = sessions
+        self.mailer = mailer
 
     @activity.defn(name="place_order")
-    def place_order(self, move: PlaceOrderMove) -> OrderView:
+    def place_order(self, move: PlaceOrderMove) -> OrderView | Moved:
         return self._move(move, moves.place_order, move.command)
 
     @activity.defn(name="confirm_payment")
-    def confirm_payment(self, move: ConfirmPaymentMove) -> OrderView:
+    def confirm_payment(self, move: ConfirmPaymentMove) -> OrderView | Moved:
         return self._move(move, moves.confirm_payment, move.command)
 
     @activity.defn(name="move_delivery")
-    def move_delivery(self, move: DeliveryMove) -> OrderView:
+    def move_delivery(self, move: DeliveryMove) -> OrderView | Moved:
         return self._move(move, moves.move_delivery, move.command)
 
     @activity.defn(name="cancel_order")
-    def cancel_order(self, move: CancelOrderMove) -> OrderView:
+    def cancel_order(self, move: CancelOrderMove) -> OrderView | Moved:
         return self._move(move, moves.cancel_order, move.command)
 
     @activity.defn(name="return_order")
-    def return_order(self, move: ReturnOrderMove) -> OrderView:
+    def return_order(self, move: ReturnOrderMove) -> OrderView | Moved:
         return self._move(move, moves.return_order, move.command)
 
     @activity.defn(name="advance_order")
-    def advance_order(self, move: AdvanceOrder) -> OrderView:
+    def advance_order(self, move: AdvanceOrder) -> OrderView | Moved:
         return self._move(move, moves.advance_order, move.order_id)
 
     @activity.defn(name="change_stock")
@@ -81,11 +85,15 @@ class OrderActivities:
 
     def _move(
         self, move: Move, change: Callable[[Session, Any, str, dt.datetime], OrderView], command: Any
-    ) -> OrderView:
-        """An order move: the store function applied to the command, once per move id."""
-        return self._once(
+    ) -> OrderView | Moved:
+        """An order move: the store function applied to the command, once per move id; then the
+        order's pending mail sent (also when a retry finds the move applied already)."""
+        view = self._once(
             move.move_id, move.at, OrderView, lambda s: change(s, command, move.move_id, move.at)
         )
+        if not move.deliver_mail:
+            return view  # an order placed before mail delivery existed
+        return Moved(view=view, mail_waiting=self.mailer.send_now(view.order_id))
 
     def _once(
         self,

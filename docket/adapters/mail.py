@@ -8,7 +8,6 @@ address). It never raises for a mail it could not send.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import os
 import re
@@ -39,7 +38,11 @@ class Sent:
 
 
 class MailTransport(Protocol):
-    async def send(self, mails: Sequence[tuple[int, Message]]) -> list[Sent]: ...
+    async def send(
+        self, mails: Sequence[tuple[int, Message]], step_timeout: float | None = None
+    ) -> list[Sent]:
+        """`step_timeout`: seconds per SMTP step, when shorter than the transport's own."""
+        ...
 
 
 def invalid_address(to: str, cc: str | None = None) -> str | None:
@@ -52,15 +55,15 @@ def invalid_address(to: str, cc: str | None = None) -> str | None:
 
 class MaildirTransport:
     """Writes each mail into <folder>/new as the maildir format says (tmp first, then a rename).
-    The file is named after the Message-ID, so a mail sent twice is one file."""
+    The file is named after the Message-ID, so a mail sent twice is one file. Writes are plain
+    blocking writes of a few kilobytes to a local disk: not worth a thread each."""
 
     def __init__(self, folder: Path):
         self.folder = folder
 
-    async def send(self, mails: Sequence[tuple[int, Message]]) -> list[Sent]:
-        return await asyncio.to_thread(self._write_all, mails)
-
-    def _write_all(self, mails: Sequence[tuple[int, Message]]) -> list[Sent]:
+    async def send(
+        self, mails: Sequence[tuple[int, Message]], step_timeout: float | None = None
+    ) -> list[Sent]:
         for sub in ("tmp", "new", "cur"):
             (self.folder / sub).mkdir(parents=True, exist_ok=True)
         results = []
@@ -93,7 +96,9 @@ class SmtpTransport:
         self.host, self.port, self.security, self.helo = host, port, security, helo
         self.username, self.password, self.timeout = username, password, timeout
 
-    async def send(self, mails: Sequence[tuple[int, Message]]) -> list[Sent]:
+    async def send(
+        self, mails: Sequence[tuple[int, Message]], step_timeout: float | None = None
+    ) -> list[Sent]:
         if not mails:
             return []
         where = f"SMTP server {self.host}:{self.port}"
@@ -104,7 +109,7 @@ class SmtpTransport:
             start_tls=True if self.security is SmtpSecurity.starttls else False,
             username=self.username,
             password=self.password,
-            timeout=self.timeout,
+            timeout=min(step_timeout, self.timeout) if step_timeout else self.timeout,
             local_hostname=self.helo,  # the default looks up this machine's FQDN: slow without DNS
         )
         try:

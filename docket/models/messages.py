@@ -14,6 +14,7 @@ from docket.models.schemas import (
     CancelOrder,
     ConfirmPayment,
     MoveDelivery,
+    OrderView,
     PlaceOrder,
     ReceiveStock,
     ReturnOrder,
@@ -21,9 +22,21 @@ from docket.models.schemas import (
 
 
 class Move(BaseModel):
+    """`deliver_mail`: the workflow wants the move's mail sent right after it and a `Moved` back
+    (orders placed before mail delivery existed leave it false and get the bare `OrderView`)."""
+
     model_config = ConfigDict(frozen=True)
     move_id: str
     at: dt.datetime
+    deliver_mail: bool = False
+
+
+class Moved(BaseModel):
+    """A move's result: the order as it now is, and whether some of its mail must wait (the mail
+    server could not take it now); the workflow then delivers it in the background, with backoff."""
+
+    view: OrderView
+    mail_waiting: bool = False
 
 
 class PlaceOrderMove(Move):

@@ -23,6 +23,7 @@ with workflow.unsafe.imports_passed_through():
         MailDelivered,
         MailDue,
         Move,
+        Moved,
         PlaceOrderMove,
         ReturnOrderMove,
         StockReserved,
@@ -83,8 +84,9 @@ class OrderWorkflow:
       the payment deadline (offline flow: cancel when it passes unconfirmed), each pre-order's
       release moment, and the return window after completion (the workflow then closes).
     Mail:
-      after every move a background loop runs `deliver_mail` for the outbox rows the move wrote
-      (one run covers every move made meanwhile); the workflow closes once its mail is delivered.
+      each move's activity sends the mail it wrote; what the mail server could not take then (and
+      mail an operator retries) a background loop delivers with `deliver_mail`, retried with
+      backoff. The workflow closes once its mail is delivered.
     """
 
     def __init__(self) -> None:
@@ -94,6 +96,7 @@ class OrderWorkflow:
         self._version = 0
         self._stock_ready = False
         self._released_through: dt.datetime | None = None
+        self._mail: bool | None = None  # delivers mail (not an order from before mail existed)
         self._mail_due = False
         self._closing = False
 
@@ -101,10 +104,9 @@ class OrderWorkflow:
 
     @workflow.run
     async def run(self, command: PlaceOrder) -> OrderView:
-        mail = workflow.patched(MAIL_PATCH)
         async with self._lock:
             await self._apply("place_order", PlaceOrderMove(**self._move("place"), command=command))
-        mailer = asyncio.create_task(self._deliver_mail(command.order_id)) if mail else None
+        mailer = asyncio.create_task(self._deliver_mail(command.order_id)) if self._mail else None
         while not self._finished():
             version = self._version
             timeout = self._until_next_timer()
@@ -279,16 +281,27 @@ class OrderWorkflow:
                 raise
 
     async def _apply(self, activity_name: str, move: Move) -> OrderView:
-        self._view = await workflow.execute_activity(
-            activity_name, move, result_type=OrderView, **ACTIVITY_OPTIONS
-        )
+        if move.deliver_mail:
+            moved = await workflow.execute_activity(
+                activity_name, move, result_type=Moved, **ACTIVITY_OPTIONS
+            )
+            self._view, self._mail_due = moved.view, self._mail_due or moved.mail_waiting
+        else:
+            self._view = await workflow.execute_activity(
+                activity_name, move, result_type=OrderView, **ACTIVITY_OPTIONS
+            )
         self._version += 1
-        self._mail_due = True
         return self._view
 
     def _move(self, name: str) -> dict[str, Any]:
+        if self._mail is None:  # decided once, at the first move: placement
+            self._mail = workflow.patched(MAIL_PATCH)
         self._moves += 1
-        return {"move_id": f"{workflow.info().workflow_id}/{self._moves}-{name}", "at": workflow.now()}
+        return {
+            "move_id": f"{workflow.info().workflow_id}/{self._moves}-{name}",
+            "at": workflow.now(),
+            "deliver_mail": self._mail,
+        }
 
 
 def _check(attempt: Callable[[], object], what: str) -> None:

@@ -103,19 +103,19 @@ async def test_killing_the_worker_while_mail_is_delivered_loses_no_mail(
 ) -> None:
     shop = mailing_shop_without_worker
     alice = await shop.op("alice")
-    smtp.inbox.delay = 0.05  # slow enough to be caught in the middle
+    smtp.inbox.delay = 0.2  # slow enough to be caught in the middle
+    expected = 20 * 3  # order_received, new_order, order_awaiting_confirmation
     worker = start_worker(shop, sqlite_engine)
+    batch = asyncio.gather(
+        *(shop.docket.place_order(alice, place(f"o-{n}", ("WIDGET", 1))) for n in range(20))
+    )
     try:
-        for n in range(20):
-            await shop.docket.place_order(alice, place(f"o-{n}", ("WIDGET", 1)))
-        expected = 20 * 3  # order_received, new_order, order_awaiting_confirmation
-
         await eventually(lambda: _arrived(smtp, 10), timeout=60)
         assert len(smtp.inbox.copies()) < expected, "killed while delivering"
         os.kill(worker.pid, signal.SIGKILL)
         worker.wait()
         worker = start_worker(shop, sqlite_engine)
-
+        await asyncio.wait_for(batch, timeout=120)
         await eventually(lambda: _arrived(smtp, expected), timeout=120)
     finally:
         worker.terminate()
