@@ -59,19 +59,21 @@ class Mailer:
         self.renderer = renderer
         self.transport = transport
 
-    def send_now(self, order_id: str) -> bool:
-        """Called from a move's activity thread after its transaction: send the order's pending
-        mail. True when some of it must wait for the background delivery."""
+    def send_now(self, order_id: str, letters: list[Letter] | None) -> bool:
+        """Called from a move's activity thread after its transaction: send the mail the move
+        wrote (`letters`; None: whatever of the order's is pending). True when some of it must
+        wait for the background delivery (which also takes what earlier moves left waiting)."""
         for _ in range(2):  # a mail that failed for good writes a report: send that too
-            letters = self.pending(order_id)
+            letters = self.pending(order_id) if letters is None else letters
             if not letters:
                 return False
             outcomes = asyncio.run(deliver(letters, self.renderer, self.transport, INLINE_TIMEOUT))
             reports = self.record(letters, outcomes)
-            if waiting(outcomes) or len(letters) == CHUNK:
+            if waiting(outcomes) or len(letters) >= CHUNK:
                 return True
             if not reports:
                 return False
+            letters = None
         return True
 
     def pending(self, order_id: str) -> list[Letter]:

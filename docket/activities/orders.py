@@ -26,9 +26,10 @@ from docket.models.messages import (
     StockChange,
 )
 from docket.models.schemas import AdjustStock, OrderView, StockReceived
-from docket.store import moves, stock
+from docket.store import moves, outbox, stock
 from docket.store.appends import append
 from docket.store.engine import SessionFactory, serialised_writes
+from docket.store.outbox import Letter
 from docket.store.stock import MoveContext
 from docket.store.tables import AppliedMove
 
@@ -81,19 +82,19 @@ class OrderActivities:
                 )
             return StockReceived(reference=cmd.reference, level=level, woken=woken)
 
-        return self._once(move.move_id, move.at, StockReceived, change)
+        return self._once(move.move_id, move.at, StockReceived, change)[0]
 
     def _move(
         self, move: Move, change: Callable[[Session, Any, str, dt.datetime], OrderView], command: Any
     ) -> OrderView | Moved:
         """An order move: the store function applied to the command, once per move id; then the
-        order's pending mail sent (also when a retry finds the move applied already)."""
-        view = self._once(
+        mail it wrote sent (a retry that finds the move applied sends whatever is pending)."""
+        view, letters = self._once(
             move.move_id, move.at, OrderView, lambda s: change(s, command, move.move_id, move.at)
         )
         if not move.deliver_mail:
             return view  # an order placed before mail delivery existed
-        return Moved(view=view, mail_waiting=self.mailer.send_now(view.order_id))
+        return Moved(view=view, mail_waiting=self.mailer.send_now(view.order_id, letters))
 
     def _once(
         self,
@@ -101,14 +102,16 @@ class OrderActivities:
         at: dt.datetime,
         result_type: type[R],
         change: Callable[[Session], R],
-    ) -> R:
+    ) -> tuple[R, list[Letter] | None]:
         """Apply `change` in one transaction unless this move id was applied before: then return
-        what it returned the first time. Domain errors are final, anything else is retried."""
+        what it returned the first time. Also returns the outbox rows the change wrote (None when
+        it was applied before: they may be anywhere by now). Domain errors are final, anything
+        else is retried."""
         try:
             with serialised_writes(self.sessions), self.sessions.begin() as session:
                 prior = session.get(AppliedMove, move_id)
                 if prior is not None:
-                    return result_type.model_validate(prior.result)
+                    return result_type.model_validate(prior.result), None
                 with session.no_autoflush:  # inserts go out together at commit
                     result = change(session)
                 append(
@@ -118,6 +121,6 @@ class OrderActivities:
                     applied_at=at,
                     result=result.model_dump(mode="json"),
                 )
-            return result
+            return result, outbox.written_letters(session)
         except DocketError as error:
             raise ApplicationError(str(error), type=error.kind, non_retryable=True) from error

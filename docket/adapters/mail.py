@@ -60,12 +60,15 @@ class MaildirTransport:
 
     def __init__(self, folder: Path):
         self.folder = folder
+        self._ready = False
 
     async def send(
         self, mails: Sequence[tuple[int, Message]], step_timeout: float | None = None
     ) -> list[Sent]:
-        for sub in ("tmp", "new", "cur"):
-            (self.folder / sub).mkdir(parents=True, exist_ok=True)
+        if not self._ready:
+            for sub in ("tmp", "new", "cur"):
+                (self.folder / sub).mkdir(parents=True, exist_ok=True)
+            self._ready = True
         results = []
         for outbox_id, mail in mails:
             name = hashlib.sha256(str(mail["Message-ID"]).encode()).hexdigest()[:32] + ".docket"

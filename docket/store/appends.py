@@ -10,6 +10,18 @@ from sqlalchemy import Table, event, insert
 from sqlalchemy.orm import DeclarativeBase, Session
 
 _KEY = "docket-appends"
+WRITTEN = "docket-written"
+_KEEP_IDS: set[str] = set()
+
+
+def keep_ids(model: type[DeclarativeBase]) -> None:
+    """Have the ids of this table's appended rows kept (see `written`): costs a RETURNING."""
+    _KEEP_IDS.add(model.__tablename__)
+
+
+def written(session: Session, model: type[DeclarativeBase]) -> list[tuple[int, dict[str, Any]]]:
+    """(id, values) of the rows of `model` this session's last commit appended."""
+    return session.info.get(WRITTEN, {}).get(model.__tablename__, [])  # type: ignore[no-any-return]
 
 
 def append(session: Session, model: type[DeclarativeBase], **values: Any) -> None:
@@ -20,8 +32,14 @@ def append(session: Session, model: type[DeclarativeBase], **values: Any) -> Non
 @event.listens_for(Session, "before_commit")
 def _write_appends(session: Session) -> None:
     pending: dict[Table, list[dict[str, Any]]] = session.info.pop(_KEY, {})
+    kept = session.info[WRITTEN] = {}
     for table, rows in pending.items():
-        session.execute(insert(table), rows)
+        if table.name not in _KEEP_IDS:
+            session.execute(insert(table), rows)
+            continue
+        [key] = table.primary_key.columns
+        ids = session.execute(insert(table).returning(key, sort_by_parameter_order=True), rows).scalars()
+        kept[table.name] = list(zip(ids, rows, strict=True))
 
 
 @event.listens_for(Session, "after_rollback")

@@ -17,7 +17,7 @@ from docket.models.errors import NotFound
 from docket.models.notifications import MAIL_FAILED, Recipient, notifications_for
 from docket.models.schemas import MailPage, MailState
 from docket.store import queries
-from docket.store.appends import append
+from docket.store.appends import append, keep_ids, written
 from docket.store.stock import MoveContext
 from docket.store.tables import (
     Customer,
@@ -31,6 +31,8 @@ from docket.store.tables import (
 )
 
 # --- written by moves ---------------------------------------------------------------------------
+
+keep_ids(OutboxRow)  # the move's activity sends what it wrote without reading it back
 
 
 def write(
@@ -198,6 +200,24 @@ def pending(session: Session, order_id: str | None = None, limit: int = 500) -> 
     if order_id is not None:
         query = query.where(row.order_id == order_id)
     return [Letter(*found) for found in session.execute(query)]
+
+
+def written_letters(session: Session) -> list[Letter]:
+    """The rows this session's last commit wrote, as letters."""
+    return [
+        Letter(
+            outbox_id,
+            row["key"],
+            row["order_id"],
+            row["data"]["shop_id"],
+            row["recipient_kind"],
+            row["recipient"],
+            row["cc"],
+            row["template_key"],
+            row["data"],
+        )
+        for outbox_id, row in written(session, OutboxRow)
+    ]
 
 
 def letter(row: OutboxRow, shop_id: str) -> Letter:
