@@ -32,6 +32,7 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.orders
 	$(BIN)/python -m bench.backorder_latency
 	$(BIN)/python -m bench.worker_memory
+	$(BIN)/python -m bench.mail
 
 clean:
 	rm -rf $(VENV) var
