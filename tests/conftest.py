@@ -141,6 +141,7 @@ async def running_docket(
     client: Client,
     with_worker: bool = True,
     transport: MailTransport | None = None,
+    templates: Path | None = None,
     **catalogue_options: object,
 ) -> AsyncIterator[Shop]:
     """Load the test catalogue (options change its facts) and run a worker on a queue of its own.
@@ -149,7 +150,7 @@ async def running_docket(
     with sessions.begin() as session:
         tokens = cat.load(session, catalogue_for_tests(**catalogue_options), dt.datetime.now(dt.UTC))  # type: ignore[arg-type]
     queue = f"docket-test-{uuid.uuid4().hex[:8]}"
-    renderer = Renderer("docket@shop.test")
+    renderer = Renderer("docket@shop.test", templates)
     transport = transport or MaildirTransport(Path(tempfile.mkdtemp(prefix="docket-mail-")))
     shop = Shop(
         Docket(client, sessions, queue, workflow_id_prefix=f"{queue}-", renderer=renderer),
@@ -255,5 +256,7 @@ async def mailing_shop(
     """docket sending its mail over SMTP to `smtp`."""
     options = getattr(request, "param", {})
     transport = SmtpTransport("127.0.0.1", smtp.port, timeout=5)
+    if options.get("templates") == "tmp":
+        options = options | {"templates": request.getfixturevalue("tmp_path")}
     async for running in running_docket(sqlite_engine, temporal_env.client, transport=transport, **options):
         yield running

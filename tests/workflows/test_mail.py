@@ -3,10 +3,12 @@ should send, none lost while SMTP is down, none sent twice, failures recorded an
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from sqlalchemy import select
 
-from docket.models.schemas import CancelOrder, MailState, RetryMail
+from docket.models.schemas import CancelOrder, MailState, RetryMail, ReturnOrder
 from docket.store.tables import OutboxRow
 from tests.conftest import Shop, eventually
 from tests.orders import confirm, move, place
@@ -191,3 +193,51 @@ async def test_stock_that_cannot_be_allocated_is_reported_once_per_delivery(
         m for m in smtp.inbox.snapshot() if m["X-Docket-Template"] == "shop_admin/stock_cannot_be_allocated"
     ]
     assert [str(m["To"]) for m in waits] == [ADMIN]
+
+
+@pytest.mark.parametrize("mailing_shop", [{"templates": "tmp"}], indirect=True)
+async def test_a_template_that_does_not_render_fails_its_mail_with_the_reason_and_nothing_else(
+    mailing_shop: Shop, smtp: SmtpServer, tmp_path: Path
+) -> None:
+    shop = mailing_shop
+    broken = tmp_path / "alpha" / "customer" / "order_received.j2"
+    broken.parent.mkdir(parents=True)
+    broken.write_text(
+        "{% block subject %}Parcel {{ tracking }}{% endblock %}{% block text %}x{% endblock %}"
+        "{% block html %}x{% endblock %}"
+    )
+    await shop.docket.place_order(await shop.op("alice"), place("o-1", ("WIDGET", 1)))
+    await eventually(lambda: all_settled(shop, "o-1"))
+
+    [received] = [r for r in await mail_rows(shop, "o-1") if r.template_key == "order_received"]
+    assert received.state == MailState.failed
+    assert received.error == "template customer/order_received.j2: 'tracking' is undefined"
+    assert smtp.inbox.seen() >= {
+        (ADMIN, "shop_admin/new_order", "o-1"),
+        (ADMIN, "shop_admin/mail_failed", "o-1"),
+    }
+    assert (ADA, "customer/order_received", "o-1") not in smtp.inbox.seen()
+
+
+@pytest.mark.parametrize("mailing_shop", [{"return_days": 30}], indirect=True)
+async def test_cancelling_and_returning_tell_the_customer_and_the_admins(
+    mailing_shop: Shop, smtp: SmtpServer
+) -> None:
+    shop = mailing_shop
+    alice = await shop.op("alice")
+    await shop.docket.place_order(alice, place("o-1", ("WIDGET", 1)))
+    await shop.docket.cancel_order(
+        alice, CancelOrder(order_id="o-1", operator_id="alice", reason="changed mind")
+    )
+    await shop.docket.place_order(alice, place("o-2", ("WIDGET", 1)))
+    await confirm(shop, "o-2")
+    await move(shop, "o-2", 1, "pack", "mark_ready", "ship", "deliver")
+    await shop.docket.return_order(alice, ReturnOrder(order_id="o-2", operator_id="alice", note="too small"))
+    await eventually(lambda: all_settled(shop))
+
+    seen = smtp.inbox.seen()
+    assert {(ADA, "customer/order_cancelled", "o-1"), (ADMIN, "shop_admin/order_cancelled", "o-1")} <= seen
+    assert {(ADA, "customer/order_returned", "o-2"), (ADMIN, "shop_admin/order_returned", "o-2")} <= seen
+    cancelled = next(m for m in smtp.inbox.snapshot() if m["X-Docket-Template"] == "customer/order_cancelled")
+    assert "changed mind" in cancelled.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+    assert len(smtp.inbox.snapshot()) == len(smtp.inbox.copies()), "no mail twice"
