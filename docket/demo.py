@@ -320,8 +320,8 @@ async def scenarios(demo: Demo) -> None:
     sent = sum(1 for m in mail.mails if m.state == "sent")
     demo.tell(
         "mail",
-        f"{sent} of {mail.total} mails delivered, each move's in its own background activity; "
-        "here is the first one D-001 sent to its customer.",
+        f"{sent} of {mail.total} mails delivered, each sent by its move "
+        "right after it; here is the first one D-001 sent to its customer.",
         show.rendered_mail(
             await demo.docket.show_mail(
                 root,
