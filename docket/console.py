@@ -35,6 +35,9 @@ STATE_STYLE = {
     "sent": "green",
     "pending": "yellow",
     "failed": "red",
+    "ok": "green",
+    "processing": "yellow",
+    "manual_required": "yellow",
 }
 
 
@@ -101,7 +104,30 @@ def order_record(record: OrderRecord) -> Group:
             state(n.state.value),
             n.error or "",
         )
-    return Group(order_summary(record.order), history, movements, mails)
+    return Group(order_summary(record.order), payments(record), history, movements, mails)
+
+
+def payments(record: OrderRecord) -> Table:
+    p = record.payment
+    table = Table(
+        title=f"payment: {p.status.value} · captured {p.captured} · refunded {p.refunded} {p.currency}",
+        title_justify="left",
+    )
+    for column in ("at", "gateway", "operation", "amount", "result", "settled", "delivery", "who", "note"):
+        table.add_column(column)
+    for t in record.payments:
+        table.add_row(
+            t.at.strftime("%Y-%m-%d %H:%M:%S"),
+            t.gateway,
+            t.operation.value,
+            f"{t.amount} {t.currency}",
+            state(t.result.value),
+            "yes" if t.settled else "no",
+            str(t.delivery_no or "-"),
+            t.operator_id or "docket",
+            t.note or "",
+        )
+    return table
 
 
 def order_page(page: OrderPage) -> Table:

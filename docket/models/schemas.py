@@ -18,6 +18,7 @@ from pydantic import (
 )
 
 from docket.models.lifecycles import DeliveryState, OrderState
+from docket.models.payments import Operation, PaymentStatus, Result
 
 Identifier = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")]
 Currency = Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")]
@@ -297,10 +298,36 @@ class MailRetried(View):
     orders: list[str]
 
 
+class PaymentView(View):
+    transaction_id: int
+    at: dt.datetime
+    delivery_no: int | None
+    gateway: str
+    operation: Operation
+    amount: Decimal
+    currency: Currency
+    result: Result
+    settled: bool
+    reference: str | None
+    operator_id: str | None
+    note: str | None
+
+
+class PaymentSummary(View):
+    """What the transactions add up to (refunds never exceed what was captured)."""
+
+    status: PaymentStatus
+    captured: Decimal
+    refunded: Decimal
+    currency: Currency
+
+
 class OrderRecord(View):
     """Everything about one order: what `docket order show` prints."""
 
     order: OrderView
+    payment: PaymentSummary
+    payments: list[PaymentView]
     history: list[AuditEntry]
     stock_movements: list[StockMovementView]
     notifications: list[OutboxView]

@@ -18,6 +18,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 from docket.models.errors import InvalidInput, NotFound, OrderRejected, Refused, StaleState
 from docket.models.fulfilment import automatic_triggers, release_moment
 from docket.models.lifecycles import DELIVERY, ON_ITS_WAY, ORDER, DeliveryState, OrderState
+from docket.models.payments import Operation, Result
 from docket.models.schemas import (
     CancelOrder,
     ConfirmPayment,
@@ -30,7 +31,7 @@ from docket.models.schemas import (
     StockMoveKind,
 )
 from docket.models.splitting import LineRequest, ProductFacts, split_order
-from docket.store import outbox, queries
+from docket.store import outbox, payments, queries
 from docket.store.appends import append
 from docket.store.stock import MoveContext, lock_stock, record
 from docket.store.tables import (
@@ -171,6 +172,18 @@ def confirm_payment(session: Session, cmd: ConfirmPayment, move_id: str, at: dt.
     order = _order(session, cmd.order_id)
     ctx = MoveContext(at=at, operator_id=cmd.operator_id, note=cmd.note)
     move_order(session, order, "confirm_payment", ctx, move_id)
+    # The clerk saw the money arrive: the whole total, captured and settled, by the offline gateway.
+    payments.record(
+        session,
+        key=f"{move_id}|capture",
+        order=order,
+        gateway="offline",
+        operation=Operation.capture,
+        amount=order.total,
+        result=Result.ok,
+        settled=True,
+        ctx=ctx,
+    )
     advance(session, order, ctx, move_id)
     return queries.order_view(session, order.order_id)
 

@@ -165,7 +165,17 @@ def order_record(session: Session, order_id: str) -> OrderRecord:
             select(OutboxRow).where(OutboxRow.order_id == order_id).order_by(OutboxRow.outbox_id)
         )
     ]
-    return OrderRecord(order=view, history=history, stock_movements=movements, notifications=mails)
+    from docket.store import payments  # payments builds on these reads
+
+    money = payments.transactions(session, order_id)
+    return OrderRecord(
+        order=view,
+        payment=payments.summary(view.total, view.currency, money),
+        payments=money,
+        history=history,
+        stock_movements=movements,
+        notifications=mails,
+    )
 
 
 def mail_view(row: OutboxRow) -> OutboxView:

@@ -25,6 +25,7 @@ from sqlalchemy import Enum as SAEnum
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from docket.models.lifecycles import DeliveryState, OrderState
+from docket.models.payments import Operation, Result
 from docket.models.schemas import DeliveryGroup, PaymentFlow, StockMoveKind
 
 NAMING = {
@@ -216,6 +217,29 @@ class OutboxRow(Base):
     attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     sent_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
     error: Mapped[str | None] = mapped_column(Text)
+
+
+class PaymentTransaction(Base):
+    """One payment operation on an order. `key` is the idempotency key the workflow made once and
+    reused on every retry: the same key is one transaction, one charge, one refund."""
+
+    __tablename__ = "payment_transactions"
+    transaction_id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True
+    )
+    key: Mapped[str] = mapped_column(String(200), unique=True)
+    order_id: Mapped[str] = mapped_column(ForeignKey("orders.order_id"), index=True)
+    delivery_no: Mapped[int | None] = mapped_column(Integer)
+    at: Mapped[dt.datetime] = mapped_column(UtcDateTime)
+    gateway: Mapped[str] = mapped_column(String(32))
+    operation: Mapped[Operation] = mapped_column(enum(Operation))
+    amount: Mapped[Decimal] = mapped_column(Money)
+    currency: Mapped[str] = mapped_column(String(3))
+    result: Mapped[Result] = mapped_column(enum(Result))
+    settled: Mapped[bool] = mapped_column(default=False)
+    reference: Mapped[str | None] = mapped_column(String(200))
+    operator_id: Mapped[str | None] = mapped_column(Id)
+    note: Mapped[str | None] = mapped_column(Text)
 
 
 class AppliedMove(Base):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from decimal import Decimal
 
 import pytest
 from alembic.autogenerate import compare_metadata
@@ -33,7 +34,7 @@ def sessions(engine: Engine, request: pytest.FixtureRequest):  # type: ignore[no
 
 
 def test_the_schema_comes_from_the_migrations(engine: Engine) -> None:
-    assert current_revision(engine) == "0002"
+    assert current_revision(engine) == "0003"
     with engine.connect() as connection:
         differences = compare_metadata(MigrationContext.configure(connection), Base.metadata)
     assert differences == [], "the migrations and store/tables.py disagree"
@@ -153,3 +154,28 @@ def test_verify_finds_a_counter_that_disagrees_with_the_ledger(sessions) -> None
     [problem] = report.problems
     assert problem.where == "stock north/WIDGET"
     assert problem.found == "on hand 11, reserved 0 (counter)"
+
+
+def test_confirming_an_offline_payment_records_the_total_as_captured_once(sessions) -> None:  # type: ignore[no-untyped-def]
+    with sessions.begin() as s:
+        moves.place_order(s, place("o-1", ("WIDGET", 2)), "m1", NOW)
+    with sessions.begin() as s:
+        moves.confirm_payment(
+            s, ConfirmPayment(order_id="o-1", operator_id="alice", note="transfer seen"), "m2", NOW
+        )
+    with sessions() as s:
+        record = queries.order_record(s, "o-1")
+    [capture] = record.payments
+    assert (capture.gateway, capture.operation.value, capture.amount, capture.currency) == (
+        "offline",
+        "capture",
+        Decimal("19.00"),
+        "EUR",
+    )
+    assert (capture.result.value, capture.settled, capture.operator_id, capture.note) == (
+        "ok",
+        True,
+        "alice",
+        "transfer seen",
+    )
+    assert (record.payment.status.value, record.payment.captured) == ("full", Decimal("19.00"))

@@ -1,0 +1,79 @@
+"""Money on an order: the payment operations, their results, and the payment status they add up to
+(DESIGN section 3, Payments). Pure: the store keeps the transactions, this reads them."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from decimal import Decimal
+from enum import StrEnum
+
+
+class Operation(StrEnum):
+    authorize = "authorize"
+    reverse_authorization = "reverse_authorization"
+    capture = "capture"
+    authorize_capture = "authorize_capture"
+    void_capture = "void_capture"
+    refund = "refund"
+    external_refund = "external_refund"  # made in the gateway's own panel, reported to docket
+
+
+class Result(StrEnum):
+    ok = "ok"
+    processing = "processing"  # the gateway decides later (fraud review, a bank's confirmation)
+    failed = "failed"
+    manual_required = "manual_required"  # only a person can finish it (an offline refund)
+
+
+class PaymentStatus(StrEnum):
+    none = "none"  # nothing captured
+    partial = "partial"  # some of the total captured (per shipment), net of refunds
+    full = "full"  # the total captured, net of refunds
+    pending = "pending"  # a payment is still processing
+    refund_pending = "refund_pending"  # the last refund has not gone through
+
+
+CAPTURES = (Operation.capture, Operation.authorize_capture)
+REFUNDS = (Operation.refund, Operation.external_refund)
+
+
+@dataclass(frozen=True)
+class Txn:
+    operation: Operation
+    amount: Decimal
+    result: Result
+
+
+def captured(txns: Iterable[Txn]) -> Decimal:
+    """Captured and not voided."""
+    total = Decimal("0.00")
+    for t in txns:
+        if t.result is Result.ok and t.operation in CAPTURES:
+            total += t.amount
+        elif t.result is Result.ok and t.operation is Operation.void_capture:
+            total -= t.amount
+    return total
+
+
+def refunded(txns: Iterable[Txn]) -> Decimal:
+    return sum((t.amount for t in txns if t.result is Result.ok and t.operation in REFUNDS), Decimal("0.00"))
+
+
+def refundable(txns: Iterable[Txn]) -> Decimal:
+    """What may still be refunded: refunds never exceed what was captured."""
+    txns = list(txns)
+    return captured(txns) - refunded(txns)
+
+
+def payment_status(total: Decimal, txns: Iterable[Txn]) -> PaymentStatus:
+    txns = list(txns)
+    refunds = [t for t in txns if t.operation is Operation.refund]
+    if refunds and refunds[-1].result is not Result.ok:
+        return PaymentStatus.refund_pending
+    if any(t.result is Result.processing for t in txns if t.operation in (*CAPTURES, Operation.authorize)):
+        return PaymentStatus.pending
+    net = refundable(txns)
+    if net <= 0:
+        return PaymentStatus.none
+    return PaymentStatus.full if net >= total else PaymentStatus.partial
