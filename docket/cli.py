@@ -30,6 +30,7 @@ from docket.models.schemas import (
     PaymentFlow,
     PlaceOrder,
     ReceiveStock,
+    RecordRefund,
     RetryMail,
     ReturnOrder,
 )
@@ -282,6 +283,23 @@ def order_return(order_id: str, operator: AsOperator = None, note: Note = None) 
         who = await acting(running, operator)
         cmd = ReturnOrder(order_id=order_id, operator_id=who.operator_id, note=note)
         out.print(show.order_summary(await running.docket.return_order(who, cmd)))
+
+    run(job)
+
+
+@order_app.command("refund")
+def order_refund(
+    order_id: str,
+    note: Annotated[str, typer.Option("--note", help="How the money went back (required).")],
+    reference: Annotated[str | None, typer.Option(help="Bank or till reference.")] = None,
+    operator: AsOperator = None,
+) -> None:
+    """Record a refund made by hand for a cancelled or returned order that waits for one."""
+
+    async def job(running: Running) -> None:
+        who = await acting(running, operator)
+        cmd = RecordRefund(order_id=order_id, operator_id=who.operator_id, note=note, reference=reference)
+        out.print(show.order_summary(await running.docket.record_refund(who, cmd)))
 
     run(job)
 

@@ -34,6 +34,7 @@ from docket.models.schemas import (
     PaymentFlow,
     PlaceOrder,
     ReceiveStock,
+    RecordRefund,
     RenderedMail,
     RetryMail,
     ReturnOrder,
@@ -102,6 +103,10 @@ class Docket:
     async def return_order(self, operator: Operator, cmd: ReturnOrder) -> OrderView:
         await self._require_order(operator, Action.return_order, cmd.order_id)
         return await self._update(cmd.order_id, OrderWorkflow.return_goods, cmd)
+
+    async def record_refund(self, operator: Operator, cmd: RecordRefund) -> OrderView:
+        await self._require_order(operator, Action.record_refund, cmd.order_id)
+        return await self._update(cmd.order_id, OrderWorkflow.record_refund, cmd)
 
     async def order_record(self, operator: Operator, order_id: str) -> OrderRecord:
         await self._require_order(operator, Action.read_orders, order_id)

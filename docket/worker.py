@@ -45,6 +45,7 @@ def build_worker(
             orders.move_delivery,
             orders.cancel_order,
             orders.return_order,
+            orders.record_refund,
             orders.advance_order,
             orders.change_stock,
             mail.deliver_mail,

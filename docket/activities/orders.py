@@ -22,6 +22,7 @@ from docket.models.messages import (
     Move,
     Moved,
     PlaceOrderMove,
+    RecordRefundMove,
     ReturnOrderMove,
     StockChange,
 )
@@ -63,6 +64,10 @@ class OrderActivities:
     @activity.defn(name="return_order")
     def return_order(self, move: ReturnOrderMove) -> OrderView | Moved:
         return self._move(move, moves.return_order, move.command)
+
+    @activity.defn(name="record_refund")
+    def record_refund(self, move: RecordRefundMove) -> OrderView | Moved:
+        return self._move(move, moves.record_refund, move.command)
 
     @activity.defn(name="advance_order")
     def advance_order(self, move: AdvanceOrder) -> OrderView | Moved:

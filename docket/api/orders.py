@@ -18,6 +18,7 @@ from docket.models.schemas import (
     OrderRecord,
     OrderView,
     PlaceOrder,
+    RecordRefund,
     ReturnOrder,
 )
 
@@ -36,6 +37,11 @@ class Body(BaseModel):
 
 class NoteBody(Body):
     note: str | None = Field(default=None, max_length=2000)
+
+
+class RefundBody(Body):
+    note: str = Field(min_length=1, max_length=2000, description="How the money went back")
+    reference: str | None = Field(default=None, max_length=200)
 
 
 class CancelBody(Body):
@@ -130,3 +136,15 @@ async def return_order(
     return await docket.return_order(
         operator, ReturnOrder(order_id=order_id, operator_id=operator.operator_id, note=body.note)
     )
+
+
+@router.post("/{order_id}/refund", response_model=OrderView, responses=ERRORS)
+async def record_refund(
+    order_id: str, body: RefundBody, operator: CurrentOperator, docket: CurrentDocket
+) -> OrderView:
+    """Record a refund made by hand for a cancelled or returned order that waits for one; the
+    note (how the money went back) is required."""
+    cmd = RecordRefund(
+        order_id=order_id, operator_id=operator.operator_id, note=body.note, reference=body.reference
+    )
+    return await docket.record_refund(operator, cmd)

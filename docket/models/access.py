@@ -27,6 +27,7 @@ class Action(StrEnum):
     manage_stock = "receive and adjust stock"
     read_stock = "read stock"
     retry_mail = "retry mail"
+    record_refund = "record manual refunds"
 
 
 _ALL = frozenset(Action)
@@ -43,7 +44,9 @@ GRANTS: dict[Role, frozenset[Action]] = {
             Action.retry_mail,
         }
     ),
-    Role.call_centre_confirm: frozenset({Action.read_orders, Action.confirm_payment, Action.return_order}),
+    Role.call_centre_confirm: frozenset(
+        {Action.read_orders, Action.confirm_payment, Action.return_order, Action.record_refund}
+    ),
     Role.storefront: frozenset({Action.place_order, Action.read_orders}),
 }
 DELIVERY_TRIGGER_ACTION = {

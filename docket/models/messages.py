@@ -17,6 +17,7 @@ from docket.models.schemas import (
     OrderView,
     PlaceOrder,
     ReceiveStock,
+    RecordRefund,
     ReturnOrder,
 )
 
@@ -57,6 +58,10 @@ class CancelOrderMove(Move):
 
 class ReturnOrderMove(Move):
     command: ReturnOrder
+
+
+class RecordRefundMove(Move):
+    command: RecordRefund
 
 
 class AdvanceOrder(Move):

@@ -107,6 +107,15 @@ class ReturnOrder(OrderMoveBase):
     """Goods came back after shipping; restocking them is a separate stock movement."""
 
 
+class RecordRefund(Command):
+    """A clerk refunded the customer by hand (bank transfer, cash): the note says how."""
+
+    order_id: Identifier
+    operator_id: Identifier
+    note: Annotated[str, StringConstraints(min_length=1, max_length=2000)]
+    reference: Annotated[str, StringConstraints(max_length=200)] | None = None
+
+
 class MoveDelivery(OrderMoveBase):
     delivery_no: int = Field(ge=1)
     trigger: str

@@ -18,7 +18,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 from docket.models.errors import InvalidInput, NotFound, OrderRejected, Refused, StaleState
 from docket.models.fulfilment import automatic_triggers, release_moment
 from docket.models.lifecycles import DELIVERY, ON_ITS_WAY, ORDER, DeliveryState, OrderState
-from docket.models.payments import Operation, Result
+from docket.models.payments import Operation, Result, Txn, refundable
 from docket.models.schemas import (
     CancelOrder,
     ConfirmPayment,
@@ -27,6 +27,7 @@ from docket.models.schemas import (
     OrderView,
     PaymentFlow,
     PlaceOrder,
+    RecordRefund,
     ReturnOrder,
     StockMoveKind,
 )
@@ -223,7 +224,8 @@ def cancel_order(session: Session, cmd: CancelOrder, move_id: str, at: dt.dateti
     ctx = MoveContext(at=at, operator_id=cmd.operator_id, note=cmd.reason)
     for delivery in deliveries:
         _withdraw(session, order, delivery, ctx, move_id)
-    move_order(session, order, "cancel", ctx, move_id)
+    owed = _refund_owed(session, order, ctx, move_id)
+    move_order(session, order, "cancel_awaiting_refund" if owed else "cancel", ctx, move_id)
     return queries.order_view(session, order.order_id)
 
 
@@ -241,8 +243,62 @@ def return_order(session: Session, cmd: ReturnOrder, move_id: str, at: dt.dateti
             )
         else:
             _withdraw(session, order, delivery, ctx, move_id)
-    move_order(session, order, "return_goods", ctx, move_id)
+    owed = _refund_owed(session, order, ctx, move_id)
+    move_order(session, order, "return_awaiting_refund" if owed else "return_goods", ctx, move_id)
     return queries.order_view(session, order.order_id)
+
+
+REFUNDED = {
+    OrderState.cancelled_waiting_payment: "refund_cancelled",
+    OrderState.returned_waiting_payment: "refund_returned",
+}
+
+
+def record_refund(session: Session, cmd: RecordRefund, move_id: str, at: dt.datetime) -> OrderView:
+    """A clerk refunded by hand what the order still owes: recorded, and the order closes."""
+    order = _order(session, cmd.order_id)
+    trigger = REFUNDED.get(order.state)
+    if trigger is None:
+        raise Refused(f"order {order.order_id} is {order.state.value}: no refund is waiting to be made")
+    ctx = MoveContext(at=at, operator_id=cmd.operator_id, note=cmd.note)
+    owed = _refundable(session, order)
+    payments.record(
+        session,
+        key=f"{move_id}|refund",
+        order=order,
+        gateway="offline",
+        operation=Operation.refund,
+        amount=owed,
+        result=Result.ok,
+        settled=True,
+        reference=cmd.reference,
+        ctx=ctx,
+    )
+    move_order(session, order, trigger, ctx, move_id)
+    return queries.order_view(session, order.order_id)
+
+
+def _refund_owed(session: Session, order: Order, ctx: MoveContext, move_id: str) -> Decimal:
+    """Money captured and not yet refunded goes back. Offline money goes back by hand: the
+    refund is recorded as waiting for a clerk (manual_required), who records it when done."""
+    owed = _refundable(session, order)
+    if owed > 0:
+        payments.record(
+            session,
+            key=f"{move_id}|refund-due",
+            order=order,
+            gateway="offline",
+            operation=Operation.refund,
+            amount=owed,
+            result=Result.manual_required,
+            ctx=ctx,
+        )
+    return owed
+
+
+def _refundable(session: Session, order: Order) -> Decimal:
+    views = payments.transactions(session, order.order_id)
+    return refundable(Txn(v.operation, v.amount, v.result) for v in views)
 
 
 # --- the guarded writes -------------------------------------------------------------------------

@@ -25,6 +25,7 @@ with workflow.unsafe.imports_passed_through():
         Move,
         Moved,
         PlaceOrderMove,
+        RecordRefundMove,
         ReturnOrderMove,
         StockReserved,
     )
@@ -34,6 +35,7 @@ with workflow.unsafe.imports_passed_through():
         MoveDelivery,
         OrderView,
         PlaceOrder,
+        RecordRefund,
         ReturnOrder,
     )
 
@@ -58,6 +60,7 @@ MAIL_PATCH = "deliver-mail"
 WAITING_FOR_DATE = (DeliveryState.reserved, DeliveryState.wait_date)
 PAID = (OrderState.in_progress, OrderState.partially_shipped)
 ENDED = (OrderState.rejected, OrderState.cancelled, OrderState.returned)
+WAITING_FOR_REFUND = (OrderState.cancelled_waiting_payment, OrderState.returned_waiting_payment)
 
 
 def workflow_id(order_id: str, prefix: str = "") -> str:
@@ -75,6 +78,7 @@ class OrderWorkflow:
       move_delivery    pack, mark_ready, ship, deliver one delivery
       cancel           cancel the order (refused once a delivery is on its way)
       return_goods     shipped goods came back
+      record_refund    a clerk refunded by hand what a cancelled or returned order owes
     Signals (facts):
       stock_reserved   receiving stock made a waiting delivery whole
       mail_due         an operator put failed mails back to pending
@@ -242,6 +246,19 @@ class OrderWorkflow:
     @return_goods.validator
     def _check_return(self, command: ReturnOrder) -> None:
         self._check_order(command.order_id, "return_goods")
+
+    @workflow.update
+    async def record_refund(self, command: RecordRefund) -> OrderView:
+        return await self._command("record_refund", RecordRefundMove(**self._move("refund"), command=command))
+
+    @record_refund.validator
+    def _check_refund(self, command: RecordRefund) -> None:
+        view = self._check_order(command.order_id, None)
+        if view.state not in WAITING_FOR_REFUND:
+            raise ApplicationError(
+                f"order {view.order_id} is {view.state.value}: no refund is waiting to be made",
+                type="Refused",
+            )
 
     @workflow.signal
     def stock_reserved(self, fact: StockReserved) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 import pytest
 from sqlalchemy import func, select
 
@@ -13,6 +15,7 @@ from docket.models.schemas import (
     DeliveryGroup,
     OrderRecord,
     ReceiveStock,
+    RecordRefund,
     ReturnOrder,
 )
 from docket.store.tables import AuditRow, StockMovement
@@ -156,10 +159,15 @@ async def test_cancel_releases_reservations_and_credits_back_allocated_stock(sho
     )
 
     assert (one.state, one.deliveries[0].state) == (OrderState.cancelled, D.reservation_voided)
-    assert (two.state, two.deliveries[0].state) == (OrderState.cancelled, D.deallocated)
+    # o-2 was paid: it waits for its money to go back
+    assert (two.state, two.deliveries[0].state) == (OrderState.cancelled_waiting_payment, D.deallocated)
     [level] = await shop.docket.stock_levels(alice, "north", "WIDGET")
     assert (level.on_hand, level.reserved) == (10, 0)
     assert (await shop.docket.verify_stock(alice)).ok
+    refunded = await shop.docket.record_refund(
+        await shop.op("conny"), RecordRefund(order_id="o-2", operator_id="conny", note="paid back in cash")
+    )
+    assert refunded.state is OrderState.cancelled
     await keep_history(shop, "o-2", "cancelled_order")
 
 
@@ -202,9 +210,14 @@ async def test_a_return_marks_deliveries_returned_and_restocking_is_its_own_move
     view = await shop.docket.return_order(
         conny, ReturnOrder(order_id="o-1", operator_id="conny", note="parcel refused")
     )
-    assert (view.state, view.deliveries[0].state) == (OrderState.returned, D.returned)
+    # paid offline: returned, and waiting for the money to go back by hand
+    assert (view.state, view.deliveries[0].state) == (OrderState.returned_waiting_payment, D.returned)
     [level] = await shop.docket.stock_levels(alice, "north", "WIDGET")
     assert level.on_hand == 8  # not back on the shelf until someone puts it there
+    refunded = await shop.docket.record_refund(
+        conny, RecordRefund(order_id="o-1", operator_id="conny", note="refunded to card by hand")
+    )
+    assert refunded.state is OrderState.returned
 
     back = ReceiveStock(
         reference="rma-1",
@@ -255,3 +268,55 @@ def settled(record: OrderRecord) -> tuple[object, ...]:
     """The record, less what mail delivery changes on its own time (a mail's state)."""
     mails = [(m.outbox_id, m.recipient, m.template_key) for m in record.notifications]
     return record.order, record.history, record.stock_movements, mails
+
+
+async def test_cancelling_a_paid_order_waits_for_a_clerk_to_refund_it_by_hand(shop: Shop) -> None:
+    alice, conny = await shop.op("alice"), await shop.op("conny")
+    await shop.docket.place_order(alice, place("o-1", ("WIDGET", 2)))
+    await confirm(shop, "o-1", operator="conny")
+
+    cancelled = await shop.docket.cancel_order(
+        alice, CancelOrder(order_id="o-1", operator_id="alice", reason="customer changed mind")
+    )
+    assert cancelled.state is OrderState.cancelled_waiting_payment
+    record = await shop.docket.order_record(alice, "o-1")
+    assert [(p.operation.value, p.amount, p.result.value) for p in record.payments] == [
+        ("capture", Decimal("19.00"), "ok"),
+        ("refund", Decimal("19.00"), "manual_required"),
+    ]
+    assert record.payment.status.value == "refund_pending"
+
+    with pytest.raises(Forbidden, match="may not record manual refunds"):
+        await shop.docket.record_refund(
+            await shop.op("pat"), RecordRefund(order_id="o-1", operator_id="pat", note="x")
+        )
+    refunded = await shop.docket.record_refund(
+        conny, RecordRefund(order_id="o-1", operator_id="conny", note="bank transfer back", reference="TX-9")
+    )
+    assert refunded.state is OrderState.cancelled
+    record = await shop.docket.order_record(alice, "o-1")
+    assert (record.payment.status.value, record.payment.captured, record.payment.refunded) == (
+        "none",
+        Decimal("19.00"),
+        Decimal("19.00"),
+    )
+    assert record.payments[-1].reference == "TX-9" and record.payments[-1].note == "bank transfer back"
+    assert ("ada@example.test", "refund_made") in {
+        (n.recipient, n.template_key) for n in record.notifications
+    }
+
+    with pytest.raises(Refused, match="is cancelled and closed"):
+        await shop.docket.record_refund(
+            conny, RecordRefund(order_id="o-1", operator_id="conny", note="again")
+        )
+
+
+async def test_a_refund_is_refused_when_none_is_waiting(shop: Shop) -> None:
+    alice = await shop.op("alice")
+    await shop.docket.place_order(alice, place("o-1", ("WIDGET", 1)))
+    with pytest.raises(Refused, match="waiting_confirmation: no refund is waiting to be made"):
+        await shop.docket.record_refund(alice, RecordRefund(order_id="o-1", operator_id="alice", note="x"))
+    cancelled = await shop.docket.cancel_order(
+        alice, CancelOrder(order_id="o-1", operator_id="alice", reason="x")
+    )
+    assert cancelled.state is OrderState.cancelled, "nothing was paid: nothing to refund"
