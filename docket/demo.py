@@ -27,6 +27,7 @@ from docket.models.schemas import (
     OrderView,
     PlaceOrder,
     ReceiveStock,
+    RecordRefund,
     ReturnOrder,
 )
 from docket.runtime import connected, dev_server, run_worker
@@ -304,10 +305,25 @@ async def scenarios(demo: Demo) -> None:
             ),
         ),
     )
+    waiting = o.state.value
+    o = await demo.step(
+        "recording the refund",
+        demo.docket.record_refund(
+            await demo.as_("conrad"),
+            RecordRefund(
+                order_id=o.order_id,
+                operator_id="conrad",
+                note="39.90 back by bank transfer",
+                reference="BT-7731",
+            ),
+        ),
+    )
     demo.tell(
-        "8. returned",
-        "delivered, then returned; the atlas went back on the shelf as its own movement.",
+        "8. returned and refunded",
+        f"delivered, then returned ({waiting}: it was paid); Conrad refunded it by bank transfer and "
+        "recorded that; the atlas went back on the shelf as its own movement.",
         show.order_summary(o),
+        show.payments(await demo.docket.order_record(await demo.as_("root"), o.order_id)),
     )
 
     root = await demo.as_("root")

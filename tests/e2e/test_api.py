@@ -172,3 +172,24 @@ async def test_staff_read_an_orders_mail_over_http_and_retry_failed_ones(
     assert empty.status_code == 422 and "name the mails to retry" in empty.text
     carol = await http.post("/mail/retry", json={"order_id": "web-1"}, headers=as_("carol"))
     assert carol.status_code == 403 and "may not retry mail" in carol.json()["message"]
+
+
+async def test_a_manual_refund_over_http_needs_a_note_and_a_refund_waiting(http: httpx.AsyncClient) -> None:
+    assert (await http.post("/orders", json=ORDER, headers=as_("alice"))).status_code == 200
+    no_note = await http.post("/orders/web-1/refund", json={}, headers=as_("conny"))
+    assert no_note.status_code == 422 and "note" in no_note.text
+    too_early = await http.post("/orders/web-1/refund", json={"note": "cash"}, headers=as_("conny"))
+    assert too_early.status_code == 409
+    assert "waiting_confirmation: no refund is waiting to be made" in too_early.json()["message"]
+
+    await http.post("/orders/web-1/confirm-payment", json={"note": "seen"}, headers=as_("conny"))
+    await http.post("/orders/web-1/cancel", json={"reason": "ordered twice"}, headers=as_("pat"))
+    shown = (await http.get("/orders/web-1", headers=as_("alice"))).json()
+    assert (shown["order"]["state"], shown["payment"]["status"]) == (
+        "cancelled_waiting_payment",
+        "refund_pending",
+    )
+    done = await http.post("/orders/web-1/refund", json={"note": "cash at the till"}, headers=as_("conny"))
+    assert done.status_code == 200 and done.json()["state"] == "cancelled"
+    shown = (await http.get("/orders/web-1", headers=as_("alice"))).json()
+    assert (shown["payment"]["captured"], shown["payment"]["refunded"]) == ("39.80", "39.80")
