@@ -295,8 +295,10 @@ def _check_catalogue(session: Session, cmd: PlaceOrder) -> None:
     if skus - known:
         raise NotFound(f"unknown SKU {', '.join(sorted(skus - known))}")
     flow = cmd.payment_flow or shop.payment_flow
-    if flow is not PaymentFlow.offline:
-        raise InvalidInput(f"payment flow {flow.value} is not offered yet; the available flow is offline")
+    if flow not in (PaymentFlow.offline, PaymentFlow.prepayment):
+        raise InvalidInput(
+            f"payment flow {flow.value} is not offered yet; the available flows are offline and prepayment"
+        )
 
 
 def _require_warehouse(session: Session, operator: Operator, warehouse_id: str) -> None:

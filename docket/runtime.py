@@ -16,6 +16,7 @@ from pathlib import Path
 from sqlalchemy import Engine
 
 from docket.adapters.mail import MailTransport, transport_from
+from docket.adapters.payments import PaymentGateway, default_gateways
 from docket.commands import Docket
 from docket.connect import temporal_client
 from docket.rendering import Renderer
@@ -97,6 +98,7 @@ class Running:
     docket: Docket
     engine: Engine
     transport: MailTransport
+    gateways: dict[str, PaymentGateway]
     activity_threads: int = 8
 
 
@@ -114,7 +116,8 @@ async def connected(settings: Settings, migrate: bool = False) -> AsyncIterator[
         docket = Docket(
             client, make_session_factory(engine), settings.task_queue, settings.workflow_id_prefix, renderer
         )
-        yield Running(docket, engine, transport_from(settings), settings.activity_threads)
+        gateways = default_gateways(settings.sandbox_url)
+        yield Running(docket, engine, transport_from(settings), gateways, settings.activity_threads)
     finally:
         engine.dispose()
 
@@ -127,6 +130,7 @@ async def run_worker(running: Running) -> None:
         docket.task_queue,
         transport=running.transport,
         renderer=docket.renderer,
+        gateways=running.gateways,
         activity_threads=running.activity_threads,
     )
     await worker.run()
@@ -138,7 +142,7 @@ async def serve_api(running: Running, host: str, port: int) -> None:
     from docket.api.app import create_app
 
     config = uvicorn.Config(
-        create_app(running.docket), host=host, port=port, log_level="warning", lifespan="on"
+        create_app(running.docket, running.gateways), host=host, port=port, log_level="warning", lifespan="on"
     )
     await uvicorn.Server(config).serve()
 

@@ -37,6 +37,8 @@ class Settings(BaseSettings):
     api_host: str = "127.0.0.1"
     api_port: int = Field(default=8000, ge=1, le=65535)
     operator: str | None = None
+    # Payments (docs/payments.md)
+    sandbox_url: str = Field(default="http://127.0.0.1:8099", pattern=r"^https?://")
     # Mail (docs/notifications.md)
     mail_transport: MailTransport = MailTransport.maildir
     mail_from: str = Field(default="docket@localhost", pattern=r"^[^@\s]+@[^@\s]+$")

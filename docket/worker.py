@@ -10,6 +10,7 @@ from temporalio.worker import Worker
 from docket.activities.mail import MailActivities, Mailer
 from docket.activities.orders import OrderActivities
 from docket.adapters.mail import MailTransport
+from docket.adapters.payments import PaymentGateway
 from docket.rendering import Renderer
 from docket.store.engine import SessionFactory
 from docket.workflows.mail import MailWorkflow
@@ -26,6 +27,7 @@ def build_worker(
     *,
     transport: MailTransport,
     renderer: Renderer,
+    gateways: dict[str, PaymentGateway],
     activity_threads: int = 8,
     **options: object,
 ) -> Worker:
@@ -33,7 +35,7 @@ def build_worker(
     each, then send the move's mail; the background mail delivery (what SMTP could not take at
     once) is asynchronous and runs on the event loop."""
     mailer = Mailer(sessions, renderer, transport)
-    orders = OrderActivities(sessions, mailer)
+    orders = OrderActivities(sessions, mailer, gateways)
     mail = MailActivities(mailer)
     return Worker(
         client,
@@ -46,6 +48,8 @@ def build_worker(
             orders.cancel_order,
             orders.return_order,
             orders.record_refund,
+            orders.charge,
+            orders.apply_payment_callback,
             orders.advance_order,
             orders.change_stock,
             mail.deliver_mail,

@@ -16,6 +16,7 @@ from docket.store.catalogue import (
 )
 
 FAR_FUTURE = dt.date(2100, 1, 1)
+ALPHA_SECRET = "alpha-sandbox-secret"
 
 
 def catalogue_for_tests(
@@ -39,6 +40,7 @@ def catalogue_for_tests(
                 timezone="Europe/Berlin",
                 admin_emails=["admin@alpha.test"],
                 warehouses=["north", "south"],
+                gateway_secrets={"sandbox": ALPHA_SECRET},
                 return_days=return_days,
                 payment_deadline_hours=payment_deadline_hours,
             ),

@@ -20,6 +20,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from docket.adapters.mail import MaildirTransport, MailTransport, SmtpTransport
+from docket.adapters.payments import PaymentGateway, default_gateways
 from docket.commands import Docket
 from docket.models.access import Operator
 from docket.rendering import Renderer
@@ -142,6 +143,7 @@ async def running_docket(
     with_worker: bool = True,
     transport: MailTransport | None = None,
     templates: Path | None = None,
+    gateways: dict[str, PaymentGateway] | None = None,
     **catalogue_options: object,
 ) -> AsyncIterator[Shop]:
     """Load the test catalogue (options change its facts) and run a worker on a queue of its own.
@@ -163,7 +165,14 @@ async def running_docket(
     if not with_worker:
         yield shop
         return
-    async with build_worker(client, sessions, queue, transport=transport, renderer=renderer):
+    async with build_worker(
+        client,
+        sessions,
+        queue,
+        transport=transport,
+        renderer=renderer,
+        gateways=gateways or default_gateways(),
+    ):
         yield shop
 
 

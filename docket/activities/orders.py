@@ -3,6 +3,7 @@ applied at most once per move id."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -13,26 +14,30 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from docket.activities.mail import Mailer
+from docket.adapters.payments import PaymentGateway, call
 from docket.models.errors import DocketError
 from docket.models.messages import (
     AdvanceOrder,
     CancelOrderMove,
+    ChargeMove,
     ConfirmPaymentMove,
     DeliveryMove,
     Move,
     Moved,
+    PaymentCallbackMove,
     PlaceOrderMove,
     RecordRefundMove,
     ReturnOrderMove,
     StockChange,
 )
+from docket.models.payments import Charge, Operation
 from docket.models.schemas import AdjustStock, OrderView, StockReceived
-from docket.store import moves, outbox, stock
+from docket.store import charges, moves, outbox, stock
 from docket.store.appends import append
-from docket.store.engine import SessionFactory, serialised_writes
+from docket.store.engine import SessionFactory, read_session, serialised_writes
 from docket.store.outbox import Letter
 from docket.store.stock import MoveContext
-from docket.store.tables import AppliedMove
+from docket.store.tables import AppliedMove, Order, Shop
 
 R = TypeVar("R", bound=BaseModel)
 
@@ -41,9 +46,10 @@ class OrderActivities:
     """Synchronous on purpose: each runs its whole transaction in one worker thread, then (when the
     workflow asks) sends the mail the move wrote."""
 
-    def __init__(self, sessions: SessionFactory, mailer: Mailer):
+    def __init__(self, sessions: SessionFactory, mailer: Mailer, gateways: dict[str, PaymentGateway]):
         self.sessions = sessions
         self.mailer = mailer
+        self.gateways = gateways
 
     @activity.defn(name="place_order")
     def place_order(self, move: PlaceOrderMove) -> OrderView | Moved:
@@ -68,6 +74,54 @@ class OrderActivities:
     @activity.defn(name="record_refund")
     def record_refund(self, move: RecordRefundMove) -> OrderView | Moved:
         return self._move(move, moves.record_refund, move.command)
+
+    @activity.defn(name="charge")
+    def charge(self, move: ChargeMove) -> Moved:
+        """Full prepayment: the gateway is asked first, under an idempotency key made from the move
+        id (a retry after a crash asks again and gets the first answer: one charge), then the
+        answer is recorded and followed in one transaction."""
+        key = f"{move.move_id}|charge"
+        with read_session(self.sessions) as session:
+            order = session.get(Order, move.order_id)
+            shop = session.get(Shop, order.shop_id) if order else None
+            if order is None or shop is None:
+                raise ApplicationError(f"unknown order {move.order_id}", type="NotFound", non_retryable=True)
+            gateway = self.gateways.get(shop.gateway)
+            if gateway is None:
+                raise ApplicationError(
+                    f"shop {shop.shop_id} pays through {shop.gateway!r}, which this worker does not know; "
+                    f"known: {', '.join(sorted(self.gateways))}",
+                    type="InvalidInput",
+                    non_retryable=True,
+                )
+            charge = Charge(
+                operation=Operation.authorize_capture,
+                shop_id=order.shop_id,
+                order_id=order.order_id,
+                amount=order.total,
+                currency=order.currency,
+                idempotency_key=key,
+                token=order.payment_token,
+            )
+        answer = asyncio.run(call(gateway, charge))
+        view, letters = self._once(
+            move.move_id,
+            move.at,
+            OrderView,
+            lambda s: charges.settle_charge(
+                s, move.order_id, key, gateway.name, answer, move.move_id, move.at
+            ),
+        )
+        return Moved(view=view, mail_waiting=self.mailer.send_now(view.order_id, letters))
+
+    @activity.defn(name="apply_payment_callback")
+    def apply_payment_callback(self, move: PaymentCallbackMove) -> Moved:
+        def apply(session: Session) -> Moved:
+            view, outcome = charges.apply_callback(session, move.gateway, move.fact, move.move_id, move.at)
+            return Moved(view=view, outcome=outcome)
+
+        moved, letters = self._once(move.move_id, move.at, Moved, apply)
+        return moved.model_copy(update={"mail_waiting": self.mailer.send_now(moved.view.order_id, letters)})
 
     @activity.defn(name="advance_order")
     def advance_order(self, move: AdvanceOrder) -> OrderView | Moved:

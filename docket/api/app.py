@@ -8,6 +8,7 @@ from fastapi import Depends, FastAPI, Request
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from docket.adapters.payments import PaymentGateway, default_gateways
 from docket.commands import Docket
 from docket.models.access import Operator
 from docket.models.errors import DocketError
@@ -26,8 +27,9 @@ STATUS = {
 bearer = HTTPBearer(auto_error=False, description="An operator's API token")
 
 
-def create_app(docket: Docket) -> FastAPI:
-    from docket.api import mail, orders, stock
+def create_app(docket: Docket, gateways: dict[str, PaymentGateway] | None = None) -> FastAPI:
+    from docket.api import mail, orders, payments, stock
+    from docket.callbacks import Callbacks
 
     app = FastAPI(
         title="docket",
@@ -36,9 +38,11 @@ def create_app(docket: Docket) -> FastAPI:
         "operator's bearer token; the operator's roles and shops decide what it may do.",
     )
     app.state.docket = docket
+    app.state.callbacks = Callbacks(docket, gateways if gateways is not None else default_gateways())
     app.include_router(orders.router)
     app.include_router(stock.router)
     app.include_router(mail.router)
+    app.include_router(payments.router)
 
     @app.exception_handler(DocketError)
     async def domain_error(_request: Request, error: DocketError) -> JSONResponse:

@@ -28,6 +28,7 @@ class Action(StrEnum):
     read_stock = "read stock"
     retry_mail = "retry mail"
     record_refund = "record manual refunds"
+    replay_callbacks = "replay payment callbacks"
 
 
 _ALL = frozenset(Action)

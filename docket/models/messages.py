@@ -9,6 +9,8 @@ import datetime as dt
 
 from pydantic import BaseModel, ConfigDict
 
+from docket.models.lifecycles import OrderState
+from docket.models.payments import CallbackFact
 from docket.models.schemas import (
     AdjustStock,
     CancelOrder,
@@ -34,10 +36,36 @@ class Move(BaseModel):
 
 class Moved(BaseModel):
     """A move's result: the order as it now is, and whether some of its mail must wait (the mail
-    server could not take it now); the workflow then delivers it in the background, with backoff."""
+    server could not take it now); the workflow then delivers it in the background, with backoff.
+    `outcome`: what the move did, in words, when its caller is told (a gateway's callback)."""
 
     view: OrderView
     mail_waiting: bool = False
+    outcome: str | None = None
+
+
+class ChargeMove(Move):
+    """Charge the order's total through the shop's gateway (full prepayment)."""
+
+    order_id: str
+
+
+class PaymentCallbackMove(Move):
+    gateway: str
+    fact: CallbackFact
+
+
+class PaymentCallback(BaseModel):
+    """A gateway's verified callback, handed to the order's workflow."""
+
+    model_config = ConfigDict(frozen=True)
+    gateway: str
+    fact: CallbackFact
+
+
+class PaymentOutcome(BaseModel):
+    outcome: str
+    state: OrderState
 
 
 class PlaceOrderMove(Move):

@@ -1,5 +1,6 @@
 """Money on an order: the payment operations, their results, and the payment status they add up to
-(DESIGN section 3, Payments). Pure: the store keeps the transactions, this reads them."""
+(DESIGN section 3, Payments), and what docket and a gateway say to each other. Pure: the store
+keeps the transactions, the adapters talk to gateways."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from decimal import Decimal
 from enum import StrEnum
+
+from pydantic import BaseModel, ConfigDict
 
 
 class Operation(StrEnum):
@@ -32,6 +35,41 @@ class PaymentStatus(StrEnum):
     full = "full"  # the total captured, net of refunds
     pending = "pending"  # a payment is still processing
     refund_pending = "refund_pending"  # the last refund has not gone through
+
+
+class Charge(BaseModel):
+    """What docket asks of a gateway."""
+
+    model_config = ConfigDict(frozen=True)
+    operation: Operation
+    shop_id: str
+    order_id: str
+    amount: Decimal
+    currency: str
+    idempotency_key: str
+    token: str | None = None  # the customer's payment token (authorize, authorize_capture)
+    reference: str | None = None  # the authorization or capture this operation acts on
+
+
+class Answer(BaseModel):
+    result: Result
+    reference: str | None = None
+    message: str | None = None
+
+
+class CallbackFact(BaseModel):
+    """A gateway's callback, once its signature holds: a payment fact about one order."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    event_id: str
+    shop_id: str
+    order_id: str
+    operation: Operation
+    amount: Decimal
+    currency: str
+    result: Result
+    reference: str | None = None
+    idempotency_key: str | None = None
 
 
 CAPTURES = (Operation.capture, Operation.authorize_capture)

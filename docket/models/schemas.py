@@ -69,6 +69,9 @@ class PlaceOrder(Command):
     lines: list[OrderLineIn] = Field(min_length=1, max_length=200)
     shipping_address: Address
     payment_flow: PaymentFlow | None = None
+    payment_token: Annotated[str, StringConstraints(min_length=1, max_length=200)] | None = Field(
+        default=None, description="The customer's token from the card gateway (online flows)"
+    )
     single_parcel: bool | None = None
     operator_id: Identifier | None = None
     note: Note | None = None
@@ -329,6 +332,21 @@ class PaymentSummary(View):
     captured: Decimal
     refunded: Decimal
     currency: Currency
+
+
+class CallbackView(View):
+    """A stored gateway callback: when it came, and what processing it did."""
+
+    callback_id: int
+    gateway: str
+    event_id: str
+    shop_id: str
+    order_id: str | None
+    source: str | None
+    received_at: dt.datetime
+    processed_at: dt.datetime | None
+    status: int | None
+    outcome: str | None
 
 
 class OrderRecord(View):

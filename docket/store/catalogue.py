@@ -25,6 +25,9 @@ class ShopIn(BaseModel):
     single_parcel: bool = False
     admin_emails: list[str] = []
     warehouses: list[str]
+    gateway: str = "sandbox"
+    gateway_secrets: dict[str, str] = {}
+    callback_sources: list[str] = []
 
 
 class WarehouseIn(BaseModel):

@@ -83,8 +83,11 @@ def place_order(session: Session, cmd: PlaceOrder, move_id: str, at: dt.datetime
         placed_at=at,
         placed_by=cmd.operator_id,
         payment_deadline=(
-            at + dt.timedelta(hours=shop.payment_deadline_hours) if flow is PaymentFlow.offline else None
+            at + dt.timedelta(hours=shop.payment_deadline_hours)
+            if flow in (PaymentFlow.offline, PaymentFlow.prepayment)
+            else None
         ),
+        payment_token=cmd.payment_token,
     )
     session.add(order)
     session.flush()  # the order row first: its deliveries and lines refer to it
@@ -164,8 +167,8 @@ def place_order(session: Session, cmd: PlaceOrder, move_id: str, at: dt.datetime
         move_delivery_state(session, order, delivery, "reserve", ctx, move_id)
     if flow is PaymentFlow.offline:
         move_order(session, order, "await_confirmation", ctx, move_id)
-    else:
-        raise InvalidInput(f"payment flow {flow.value} is not available yet; use offline")
+    elif flow is not PaymentFlow.prepayment:  # prepayment: stays pending while it is charged
+        raise InvalidInput(f"payment flow {flow.value} is not available yet; use offline or prepayment")
     return queries.order_view(session, order.order_id)
 
 

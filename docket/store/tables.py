@@ -20,6 +20,7 @@ from sqlalchemy import (
     Numeric,
     String,
     Text,
+    UniqueConstraint,
 )
 from sqlalchemy import Enum as SAEnum
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -59,6 +60,11 @@ class Shop(Base):
     return_days: Mapped[int] = mapped_column(Integer, default=30)
     single_parcel: Mapped[bool] = mapped_column(default=False)
     admin_emails: Mapped[list[str]] = mapped_column(JSON, default=list)
+    # the card gateway of the online flows, each gateway's callback secret, and the addresses
+    # callbacks may come from (empty: any)
+    gateway: Mapped[str] = mapped_column(String(32), default="sandbox", server_default="sandbox")
+    gateway_secrets: Mapped[dict[str, str]] = mapped_column(JSON, default=dict, server_default="{}")
+    callback_sources: Mapped[list[str]] = mapped_column(JSON, default=list, server_default="[]")
 
 
 class Warehouse(Base):
@@ -154,6 +160,7 @@ class Order(Base):
     payment_deadline: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
     return_until: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
     rejection: Mapped[str | None] = mapped_column(Text)
+    payment_token: Mapped[str | None] = mapped_column(String(200))
 
 
 class Delivery(Base):
@@ -240,6 +247,24 @@ class PaymentTransaction(Base):
     reference: Mapped[str | None] = mapped_column(String(200))
     operator_id: Mapped[str | None] = mapped_column(Id)
     note: Mapped[str | None] = mapped_column(Text)
+
+
+class PaymentCallback(Base):
+    """Every authenticated gateway callback, stored before it is processed; one per gateway event."""
+
+    __tablename__ = "payment_callbacks"
+    __table_args__ = (UniqueConstraint("gateway", "event_id"),)
+    callback_id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    gateway: Mapped[str] = mapped_column(String(32))
+    event_id: Mapped[str] = mapped_column(String(200))
+    shop_id: Mapped[str] = mapped_column(Id)
+    order_id: Mapped[str | None] = mapped_column(Id, index=True)
+    source: Mapped[str | None] = mapped_column(String(64))
+    received_at: Mapped[dt.datetime] = mapped_column(UtcDateTime)
+    body: Mapped[str] = mapped_column(Text)
+    processed_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime, index=True)
+    status: Mapped[int | None] = mapped_column(Integer)
+    outcome: Mapped[str | None] = mapped_column(Text)
 
 
 class AppliedMove(Base):

@@ -17,6 +17,7 @@ with workflow.unsafe.imports_passed_through():
     from docket.models.messages import (
         AdvanceOrder,
         CancelOrderMove,
+        ChargeMove,
         ConfirmPaymentMove,
         DeliverMail,
         DeliveryMove,
@@ -24,6 +25,9 @@ with workflow.unsafe.imports_passed_through():
         MailDue,
         Move,
         Moved,
+        PaymentCallback,
+        PaymentCallbackMove,
+        PaymentOutcome,
         PlaceOrderMove,
         RecordRefundMove,
         ReturnOrderMove,
@@ -34,6 +38,7 @@ with workflow.unsafe.imports_passed_through():
         ConfirmPayment,
         MoveDelivery,
         OrderView,
+        PaymentFlow,
         PlaceOrder,
         RecordRefund,
         ReturnOrder,
@@ -60,6 +65,7 @@ MAIL_PATCH = "deliver-mail"
 WAITING_FOR_DATE = (DeliveryState.reserved, DeliveryState.wait_date)
 PAID = (OrderState.in_progress, OrderState.partially_shipped)
 ENDED = (OrderState.rejected, OrderState.cancelled, OrderState.returned)
+UNPAID = (OrderState.waiting_confirmation, OrderState.waiting_payment)
 WAITING_FOR_REFUND = (OrderState.cancelled_waiting_payment, OrderState.returned_waiting_payment)
 
 
@@ -79,13 +85,15 @@ class OrderWorkflow:
       cancel           cancel the order (refused once a delivery is on its way)
       return_goods     shipped goods came back
       record_refund    a clerk refunded by hand what a cancelled or returned order owes
+      payment_callback a gateway's verified callback (settles a payment that was processing)
     Signals (facts):
       stock_reserved   receiving stock made a waiting delivery whole
       mail_due         an operator put failed mails back to pending
     Queries:
       view             the order as the workflow last recorded it
     Timers:
-      the payment deadline (offline flow: cancel when it passes unconfirmed), each pre-order's
+      the payment deadline (cancel when it passes with the payment unconfirmed or still
+      processing), each pre-order's
       release moment, and the return window after completion (the workflow then closes).
     Mail:
       each move's activity sends the mail it wrote; what the mail server could not take then (and
@@ -103,13 +111,18 @@ class OrderWorkflow:
         self._mail: bool | None = None  # delivers mail (not an order from before mail existed)
         self._mail_due = False
         self._closing = False
+        self._charging = False
 
     # --- run ------------------------------------------------------------------------------------
 
     @workflow.run
     async def run(self, command: PlaceOrder) -> OrderView:
         async with self._lock:
-            await self._apply("place_order", PlaceOrderMove(**self._move("place"), command=command))
+            placed = await self._apply("place_order", PlaceOrderMove(**self._move("place"), command=command))
+            if placed.state is OrderState.pending and placed.payment_flow is PaymentFlow.prepayment:
+                self._charging = True  # placement answers once the gateway has
+                await self._apply("charge", ChargeMove(**self._move("charge"), order_id=placed.order_id))
+                self._charging = False
         mailer = asyncio.create_task(self._deliver_mail(command.order_id)) if self._mail else None
         while not self._finished():
             version = self._version
@@ -140,12 +153,12 @@ class OrderWorkflow:
 
     async def _on_time_or_stock(self) -> None:
         view, now = self.view(), workflow.now()
-        if (
-            view.state is OrderState.waiting_confirmation
-            and view.payment_deadline
-            and now >= view.payment_deadline
-        ):
-            reason = "payment not confirmed by the deadline"
+        if view.state in UNPAID and view.payment_deadline and now >= view.payment_deadline:
+            reason = (
+                "payment not confirmed by the deadline"
+                if view.state is OrderState.waiting_confirmation
+                else "payment still processing at the deadline"
+            )
             cancel = CancelOrder(order_id=view.order_id, operator_id=None, reason=reason)
             await self._apply("cancel_order", CancelOrderMove(**self._move("expire"), command=cancel))
             return
@@ -167,7 +180,7 @@ class OrderWorkflow:
     def _until_next_timer(self) -> dt.timedelta | None:
         view, now = self.view(), workflow.now()
         moments = []
-        if view.state is OrderState.waiting_confirmation and view.payment_deadline:
+        if view.state in UNPAID and view.payment_deadline:
             moments.append(view.payment_deadline)
         if view.state in PAID and (due := self._next_release()) is not None:
             moments.append(due)
@@ -191,7 +204,7 @@ class OrderWorkflow:
 
     @workflow.update
     async def placement(self) -> OrderView:
-        await workflow.wait_condition(lambda: self._view is not None)
+        await workflow.wait_condition(lambda: self._view is not None and not self._charging)
         return self.view()
 
     @workflow.update
@@ -259,6 +272,26 @@ class OrderWorkflow:
                 f"order {view.order_id} is {view.state.value}: no refund is waiting to be made",
                 type="Refused",
             )
+
+    @workflow.update
+    async def payment_callback(self, callback: PaymentCallback) -> PaymentOutcome:
+        async with self._lock:
+            move = PaymentCallbackMove(**self._move("callback"), gateway=callback.gateway, fact=callback.fact)
+            try:
+                moved = await workflow.execute_activity(
+                    "apply_payment_callback", move, result_type=Moved, **ACTIVITY_OPTIONS
+                )
+            except ActivityError as error:
+                if isinstance(error.cause, ApplicationError):
+                    raise ApplicationError(error.cause.message, type=error.cause.type) from None
+                raise
+        self._view, self._mail_due = moved.view, self._mail_due or moved.mail_waiting
+        self._version += 1
+        return PaymentOutcome(outcome=moved.outcome or "", state=moved.view.state)
+
+    @payment_callback.validator
+    def _check_payment_callback(self, callback: PaymentCallback) -> None:
+        self._check_order(callback.fact.order_id, None)
 
     @workflow.signal
     def stock_reserved(self, fact: StockReserved) -> None:

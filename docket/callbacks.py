@@ -1,0 +1,186 @@
+"""Gateway callbacks: authenticate, store, then hand to the order's workflow.
+
+Nothing in a callback is believed before its signature holds. Every authenticated callback is
+stored before it is processed, once per gateway event id; a duplicate answers with the first
+outcome. A callback that cannot be stored gets 503 (the gateway sends it again); one that cannot
+be authenticated gets 401, is logged, and is never stored as a payment fact."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+import time
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.exc import DBAPIError, IntegrityError
+from temporalio.client import WorkflowUpdateFailedError
+from temporalio.service import RPCError, RPCStatusCode
+
+from docket.adapters.payments import BadCallback, PaymentGateway, parse_fact, shop_of, verify
+from docket.commands import Docket, domain_error
+from docket.models.access import Action, Operator
+from docket.models.errors import DocketError
+from docket.models.messages import PaymentCallback
+from docket.models.payments import CallbackFact
+from docket.models.schemas import CallbackView
+from docket.store.engine import serialised_writes
+from docket.store.tables import Order, Shop
+from docket.store.tables import PaymentCallback as StoredCallback
+from docket.workflows.order import OrderWorkflow, workflow_id
+
+log = logging.getLogger("docket.payments")
+STATUS = {"NotFound": 404, "InvalidInput": 422, "Refused": 409, "IllegalTransition": 409}
+
+
+@dataclass(frozen=True)
+class Answered:
+    status: int
+    outcome: str
+    duplicate: bool = False
+
+
+class Callbacks:
+    def __init__(self, docket: Docket, gateways: dict[str, PaymentGateway]):
+        self.docket = docket
+        self.gateways = gateways
+
+    async def receive(
+        self, gateway: str, body: bytes, timestamp: str | None, signature: str | None, source: str | None
+    ) -> Answered:
+        """Raises BadCallback for what is refused before anything is stored."""
+        known = self.gateways.get(gateway)
+        if known is None or gateway == "offline":
+            names = ", ".join(sorted(g for g in self.gateways if g != "offline"))
+            raise BadCallback(404, f"unknown gateway {gateway!r}; callbacks are taken for: {names}")
+        shop_id = shop_of(body)
+        shop = await self.docket.read(lambda s: s.get(Shop, shop_id))
+        secret = shop.gateway_secrets.get(gateway) if shop else None
+        try:
+            if secret is None:
+                raise BadCallback(401, f"no {gateway} callback secret is set for shop {shop_id!r}")
+            if shop is not None and shop.callback_sources and source not in shop.callback_sources:
+                raise BadCallback(401, f"callbacks for shop {shop_id} are not taken from {source}")
+            verify(secret, timestamp, signature, body, time.time())
+        except BadCallback as refused:
+            log.warning("refused %s callback from %s for shop %s: %s", gateway, source, shop_id, refused)
+            raise
+        fact = known.parse_callback(body)
+        stored_id, first = await self._store(gateway, fact, body, source)
+        if first is not None:
+            return first
+        return await self._process(stored_id, gateway, fact)
+
+    async def replay(self, operator: Operator) -> list[CallbackView]:
+        """Process the stored callbacks not processed yet (a crash after storing one)."""
+        operator.require(Action.replay_callbacks)
+        waiting = await self.inbox(operator)
+        for callback in waiting:
+            row = await self.docket.read(lambda s, n=callback.callback_id: s.get(StoredCallback, n))
+            await self._process(row.callback_id, row.gateway, parse_fact(row.body.encode()))
+        return await self.inbox(operator, every=True, ids=[c.callback_id for c in waiting])
+
+    async def inbox(
+        self, operator: Operator, every: bool = False, ids: list[int] | None = None
+    ) -> list[CallbackView]:
+        operator.require(Action.read_orders)
+        query = select(StoredCallback).order_by(StoredCallback.callback_id)
+        if not every:
+            query = query.where(StoredCallback.processed_at.is_(None))
+        if ids is not None:
+            query = query.where(StoredCallback.callback_id.in_(ids))
+        if not operator.all_shops:
+            query = query.where(StoredCallback.shop_id.in_(operator.shops))
+        rows = await self.docket.read(lambda s: list(s.scalars(query.limit(500))))
+        return [
+            CallbackView(
+                callback_id=r.callback_id,
+                gateway=r.gateway,
+                event_id=r.event_id,
+                shop_id=r.shop_id,
+                order_id=r.order_id,
+                source=r.source,
+                received_at=r.received_at,
+                processed_at=r.processed_at,
+                status=r.status,
+                outcome=r.outcome,
+            )
+            for r in rows
+        ]
+
+    async def _store(
+        self, gateway: str, fact: CallbackFact, body: bytes, source: str | None
+    ) -> tuple[int, Answered | None]:
+        """Store the callback; for a duplicate, the first one's id and (once processed) answer."""
+        sessions = self.docket.sessions
+
+        def store() -> tuple[int, Answered | None]:
+            try:
+                with serialised_writes(sessions), sessions.begin() as session:
+                    row = StoredCallback(
+                        gateway=gateway,
+                        event_id=fact.event_id,
+                        shop_id=fact.shop_id,
+                        order_id=fact.order_id,
+                        source=source,
+                        received_at=dt.datetime.now(dt.UTC),
+                        body=body.decode(),
+                    )
+                    session.add(row)
+                    session.flush()
+                    return row.callback_id, None
+            except IntegrityError:
+                with sessions() as session:
+                    first = session.scalars(
+                        select(StoredCallback).where(
+                            StoredCallback.gateway == gateway, StoredCallback.event_id == fact.event_id
+                        )
+                    ).one()
+                    if first.processed_at is None:
+                        return first.callback_id, None
+                    return first.callback_id, Answered(
+                        first.status or 200, first.outcome or "", duplicate=True
+                    )
+
+        try:
+            return await asyncio.to_thread(store)
+        except DBAPIError as error:
+            log.error("cannot store a %s callback: %s", gateway, error)
+            raise BadCallback(503, "the callback cannot be stored now; send it again") from None
+
+    async def _process(self, callback_id: int, gateway: str, fact: CallbackFact) -> Answered:
+        answered = await self._apply(gateway, fact)
+        sessions = self.docket.sessions
+
+        def mark() -> None:
+            with serialised_writes(sessions), sessions.begin() as session:
+                row = session.get(StoredCallback, callback_id)
+                if row is not None and row.processed_at is None:
+                    row.processed_at = dt.datetime.now(dt.UTC)
+                    row.status, row.outcome = answered.status, answered.outcome
+
+        await asyncio.to_thread(mark)
+        return answered
+
+    async def _apply(self, gateway: str, fact: CallbackFact) -> Answered:
+        order = await self.docket.read(lambda s: s.get(Order, fact.order_id))
+        if order is None or order.shop_id != fact.shop_id:
+            return Answered(404, f"unknown order {fact.order_id} of shop {fact.shop_id}")
+        handle = self.docket.temporal.get_workflow_handle(
+            workflow_id(fact.order_id, self.docket.workflow_id_prefix)
+        )
+        try:
+            result = await handle.execute_update(
+                OrderWorkflow.payment_callback, PaymentCallback(gateway=gateway, fact=fact)
+            )
+        except WorkflowUpdateFailedError as failed:
+            error = domain_error(failed)
+            if isinstance(error, DocketError):
+                return Answered(STATUS.get(error.kind, 409), str(error))
+            raise
+        except RPCError as error:
+            if error.status is not RPCStatusCode.NOT_FOUND:
+                raise
+            return Answered(409, f"order {fact.order_id} is {order.state.value} and closed: nothing changed")
+        return Answered(200, result.outcome)

@@ -1,0 +1,128 @@
+"""Payment moves of the online flows: a charge's answer, and a gateway's callback, applied to the
+order through the same guarded write path as every other move."""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from docket.models.errors import InvalidInput
+from docket.models.lifecycles import OrderState
+from docket.models.payments import REFUNDS, Answer, CallbackFact, Operation, Result, Txn, refundable
+from docket.models.schemas import OrderView
+from docket.store import outbox, payments, queries
+from docket.store.moves import _deliveries, _order, _withdraw, advance, move_order
+from docket.store.stock import MoveContext
+from docket.store.tables import Order, PaymentTransaction
+
+
+def settle_charge(
+    session: Session, order_id: str, key: str, gateway: str, answer: Answer, move_id: str, at: dt.datetime
+) -> OrderView:
+    """The gateway answered the prepayment charge: paid (deliveries go ahead), processing (wait
+    for its callback), or failed (the order is cancelled and its stock released)."""
+    order = _order(session, order_id)
+    ctx = MoveContext(at=at, note=answer.message)
+    payments.record(
+        session,
+        key=key,
+        order=order,
+        gateway=gateway,
+        operation=Operation.authorize_capture,
+        amount=order.total,
+        result=answer.result,
+        settled=answer.result is Result.ok,
+        reference=answer.reference,
+        ctx=ctx,
+    )
+    _follow(session, order, answer.result, answer.message, ctx, move_id)
+    return queries.order_view(session, order_id)
+
+
+def apply_callback(
+    session: Session, gateway: str, fact: CallbackFact, move_id: str, at: dt.datetime
+) -> tuple[OrderView, str]:
+    """A verified callback: settle a payment that was processing, record what else it says. A late
+    failure of a payment recorded as ok is recorded and changes nothing. Returns the outcome."""
+    order = _order(session, fact.order_id)
+    if fact.currency != order.currency:
+        raise InvalidInput(f"currency {fact.currency} does not match the order's {order.currency}")
+    ctx = MoveContext(at=at, note=f"callback {fact.event_id}")
+    txn = (
+        session.scalar(select(PaymentTransaction).where(PaymentTransaction.key == fact.idempotency_key))
+        if fact.idempotency_key
+        else None
+    )
+    if txn is not None and fact.amount != txn.amount:
+        raise InvalidInput(f"amount {fact.amount} does not match the {txn.operation.value} of {txn.amount}")
+    if txn is None:
+        if fact.operation in REFUNDS and fact.result is Result.ok:
+            return _external_refund(session, order, gateway, fact, ctx), "external refund recorded"
+        raise InvalidInput(f"no {fact.operation.value} of order {order.order_id} has that idempotency key")
+    if txn.result is Result.processing and fact.result in (Result.ok, Result.failed):
+        txn.result, txn.settled = fact.result, fact.result is Result.ok
+        _follow(session, order, fact.result, f"gateway: {fact.result.value}", ctx, move_id)
+        return queries.order_view(
+            session, order.order_id
+        ), f"payment {fact.result.value}: order {order.state.value}"
+    if txn.result is fact.result:
+        return queries.order_view(session, order.order_id), f"already recorded: {txn.result.value}"
+    payments.record(
+        session,
+        key=f"callback|{fact.event_id}",
+        order=order,
+        gateway=txn.gateway,
+        operation=fact.operation,
+        amount=fact.amount,
+        result=fact.result,
+        reference=fact.reference,
+        ctx=MoveContext(
+            at=at, note=f"late {fact.result.value} after {txn.result.value}: recorded, nothing changed"
+        ),
+    )
+    return queries.order_view(
+        session, order.order_id
+    ), f"late {fact.result.value} recorded; the payment stays {txn.result.value}"
+
+
+def _follow(
+    session: Session, order: Order, result: Result, reason: str | None, ctx: MoveContext, move_id: str
+) -> None:
+    """What a payment result does to an order waiting for it."""
+    if order.state not in (OrderState.pending, OrderState.waiting_payment):
+        return
+    if result is Result.ok:
+        move_order(session, order, "payment_received", ctx, move_id)
+        advance(session, order, ctx, move_id)
+    elif result is Result.processing and order.state is OrderState.pending:
+        move_order(session, order, "await_payment", ctx, move_id)
+    elif result is Result.failed:
+        failed = MoveContext(at=ctx.at, note=f"payment failed: {reason or 'declined'}")
+        for delivery in _deliveries(session, order.order_id):
+            _withdraw(session, order, delivery, failed, move_id)
+        outbox.write(session, move_id, order, None, "payment", "payment_failed", failed)
+        move_order(session, order, "cancel", failed, move_id)
+
+
+def _external_refund(
+    session: Session, order: Order, gateway: str, fact: CallbackFact, ctx: MoveContext
+) -> OrderView:
+    """A refund made in the gateway's own panel: recorded, never beyond what was captured."""
+    views = payments.transactions(session, order.order_id)
+    amount = min(fact.amount, refundable(Txn(v.operation, v.amount, v.result) for v in views))
+    payments.record(
+        session,
+        key=f"callback|{fact.event_id}",
+        order=order,
+        gateway=gateway,
+        operation=Operation.external_refund,
+        amount=max(amount, Decimal("0.00")),
+        result=Result.ok,
+        settled=True,
+        reference=fact.reference,
+        ctx=ctx,
+    )
+    return queries.order_view(session, order.order_id)

@@ -1,0 +1,210 @@
+"""Full prepayment through the sandbox gateway, which really runs as an HTTP service and calls
+docket back over real HTTP with signed callbacks."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator
+from decimal import Decimal
+from typing import Any
+
+import httpx
+import pytest
+import uvicorn
+from fastapi import FastAPI
+from sqlalchemy import Engine, func, select
+from temporalio.testing import WorkflowEnvironment
+
+from docket.adapters.payments import SandboxGateway, default_gateways, signed_headers
+from docket.api.app import create_app
+from docket.models.lifecycles import OrderState
+from docket.sandbox import create_sandbox
+from docket.store.tables import PaymentCallback
+from tests.catalogue import ALPHA_SECRET
+from tests.conftest import Shop, eventually, running_docket
+from tests.orders import move, place
+from tests.smtp import free_port
+
+
+async def serve(app: FastAPI, port: int) -> tuple[uvicorn.Server, asyncio.Task[None]]:
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error"))
+    task = asyncio.create_task(server.serve())
+    while not server.started:
+        await asyncio.sleep(0.02)
+    return server, task
+
+
+class Payments:
+    def __init__(self, shop: Shop, api: httpx.AsyncClient, sandbox: httpx.AsyncClient):
+        self.shop, self.api, self.sandbox = shop, api, sandbox
+
+    async def place(self, order_id: str, token: str, *lines: tuple[str, int]) -> Any:
+        cmd = place(order_id, *(lines or (("WIDGET", 2),)), payment_flow="prepayment", payment_token=token)
+        return await self.shop.docket.place_order(await self.shop.op("alice"), cmd)
+
+    async def record(self, order_id: str) -> Any:
+        return await self.shop.docket.order_record(await self.shop.op("alice"), order_id)
+
+    async def state(self, order_id: str) -> OrderState:
+        return (await self.record(order_id)).order.state
+
+    async def callbacks(self) -> int:
+        return await self.shop.docket.read(
+            lambda s: s.scalar(select(func.count()).select_from(PaymentCallback))
+        )
+
+
+@pytest.fixture
+async def payments(sqlite_engine: Engine, temporal_env: WorkflowEnvironment) -> AsyncIterator[Payments]:
+    api_port, sandbox_port = free_port(), free_port()
+    gateways = default_gateways(f"http://127.0.0.1:{sandbox_port}")
+    sandbox_app = create_sandbox(
+        f"http://127.0.0.1:{api_port}/payments/sandbox/callback",
+        ALPHA_SECRET,
+        delay=0.1,
+        copies=2,
+        shuffle=True,
+    )
+    async for shop in running_docket(
+        sqlite_engine, temporal_env.client, gateways=gateways, widget_on_hand=10
+    ):
+        api, api_task = await serve(create_app(shop.docket, gateways), api_port)
+        sandbox, sandbox_task = await serve(sandbox_app, sandbox_port)
+        async with (
+            httpx.AsyncClient(base_url=f"http://127.0.0.1:{api_port}", timeout=30) as api_client,
+            httpx.AsyncClient(base_url=f"http://127.0.0.1:{sandbox_port}", timeout=30) as sandbox_client,
+        ):
+            yield Payments(shop, api_client, sandbox_client)
+        for server in (api, sandbox):
+            server.should_exit = True
+        await asyncio.gather(api_task, sandbox_task)
+
+
+async def test_a_prepaid_order_is_charged_once_and_goes_ahead(payments: Payments) -> None:
+    placed = await payments.place("p-1", "tok_ok")
+    assert placed.state is OrderState.in_progress
+    assert placed.deliveries[0].state.value == "allocated"
+    # the sandbox calls back twice for the one charge: recorded once, the copy answered the same
+    await eventually(lambda: _at_least(payments.callbacks, 1))
+    await asyncio.sleep(0.5)
+    record = await payments.record("p-1")
+    assert [(p.operation.value, p.amount, p.result.value) for p in record.payments] == [
+        ("authorize_capture", Decimal("19.00"), "ok")
+    ]
+    assert record.payment.status.value == "full"
+    books = (await payments.sandbox.get("/books/p-1")).json()
+    assert Decimal(books["captured"]) == record.payment.captured
+
+    await move(payments.shop, "p-1", 1, "pack", "mark_ready", "ship", "deliver")
+    assert await payments.state("p-1") is OrderState.completed
+
+
+async def test_a_payment_held_for_review_waits_and_goes_ahead_when_the_gateway_calls_back(
+    payments: Payments,
+) -> None:
+    placed = await payments.place("p-1", "tok_review_ok")
+    assert placed.state is OrderState.waiting_payment
+    assert (await payments.record("p-1")).payment.status.value == "pending"
+
+    await eventually(lambda: _is(payments, "p-1", OrderState.in_progress))
+    record = await payments.record("p-1")
+    assert record.order.deliveries[0].state.value == "allocated"
+    assert [(p.operation.value, p.result.value) for p in record.payments] == [("authorize_capture", "ok")]
+
+
+async def test_a_payment_refused_after_review_cancels_the_order_and_releases_its_stock(
+    payments: Payments,
+) -> None:
+    await payments.place("p-1", "tok_review_fail")
+    await eventually(lambda: _is(payments, "p-1", OrderState.cancelled))
+    record = await payments.record("p-1")
+    assert record.order.deliveries[0].state.value == "reservation_voided"
+    assert record.payment.status.value == "none"
+    assert ("admin@alpha.test", "payment_failed") in {
+        (n.recipient, n.template_key) for n in record.notifications
+    }
+    [level] = await payments.shop.docket.stock_levels(await payments.shop.op("alice"), "north", "WIDGET")
+    assert level.reserved == 0
+
+
+async def test_a_declined_card_cancels_at_once(payments: Payments) -> None:
+    placed = await payments.place("p-1", "tok_declined")
+    assert placed.state is OrderState.cancelled
+    assert (await payments.record("p-1")).payments[0].result.value == "failed"
+
+
+async def test_a_late_failure_after_success_is_recorded_and_changes_nothing(payments: Payments) -> None:
+    await payments.place("p-1", "tok_late_fail")
+
+    async def late_failure_recorded() -> bool:
+        return len((await payments.record("p-1")).payments) == 2
+
+    await eventually(late_failure_recorded)
+    record = await payments.record("p-1")
+    assert record.order.state is OrderState.in_progress
+    assert [(p.operation.value, p.result.value) for p in record.payments] == [
+        ("authorize_capture", "ok"),
+        ("authorize_capture", "failed"),
+    ]
+    assert "recorded, nothing changed" in (record.payments[1].note or "")
+    assert (record.payment.status.value, record.payment.captured) == ("full", Decimal("19.00"))
+
+
+async def test_bad_callbacks_get_their_own_status_and_change_nothing(payments: Payments) -> None:
+    placed = await payments.place("p-1", "tok_review_ok")
+    assert placed.state is OrderState.waiting_payment
+    fact = {
+        "event_id": "evt-forged",
+        "shop_id": "alpha",
+        "order_id": "p-1",
+        "operation": "authorize_capture",
+        "amount": "19.00",
+        "currency": "EUR",
+        "result": "ok",
+        "idempotency_key": "nope",
+    }
+
+    async def post(
+        body: bytes, secret: str = ALPHA_SECRET, at: int | None = None, gateway: str = "sandbox"
+    ) -> httpx.Response:
+        headers = signed_headers(secret, at or int(time.time()), body)
+        return await payments.api.post(f"/payments/{gateway}/callback", content=body, headers=headers)
+
+    good = json.dumps(fact).encode()
+    wrong_signature = await post(good, secret="guess")
+    assert (wrong_signature.status_code, wrong_signature.json()["error"]) == (401, "Unauthenticated")
+    stale = await post(good, at=int(time.time()) - 3600)
+    assert stale.status_code == 401 and "stale" in stale.json()["message"]
+    unsigned = await payments.api.post("/payments/sandbox/callback", content=good)
+    assert unsigned.status_code == 401
+    assert (await post(b"{not json")).status_code == 400
+    assert (await post(json.dumps({**fact, "amount": "lots"}).encode())).status_code == 422
+    unknown_gateway = await post(good, gateway="paypal")
+    assert unknown_gateway.status_code == 404 and "sandbox" in unknown_gateway.json()["message"]
+    unknown_order = await post(json.dumps({**fact, "event_id": "evt-2", "order_id": "nope"}).encode())
+    assert unknown_order.status_code == 404
+    no_such_payment = await post(good)
+    assert no_such_payment.status_code == 422 and "idempotency key" in no_such_payment.json()["message"]
+    wrong_currency = await post(json.dumps({**fact, "event_id": "evt-3", "currency": "USD"}).encode())
+    assert wrong_currency.status_code == 422 and "currency" in wrong_currency.json()["message"]
+
+    again = await post(good)  # a duplicate event answers with the first outcome
+    assert again.status_code == 422 and again.json()["message"] == no_such_payment.json()["message"]
+    assert await payments.state("p-1") in (OrderState.waiting_payment, OrderState.in_progress)
+    # only authenticated, well-formed callbacks were stored: evt-forged, evt-2, evt-3 (+ the sandbox's)
+    stored = await payments.shop.docket.read(lambda s: set(s.scalars(select(PaymentCallback.event_id))))
+    assert {"evt-forged", "evt-2", "evt-3"} <= stored
+
+
+async def _at_least(count, n: int) -> bool:  # type: ignore[no-untyped-def]
+    return (await count()) >= n
+
+
+async def _is(payments: Payments, order_id: str, state: OrderState) -> bool:
+    return await payments.state(order_id) is state
+
+
+def test_the_sandbox_client_names_itself() -> None:
+    assert SandboxGateway("http://x").name == "sandbox"
