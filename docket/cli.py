@@ -41,6 +41,7 @@ from docket.store.queries import as_utc
 app = typer.Typer(help="docket: orders, deliveries and stock as durable workflows.", no_args_is_help=True)
 order_app = typer.Typer(help="Place, move and read orders.", no_args_is_help=True)
 stock_app = typer.Typer(help="Receive, adjust, read and verify stock.", no_args_is_help=True)
+payment_app = typer.Typer(help="Gateway callbacks: the inbox, and replaying it.", no_args_is_help=True)
 mail_app = typer.Typer(
     help="Mails sent for orders: list, read, send failed ones again.", no_args_is_help=True
 )
@@ -49,6 +50,7 @@ catalogue_app = typer.Typer(help="Shops, warehouses, products, customers, operat
 app.add_typer(order_app, name="order")
 app.add_typer(stock_app, name="stock")
 app.add_typer(mail_app, name="mail")
+app.add_typer(payment_app, name="payment")
 app.add_typer(db_app, name="db")
 app.add_typer(catalogue_app, name="catalogue")
 
@@ -483,6 +485,29 @@ def mail_retry(
     async def job(running: Running) -> None:
         cmd = RetryMail(outbox_ids=outbox_ids or [], order_id=order)
         out.print(show.mail_retried(await running.docket.retry_mail(await acting(running, operator), cmd)))
+
+    run(job)
+
+
+# --- payments ---------------------------------------------------------------------------------
+
+
+@payment_app.command("inbox")
+def payment_inbox(
+    every: Annotated[
+        bool, typer.Option("--all", help="Every stored callback, not only unprocessed ones.")
+    ] = False,
+    replay: Annotated[bool, typer.Option("--replay", help="Process the unprocessed ones now.")] = False,
+    operator: AsOperator = None,
+) -> None:
+    """Gateway callbacks stored but not processed yet (a crash between storing and processing)."""
+    from docket.callbacks import Callbacks
+
+    async def job(running: Running) -> None:
+        who = await acting(running, operator)
+        callbacks = Callbacks(running.docket, running.gateways)
+        found = await (callbacks.replay(who) if replay else callbacks.inbox(who, every=every))
+        out.print(show.callbacks(found))
 
     run(job)
 

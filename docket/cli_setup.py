@@ -7,8 +7,9 @@ import datetime as dt
 import json
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
+import typer
 from pydantic import ValidationError
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
@@ -109,6 +110,35 @@ def dev() -> None:
                 await run_forever(run_worker(running), serve_api(running, config.api_host, config.api_port))
 
         _until_interrupted(lambda: asyncio.run(go()))
+
+
+@app.command("sandbox-gateway")
+def sandbox_gateway(
+    port: Annotated[
+        int, typer.Option(help="Port to listen on (DOCKET_SANDBOX_URL points docket here).")
+    ] = 8099,
+    callback_url: Annotated[
+        str, typer.Option(help="Where to send callbacks: docket's /payments/sandbox/callback.")
+    ] = "http://127.0.0.1:8000/payments/sandbox/callback",
+    secret: Annotated[
+        str,
+        typer.Option(
+            envvar="DOCKET_SANDBOX_SECRET", help="Callback signing secret (the shops' sandbox secret)."
+        ),
+    ] = "sandbox-secret",
+    delay: Annotated[float, typer.Option(min=0, help="Seconds before a callback is sent.")] = 0.5,
+    copies: Annotated[int, typer.Option(min=1, max=10, help="Send every callback this many times.")] = 1,
+    shuffle: Annotated[bool, typer.Option(help="Send callbacks out of order.")] = False,
+) -> None:
+    """A simulated card gateway (tokens tok_ok, tok_declined, tok_review_ok, tok_review_fail,
+    tok_late_fail) with its own books, calling docket back with signed callbacks."""
+    import uvicorn
+
+    from docket.sandbox import create_sandbox
+
+    err.print(f"sandbox gateway on http://127.0.0.1:{port}, calling back {callback_url}")
+    app_ = create_sandbox(callback_url, secret, delay=delay, copies=copies, shuffle=shuffle)
+    _until_interrupted(lambda: uvicorn.run(app_, host="127.0.0.1", port=port, log_level="warning"))
 
 
 @app.command()

@@ -7,6 +7,7 @@ from rich.table import Table
 from rich.text import Text
 
 from docket.models.schemas import (
+    CallbackView,
     LedgerReport,
     MailPage,
     MailRetried,
@@ -239,3 +240,24 @@ def mail_retried(retried: MailRetried) -> Text:
         return Text("nothing to retry: no failed mail matched")
     ids = ", ".join(str(n) for n in retried.retried)
     return Text(f"back to pending and on their way: {ids} (orders {', '.join(retried.orders)})")
+
+
+def callbacks(found: list[CallbackView]) -> Table | Text:
+    if not found:
+        return Text("no callbacks waiting")
+    table = Table(title="gateway callbacks", title_justify="left")
+    for column in ("id", "gateway", "event", "order", "from", "received", "processed", "status", "outcome"):
+        table.add_column(column)
+    for c in found:
+        table.add_row(
+            str(c.callback_id),
+            c.gateway,
+            c.event_id,
+            c.order_id or "-",
+            c.source or "-",
+            c.received_at.strftime("%Y-%m-%d %H:%M:%S"),
+            c.processed_at.strftime("%H:%M:%S") if c.processed_at else "waiting",
+            str(c.status or "-"),
+            c.outcome or "",
+        )
+    return table

@@ -14,7 +14,7 @@ import httpx
 import pytest
 import uvicorn
 from fastapi import FastAPI
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, func, select, update
 from temporalio.testing import WorkflowEnvironment
 
 from docket.adapters.payments import SandboxGateway, default_gateways, signed_headers
@@ -208,3 +208,23 @@ async def _is(payments: Payments, order_id: str, state: OrderState) -> bool:
 
 def test_the_sandbox_client_names_itself() -> None:
     assert SandboxGateway("http://x").name == "sandbox"
+
+
+async def test_the_inbox_lists_what_is_stored_and_not_processed_and_replays_it(payments: Payments) -> None:
+    await payments.place("p-1", "tok_review_ok")
+    await eventually(lambda: _is(payments, "p-1", OrderState.in_progress))
+    headers = {"Authorization": "Bearer alice-token"}
+    assert (await payments.api.get("/payments/inbox", headers=headers)).json() == []
+    every = (await payments.api.get("/payments/inbox", params={"all": True}, headers=headers)).json()
+    assert every and all(c["processed_at"] and c["status"] == 200 for c in every)
+
+    # a callback stored but never processed (the process died in between) is replayed
+    with payments.shop.sessions.begin() as s:
+        s.execute(update(PaymentCallback).values(processed_at=None, status=None, outcome=None))
+    waiting = (await payments.api.get("/payments/inbox", headers=headers)).json()
+    assert len(waiting) == len(every)
+    replayed = (await payments.api.post("/payments/inbox/replay", headers=headers)).json()
+    assert all(c["processed_at"] and c["outcome"].startswith("already recorded") for c in replayed)
+    assert await payments.state("p-1") is OrderState.in_progress
+    carol = await payments.api.post("/payments/inbox/replay", headers={"Authorization": "Bearer carol-token"})
+    assert carol.status_code == 403

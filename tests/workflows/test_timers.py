@@ -2,19 +2,24 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 from collections.abc import AsyncIterator
 
 import pytest
+import uvicorn
 from sqlalchemy import Engine, update
 from temporalio.testing import WorkflowEnvironment
 
+from docket.adapters.payments import default_gateways
 from docket.models.lifecycles import DeliveryState as D
 from docket.models.lifecycles import OrderState
 from docket.models.schemas import ConfirmPayment
+from docket.sandbox import create_sandbox
 from docket.store.tables import Product
 from tests.conftest import Shop, running_docket
 from tests.orders import place
+from tests.smtp import free_port
 from tests.workflows.test_order_lifecycle import view_of
 
 
@@ -72,3 +77,40 @@ async def test_a_preorder_waits_for_its_release_date_then_is_allocated(
     view = await view_of(shop, "o-1")
     assert view.deliveries[0].state is D.allocated
     assert view.state is OrderState.in_progress
+
+
+@pytest.fixture
+async def silent_sandbox() -> AsyncIterator[str]:
+    """A sandbox gateway that never calls back: a payment held for review stays processing."""
+    port = free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(create_sandbox(None, "s"), host="127.0.0.1", port=port, log_level="error")
+    )
+    task = asyncio.create_task(server.serve())
+    while not server.started:
+        await asyncio.sleep(0.02)
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    await task
+
+
+async def test_a_payment_still_processing_at_the_deadline_cancels_the_order_and_releases_its_stock(
+    sqlite_engine: Engine, time_env: WorkflowEnvironment, silent_sandbox: str
+) -> None:
+    async for shop in running_docket(
+        sqlite_engine, time_env.client, gateways=default_gateways(silent_sandbox)
+    ):
+        alice = await shop.op("alice")
+        cmd = place("o-1", ("WIDGET", 4), payment_flow="prepayment", payment_token="tok_review_ok")
+        placed = await shop.docket.place_order(alice, cmd)
+        assert placed.state is OrderState.waiting_payment
+        assert placed.payment_deadline == placed.placed_at + dt.timedelta(hours=72)
+
+        await time_env.sleep(dt.timedelta(hours=73))
+
+        ended = await view_of(shop, "o-1")
+        assert (ended.state, ended.deliveries[0].state) == (OrderState.cancelled, D.reservation_voided)
+        record = await shop.docket.order_record(alice, "o-1")
+        assert record.history[-1].note == "payment still processing at the deadline"
+        [level] = await shop.docket.stock_levels(alice, "north", "WIDGET")
+        assert level.reserved == 0
