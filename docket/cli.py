@@ -32,6 +32,7 @@ from docket.models.schemas import (
     ReceiveStock,
     RecordRefund,
     RetryMail,
+    RetryRefund,
     ReturnOrder,
 )
 from docket.runtime import Running, connected
@@ -302,6 +303,20 @@ def order_refund(
         who = await acting(running, operator)
         cmd = RecordRefund(order_id=order_id, operator_id=who.operator_id, note=note, reference=reference)
         out.print(show.order_summary(await running.docket.record_refund(who, cmd)))
+
+    run(job)
+
+
+@order_app.command("refund-retry")
+def order_refund_retry(order_id: str, operator: AsOperator = None) -> None:
+    """Ask the gateway again for a refund it refused (it is also retried on a timer)."""
+
+    async def job(running: Running) -> None:
+        who = await acting(running, operator)
+        view = await running.docket.retry_refund(
+            who, RetryRefund(order_id=order_id, operator_id=who.operator_id)
+        )
+        out.print(show.order_summary(view))
 
     run(job)
 

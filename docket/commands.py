@@ -37,6 +37,7 @@ from docket.models.schemas import (
     RecordRefund,
     RenderedMail,
     RetryMail,
+    RetryRefund,
     ReturnOrder,
     StockLevel,
     StockReceived,
@@ -107,6 +108,10 @@ class Docket:
     async def record_refund(self, operator: Operator, cmd: RecordRefund) -> OrderView:
         await self._require_order(operator, Action.record_refund, cmd.order_id)
         return await self._update(cmd.order_id, OrderWorkflow.record_refund, cmd)
+
+    async def retry_refund(self, operator: Operator, cmd: RetryRefund) -> OrderView:
+        await self._require_order(operator, Action.record_refund, cmd.order_id)
+        return await self._update(cmd.order_id, OrderWorkflow.retry_refund, cmd)
 
     async def order_record(self, operator: Operator, order_id: str) -> OrderRecord:
         await self._require_order(operator, Action.read_orders, order_id)

@@ -11,6 +11,7 @@ token decides what happens, as a real sandbox's test cards do:
     tok_review_fail  held for fraud review: `processing` now, `failed` by callback later
     tok_late_fail    approved, and later a `failed` callback for the same payment (which docket
                      must record and otherwise ignore)
+    tok_refund_fail  approved; the first two refunds asked for the order are refused
 
 Options make the callbacks arrive late (`delay`), several times (`copies`) and out of order
 (`shuffle`). `GET /books/<order id>` answers what the gateway holds as captured and refunded.
@@ -45,6 +46,7 @@ class BooksView(BaseModel):
 class Books:
     answers: dict[str, Answer] = field(default_factory=dict)
     moved: list[tuple[str, Operation, Decimal]] = field(default_factory=list)  # what took effect
+    refunds_asked: dict[str, int] = field(default_factory=dict)
 
     def view(self, order_id: str) -> BooksView:
         captured = refunded = Decimal("0.00")
@@ -107,7 +109,10 @@ def create_sandbox(
                 answer = answer.model_copy(update={"result": Result.processing, "message": "fraud review"})
         if operation is Operation.refund:
             held = books.view(charge.order_id)
-            if charge.amount > held.captured - held.refunded:
+            books.refunds_asked[charge.order_id] = books.refunds_asked.get(charge.order_id, 0) + 1
+            if token == "tok_refund_fail" and books.refunds_asked[charge.order_id] <= 2:
+                answer = answer.model_copy(update={"result": Result.failed, "message": "issuer unavailable"})
+            elif charge.amount > held.captured - held.refunded:
                 answer = answer.model_copy(
                     update={"result": Result.failed, "message": "refund exceeds what was captured"}
                 )

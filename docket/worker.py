@@ -49,6 +49,7 @@ def build_worker(
             orders.return_order,
             orders.record_refund,
             orders.charge,
+            orders.retry_refund,
             orders.apply_payment_callback,
             orders.advance_order,
             orders.change_stock,

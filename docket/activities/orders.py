@@ -27,6 +27,7 @@ from docket.models.messages import (
     PaymentCallbackMove,
     PlaceOrderMove,
     RecordRefundMove,
+    RetryRefundMove,
     ReturnOrderMove,
     StockChange,
 )
@@ -65,11 +66,17 @@ class OrderActivities:
 
     @activity.defn(name="cancel_order")
     def cancel_order(self, move: CancelOrderMove) -> OrderView | Moved:
-        return self._move(move, moves.cancel_order, move.command)
+        return self._move(move, moves.cancel_order, move.command, refunds=True)
 
     @activity.defn(name="return_order")
     def return_order(self, move: ReturnOrderMove) -> OrderView | Moved:
-        return self._move(move, moves.return_order, move.command)
+        return self._move(move, moves.return_order, move.command, refunds=True)
+
+    @activity.defn(name="retry_refund")
+    def retry_refund(self, move: RetryRefundMove) -> Moved:
+        moved = self._move(move, charges.retry_refund, move.order_id, refunds=True)
+        assert isinstance(moved, Moved)  # only workflows that deliver mail retry refunds
+        return moved
 
     @activity.defn(name="record_refund")
     def record_refund(self, move: RecordRefundMove) -> OrderView | Moved:
@@ -144,16 +151,45 @@ class OrderActivities:
         return self._once(move.move_id, move.at, StockReceived, change)[0]
 
     def _move(
-        self, move: Move, change: Callable[[Session, Any, str, dt.datetime], OrderView], command: Any
+        self,
+        move: Move,
+        change: Callable[[Session, Any, str, dt.datetime], OrderView],
+        command: Any,
+        refunds: bool = False,
     ) -> OrderView | Moved:
-        """An order move: the store function applied to the command, once per move id; then the
-        mail it wrote sent (a retry that finds the move applied sends whatever is pending)."""
+        """An order move: the store function applied to the command, once per move id; then (with
+        `refunds`) the refunds it recorded asked of their gateways; then the mail it wrote sent (a
+        retry that finds the move applied sends whatever is pending)."""
         view, letters = self._once(
             move.move_id, move.at, OrderView, lambda s: change(s, command, move.move_id, move.at)
         )
+        refund_failed = False
+        if refunds:
+            view, refund_failed, more = self._settle_refunds(view, move)
+            letters = None if letters is None or more is None else letters + more
         if not move.deliver_mail:
             return view  # an order placed before mail delivery existed
-        return Moved(view=view, mail_waiting=self.mailer.send_now(view.order_id, letters))
+        waiting = self.mailer.send_now(view.order_id, letters)
+        return Moved(view=view, mail_waiting=waiting, refund_failed=refund_failed)
+
+    def _settle_refunds(self, view: OrderView, move: Move) -> tuple[OrderView, bool, list[Letter] | None]:
+        """Ask each gateway for the refunds still processing (under their own idempotency keys: a
+        retry asks again and gets the first answer) and record the answers."""
+        with read_session(self.sessions) as session:
+            pending = charges.pending_refunds(session, view.order_id)
+        failed, letters = False, []
+        for transaction_id, name, refund in pending:
+            gateway = self.gateways.get(name)
+            if gateway is None:
+                raise ApplicationError(
+                    f"no gateway {name!r} to refund through", type="InvalidInput", non_retryable=True
+                )
+            answer = asyncio.run(call(gateway, refund))
+            with serialised_writes(self.sessions), self.sessions.begin() as session:
+                view, did_fail = charges.settle_refund(session, transaction_id, answer, move.move_id, move.at)
+            failed = failed or did_fail
+            letters += outbox.written_letters(session)
+        return view, failed, letters
 
     def _once(
         self,

@@ -19,6 +19,7 @@ from docket.models.schemas import (
     OrderView,
     PlaceOrder,
     RecordRefund,
+    RetryRefund,
     ReturnOrder,
 )
 
@@ -148,3 +149,11 @@ async def record_refund(
         order_id=order_id, operator_id=operator.operator_id, note=body.note, reference=body.reference
     )
     return await docket.record_refund(operator, cmd)
+
+
+@router.post("/{order_id}/refund-retry", response_model=OrderView, responses=ERRORS)
+async def retry_refund(order_id: str, operator: CurrentOperator, docket: CurrentDocket) -> OrderView:
+    """Ask the gateway again for a refund it refused (it is also retried on a timer)."""
+    return await docket.retry_refund(
+        operator, RetryRefund(order_id=order_id, operator_id=operator.operator_id)
+    )

@@ -42,10 +42,17 @@ class Moved(BaseModel):
     view: OrderView
     mail_waiting: bool = False
     outcome: str | None = None
+    refund_failed: bool = False  # the gateway refused a refund: the workflow retries it later
 
 
 class ChargeMove(Move):
     """Charge the order's total through the shop's gateway (full prepayment)."""
+
+    order_id: str
+
+
+class RetryRefundMove(Move):
+    """Ask again for the refund a cancelled or returned order still waits for."""
 
     order_id: str
 

@@ -119,6 +119,13 @@ class RecordRefund(Command):
     reference: Annotated[str, StringConstraints(max_length=200)] | None = None
 
 
+class RetryRefund(Command):
+    """Ask the gateway again for a refund it refused (otherwise retried on a timer)."""
+
+    order_id: Identifier
+    operator_id: Identifier
+
+
 class MoveDelivery(OrderMoveBase):
     delivery_no: int = Field(ge=1)
     trigger: str

@@ -9,12 +9,13 @@ from decimal import Decimal
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from docket.models.errors import InvalidInput
+from docket.models.errors import InvalidInput, Refused
 from docket.models.lifecycles import OrderState
-from docket.models.payments import REFUNDS, Answer, CallbackFact, Operation, Result, Txn, refundable
+from docket.models.payments import REFUNDS, Answer, CallbackFact, Charge, Operation, Result, Txn, refundable
 from docket.models.schemas import OrderView
 from docket.store import outbox, payments, queries
-from docket.store.moves import _deliveries, _order, _withdraw, advance, move_order
+from docket.store.moves import REFUNDED as REFUND_ENDS
+from docket.store.moves import _deliveries, _order, _refund_owed, _withdraw, advance, move_order
 from docket.store.stock import MoveContext
 from docket.store.tables import Order, PaymentTransaction
 
@@ -126,3 +127,72 @@ def _external_refund(
         ctx=ctx,
     )
     return queries.order_view(session, order.order_id)
+
+
+# --- refunds ------------------------------------------------------------------------------------
+
+
+def pending_refunds(session: Session, order_id: str) -> list[tuple[int, str, Charge]]:
+    """Refunds recorded as processing and not yet asked of (or answered by) their gateway."""
+    order = session.get(Order, order_id)
+    query = select(PaymentTransaction).where(
+        PaymentTransaction.order_id == order_id,
+        PaymentTransaction.operation == Operation.refund,
+        PaymentTransaction.result == Result.processing,
+    )
+    return [
+        (
+            t.transaction_id,
+            t.gateway,
+            Charge(
+                operation=Operation.refund,
+                shop_id=order.shop_id if order else "",
+                order_id=order_id,
+                amount=t.amount,
+                currency=t.currency,
+                idempotency_key=t.key,
+                token=order.payment_token if order else None,
+                reference=t.reference,
+            ),
+        )
+        for t in session.scalars(query.order_by(PaymentTransaction.transaction_id))
+    ]
+
+
+def settle_refund(
+    session: Session, transaction_id: int, answer: Answer, move_id: str, at: dt.datetime
+) -> tuple[OrderView, bool]:
+    """The gateway answered a refund. Once nothing more is owed, a cancelled or returned order
+    waiting for its money reaches its end; a failed refund is reported to the shop's admins and
+    retried later. Returns the order and whether the refund failed."""
+    txn = session.get(PaymentTransaction, transaction_id)
+    if txn is None or txn.result is not Result.processing:  # answered before (a retried activity)
+        order_id = txn.order_id if txn else ""
+        return queries.order_view(session, order_id), False
+    order = _order(session, txn.order_id)
+    txn.result, txn.settled = answer.result, answer.result is Result.ok
+    txn.reference = answer.reference or txn.reference
+    if answer.message:
+        txn.note = f"{txn.note or ''} gateway: {answer.message}".strip()
+    session.flush()
+    ctx = MoveContext(at=at, note=answer.message)
+    if answer.result is Result.failed:
+        outbox.write(session, move_id, order, None, "payment", "refund_failed", ctx)
+        return queries.order_view(session, order.order_id), True
+    owed = refundable(
+        Txn(v.operation, v.amount, v.result) for v in payments.transactions(session, order.order_id)
+    )
+    if answer.result is Result.ok and owed <= 0 and order.state in REFUND_ENDS:
+        move_order(session, order, REFUND_ENDS[order.state], ctx, move_id)
+    return queries.order_view(session, order.order_id), False
+
+
+def retry_refund(session: Session, order_id: str, move_id: str, at: dt.datetime) -> OrderView:
+    """Ask again for what a cancelled or returned order still owes (a new refund, a new key)."""
+    order = _order(session, order_id)
+    if order.state not in REFUND_ENDS:
+        raise Refused(f"order {order.order_id} is {order.state.value}: no refund is waiting to be made")
+    if pending_refunds(session, order_id):
+        return queries.order_view(session, order_id)  # one is on its way already
+    _refund_owed(session, order, MoveContext(at=at, note="refund retried"), move_id)
+    return queries.order_view(session, order_id)

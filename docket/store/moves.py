@@ -282,18 +282,28 @@ def record_refund(session: Session, cmd: RecordRefund, move_id: str, at: dt.date
 
 
 def _refund_owed(session: Session, order: Order, ctx: MoveContext, move_id: str) -> Decimal:
-    """Money captured and not yet refunded goes back. Offline money goes back by hand: the
-    refund is recorded as waiting for a clerk (manual_required), who records it when done."""
+    """Money captured and not yet refunded goes back, through the gateway that took it: the refund
+    is recorded as processing here and asked of the gateway after this transaction (offline
+    money comes back as manual_required: a clerk refunds by hand and records it)."""
     owed = _refundable(session, order)
     if owed > 0:
+        taken = next(
+            (
+                t
+                for t in reversed(payments.transactions(session, order.order_id))
+                if t.result is Result.ok and t.operation in (Operation.capture, Operation.authorize_capture)
+            ),
+            None,
+        )
         payments.record(
             session,
-            key=f"{move_id}|refund-due",
+            key=f"{move_id}|refund",
             order=order,
-            gateway="offline",
+            gateway=taken.gateway if taken else "offline",
             operation=Operation.refund,
             amount=owed,
-            result=Result.manual_required,
+            result=Result.processing,
+            reference=taken.reference if taken else None,
             ctx=ctx,
         )
     return owed

@@ -30,6 +30,7 @@ with workflow.unsafe.imports_passed_through():
         PaymentOutcome,
         PlaceOrderMove,
         RecordRefundMove,
+        RetryRefundMove,
         ReturnOrderMove,
         StockReserved,
     )
@@ -41,6 +42,7 @@ with workflow.unsafe.imports_passed_through():
         PaymentFlow,
         PlaceOrder,
         RecordRefund,
+        RetryRefund,
         ReturnOrder,
     )
 
@@ -66,6 +68,8 @@ WAITING_FOR_DATE = (DeliveryState.reserved, DeliveryState.wait_date)
 PAID = (OrderState.in_progress, OrderState.partially_shipped)
 ENDED = (OrderState.rejected, OrderState.cancelled, OrderState.returned)
 UNPAID = (OrderState.waiting_confirmation, OrderState.waiting_payment)
+REFUND_RETRY_FIRST = dt.timedelta(minutes=1)
+REFUND_RETRY_MAX = dt.timedelta(hours=1)
 WAITING_FOR_REFUND = (OrderState.cancelled_waiting_payment, OrderState.returned_waiting_payment)
 
 
@@ -85,6 +89,7 @@ class OrderWorkflow:
       cancel           cancel the order (refused once a delivery is on its way)
       return_goods     shipped goods came back
       record_refund    a clerk refunded by hand what a cancelled or returned order owes
+      retry_refund     ask the gateway again for a refund it refused
       payment_callback a gateway's verified callback (settles a payment that was processing)
     Signals (facts):
       stock_reserved   receiving stock made a waiting delivery whole
@@ -93,7 +98,8 @@ class OrderWorkflow:
       view             the order as the workflow last recorded it
     Timers:
       the payment deadline (cancel when it passes with the payment unconfirmed or still
-      processing), each pre-order's
+      processing), the next try of a refused refund (1, 2, 4 ... minutes, at most an hour apart),
+      each pre-order's
       release moment, and the return window after completion (the workflow then closes).
     Mail:
       each move's activity sends the mail it wrote; what the mail server could not take then (and
@@ -112,6 +118,8 @@ class OrderWorkflow:
         self._mail_due = False
         self._closing = False
         self._charging = False
+        self._refund_failures = 0
+        self._refund_retry_at: dt.datetime | None = None
 
     # --- run ------------------------------------------------------------------------------------
 
@@ -124,18 +132,21 @@ class OrderWorkflow:
                 await self._apply("charge", ChargeMove(**self._move("charge"), order_id=placed.order_id))
                 self._charging = False
         mailer = asyncio.create_task(self._deliver_mail(command.order_id)) if self._mail else None
-        while not self._finished():
-            version = self._version
-            timeout = self._until_next_timer()
-            try:
-                await workflow.wait_condition(
-                    lambda seen=version: self._version != seen or self._stock_ready, timeout=timeout
-                )
-            except TimeoutError:
-                pass
-            async with self._lock:
-                await self._on_time_or_stock()
-        await workflow.wait_condition(workflow.all_handlers_finished)
+        while True:
+            while not self._finished():
+                version = self._version
+                timeout = self._until_next_timer()
+                try:
+                    await workflow.wait_condition(
+                        lambda seen=version: self._version != seen or self._stock_ready, timeout=timeout
+                    )
+                except TimeoutError:
+                    pass
+                async with self._lock:
+                    await self._on_time_or_stock()
+            await workflow.wait_condition(workflow.all_handlers_finished)
+            if self._finished():  # a command accepted meanwhile (a late return) may have reopened it
+                break
         if mailer is not None:
             self._closing = True
             await mailer
@@ -153,6 +164,11 @@ class OrderWorkflow:
 
     async def _on_time_or_stock(self) -> None:
         view, now = self.view(), workflow.now()
+        if view.state in WAITING_FOR_REFUND and self._refund_retry_at and now >= self._refund_retry_at:
+            self._refund_retry_at = None
+            move = RetryRefundMove(**self._move("refund-retry"), order_id=view.order_id)
+            await self._apply("retry_refund", move)
+            return
         if view.state in UNPAID and view.payment_deadline and now >= view.payment_deadline:
             reason = (
                 "payment not confirmed by the deadline"
@@ -180,6 +196,8 @@ class OrderWorkflow:
     def _until_next_timer(self) -> dt.timedelta | None:
         view, now = self.view(), workflow.now()
         moments = []
+        if view.state in WAITING_FOR_REFUND and self._refund_retry_at:
+            moments.append(self._refund_retry_at)
         if view.state in UNPAID and view.payment_deadline:
             moments.append(view.payment_deadline)
         if view.state in PAID and (due := self._next_release()) is not None:
@@ -264,6 +282,21 @@ class OrderWorkflow:
     async def record_refund(self, command: RecordRefund) -> OrderView:
         return await self._command("record_refund", RecordRefundMove(**self._move("refund"), command=command))
 
+    @workflow.update
+    async def retry_refund(self, command: RetryRefund) -> OrderView:
+        self._refund_retry_at = None
+        move = RetryRefundMove(**self._move("refund-retry"), order_id=command.order_id)
+        return await self._command("retry_refund", move)
+
+    @retry_refund.validator
+    def _check_retry_refund(self, command: RetryRefund) -> None:
+        view = self._check_order(command.order_id, None)
+        if view.state not in WAITING_FOR_REFUND:
+            raise ApplicationError(
+                f"order {view.order_id} is {view.state.value}: no refund is waiting to be made",
+                type="Refused",
+            )
+
     @record_refund.validator
     def _check_refund(self, command: RecordRefund) -> None:
         view = self._check_order(command.order_id, None)
@@ -336,6 +369,10 @@ class OrderWorkflow:
                 activity_name, move, result_type=Moved, **ACTIVITY_OPTIONS
             )
             self._view, self._mail_due = moved.view, self._mail_due or moved.mail_waiting
+            if moved.refund_failed:  # retried 1, 2, 4 ... minutes later, at most an hour apart
+                self._refund_failures += 1
+                wait = min(REFUND_RETRY_FIRST * 2 ** (self._refund_failures - 1), REFUND_RETRY_MAX)
+                self._refund_retry_at = workflow.now() + wait
         else:
             self._view = await workflow.execute_activity(
                 activity_name, move, result_type=OrderView, **ACTIVITY_OPTIONS

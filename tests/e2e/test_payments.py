@@ -19,7 +19,9 @@ from temporalio.testing import WorkflowEnvironment
 
 from docket.adapters.payments import SandboxGateway, default_gateways, signed_headers
 from docket.api.app import create_app
+from docket.models.errors import Refused
 from docket.models.lifecycles import OrderState
+from docket.models.schemas import CancelOrder, RetryRefund, ReturnOrder
 from docket.sandbox import create_sandbox
 from docket.store.tables import PaymentCallback
 from tests.catalogue import ALPHA_SECRET
@@ -219,6 +221,7 @@ async def test_the_inbox_lists_what_is_stored_and_not_processed_and_replays_it(p
         return (await payments.api.get("/payments/inbox", headers=headers)).json() == []
 
     await eventually(inbox_empty)  # each callback is marked processed just after it acted
+    await asyncio.sleep(0.5)  # the sandbox's second copy of each callback has come and gone
     every = (await payments.api.get("/payments/inbox", params={"all": True}, headers=headers)).json()
     assert every and all(c["processed_at"] and c["status"] == 200 for c in every)
 
@@ -232,3 +235,51 @@ async def test_the_inbox_lists_what_is_stored_and_not_processed_and_replays_it(p
     assert await payments.state("p-1") is OrderState.in_progress
     carol = await payments.api.post("/payments/inbox/replay", headers={"Authorization": "Bearer carol-token"})
     assert carol.status_code == 403
+
+
+async def test_cancelling_a_prepaid_order_refunds_it_through_the_gateway(payments: Payments) -> None:
+    await payments.place("p-1", "tok_ok")
+    alice = await payments.shop.op("alice")
+    cancelled = await payments.shop.docket.cancel_order(
+        alice, CancelOrder(order_id="p-1", operator_id="alice", reason="changed mind")
+    )
+    assert cancelled.state is OrderState.cancelled
+    record = await payments.record("p-1")
+    assert [(p.operation.value, p.result.value) for p in record.payments] == [
+        ("authorize_capture", "ok"),
+        ("refund", "ok"),
+    ]
+    assert (record.payment.status.value, record.payment.refunded) == ("none", Decimal("19.00"))
+    books = (await payments.sandbox.get("/books/p-1")).json()
+    assert (Decimal(books["captured"]), Decimal(books["refunded"])) == (Decimal("19.00"), Decimal("19.00"))
+
+
+async def test_a_refused_refund_waits_is_reported_and_is_asked_again(payments: Payments) -> None:
+    await payments.place("p-1", "tok_refund_fail")
+    alice, conny = await payments.shop.op("alice"), await payments.shop.op("conny")
+    await move(payments.shop, "p-1", 1, "pack", "mark_ready", "ship", "deliver")
+    returned = await payments.shop.docket.return_order(
+        conny, ReturnOrder(order_id="p-1", operator_id="conny", note="wrong size")
+    )
+    assert returned.state is OrderState.returned_waiting_payment
+    record = await payments.record("p-1")
+    assert record.payment.status.value == "refund_pending"
+    assert ("admin@alpha.test", "refund_failed") in {
+        (n.recipient, n.template_key) for n in record.notifications
+    }
+
+    again = await payments.shop.docket.retry_refund(alice, RetryRefund(order_id="p-1", operator_id="alice"))
+    assert again.state is OrderState.returned_waiting_payment  # refused a second time
+    done = await payments.shop.docket.retry_refund(alice, RetryRefund(order_id="p-1", operator_id="alice"))
+    assert done.state is OrderState.returned
+    record = await payments.record("p-1")
+    assert [p.result.value for p in record.payments if p.operation.value == "refund"] == [
+        "failed",
+        "failed",
+        "ok",
+    ]
+    assert (record.payment.captured, record.payment.refunded) == (Decimal("19.00"), Decimal("19.00"))
+    books = (await payments.sandbox.get("/books/p-1")).json()
+    assert Decimal(books["refunded"]) == Decimal("19.00")
+    with pytest.raises(Refused):
+        await payments.shop.docket.retry_refund(alice, RetryRefund(order_id="p-1", operator_id="alice"))
