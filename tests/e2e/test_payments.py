@@ -70,7 +70,7 @@ async def payments(sqlite_engine: Engine, temporal_env: WorkflowEnvironment) -> 
         shuffle=True,
     )
     async for shop in running_docket(
-        sqlite_engine, temporal_env.client, gateways=gateways, widget_on_hand=10
+        sqlite_engine, temporal_env.client, gateways=gateways, widget_on_hand=10, return_days=30
     ):
         api, api_task = await serve(create_app(shop.docket, gateways), api_port)
         sandbox, sandbox_task = await serve(sandbox_app, sandbox_port)
