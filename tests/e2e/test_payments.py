@@ -283,3 +283,70 @@ async def test_a_refused_refund_waits_is_reported_and_is_asked_again(payments: P
     assert Decimal(books["refunded"]) == Decimal("19.00")
     with pytest.raises(Refused):
         await payments.shop.docket.retry_refund(alice, RetryRefund(order_id="p-1", operator_id="alice"))
+
+
+EXPECTED = {  # token -> (final state, captured net of refunds)
+    "tok_ok": (OrderState.in_progress, Decimal("9.50")),
+    "tok_review_ok": (OrderState.in_progress, Decimal("9.50")),
+    "tok_review_fail": (OrderState.cancelled, Decimal("0.00")),
+    "tok_late_fail": (OrderState.in_progress, Decimal("9.50")),
+    "tok_declined": (OrderState.cancelled, Decimal("0.00")),
+}
+
+
+@pytest.fixture
+async def chaos(sqlite_engine: Engine, temporal_env: WorkflowEnvironment) -> AsyncIterator[Payments]:
+    """Every callback sent three times, out of order."""
+    api_port, sandbox_port = free_port(), free_port()
+    gateways = default_gateways(f"http://127.0.0.1:{sandbox_port}")
+    callback = f"http://127.0.0.1:{api_port}/payments/sandbox/callback"
+    sandbox_app = create_sandbox(callback, ALPHA_SECRET, delay=0.3, copies=3, shuffle=True)
+    async for shop in running_docket(
+        sqlite_engine, temporal_env.client, gateways=gateways, widget_on_hand=100
+    ):
+        api, api_task = await serve(create_app(shop.docket, gateways), api_port)
+        sandbox, sandbox_task = await serve(sandbox_app, sandbox_port)
+        async with (
+            httpx.AsyncClient(base_url=f"http://127.0.0.1:{api_port}", timeout=30) as api_client,
+            httpx.AsyncClient(base_url=f"http://127.0.0.1:{sandbox_port}", timeout=30) as sandbox_client,
+        ):
+            yield Payments(shop, api_client, sandbox_client)
+        for server in (api, sandbox):
+            server.should_exit = True
+        await asyncio.gather(api_task, sandbox_task)
+
+
+async def test_a_hundred_orders_with_every_callback_thrice_and_shuffled_end_as_one_clean_callback_would(
+    chaos: Payments,
+) -> None:
+    tokens = {f"c-{n}": list(EXPECTED)[n % len(EXPECTED)] for n in range(100)}
+    gate = asyncio.Semaphore(10)
+
+    async def one(order_id: str, token: str) -> None:
+        async with gate:
+            await chaos.place(order_id, token, ("WIDGET", 1))
+
+    await asyncio.gather(*(one(o, t) for o, t in tokens.items()))
+
+    async def settled() -> bool:
+        records = [await chaos.record(o) for o in tokens]
+        late = [r for r in records if tokens[r.order.order_id] == "tok_late_fail"]
+        return all(
+            r.order.state not in (OrderState.pending, OrderState.waiting_payment) for r in records
+        ) and all(len(r.payments) == 2 for r in late)
+
+    await eventually(settled, timeout=120)
+    await asyncio.sleep(1.5)  # the last copies of the last callbacks arrive and change nothing
+
+    for order_id, token in tokens.items():
+        record = await chaos.record(order_id)
+        state, net = EXPECTED[token]
+        assert record.order.state is state, (order_id, token)
+        assert record.payment.captured - record.payment.refunded == net, (order_id, token)
+        books = (await chaos.sandbox.get(f"/books/{order_id}")).json()
+        assert Decimal(books["captured"]) - Decimal(books["refunded"]) == net, (order_id, token)
+    events = {"tok_ok": 1, "tok_review_ok": 1, "tok_review_fail": 1, "tok_late_fail": 2, "tok_declined": 0}
+    assert await chaos.callbacks() == sum(events[t] for t in tokens.values()), "each event stored once"
+    [level] = await chaos.shop.docket.stock_levels(await chaos.shop.op("alice"), "north", "WIDGET")
+    assert level.reserved + (100 - level.on_hand) == 60  # 60 paid orders hold or took their unit
+    assert (await chaos.shop.docket.verify_stock(await chaos.shop.op("alice"))).ok
