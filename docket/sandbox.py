@@ -14,7 +14,8 @@ token decides what happens, as a real sandbox's test cards do:
     tok_refund_fail  approved; the first two refunds asked for the order are refused
 
 Options make the callbacks arrive late (`delay`), several times (`copies`) and out of order
-(`shuffle`). `GET /books/<order id>` answers what the gateway holds as captured and refunded.
+(`shuffle`), and the answers themselves late (`answer_delay`: the money has moved before the caller
+hears of it). `GET /books/<order id>` answers what the gateway holds as captured and refunded.
 """
 
 from __future__ import annotations
@@ -68,6 +69,7 @@ def create_sandbox(
     delay: float = 0.2,
     copies: int = 1,
     shuffle: bool = False,
+    answer_delay: float = 0.0,
 ) -> FastAPI:
     app = FastAPI(title="docket sandbox gateway", version="0.1.0")
     books = Books()
@@ -127,6 +129,8 @@ def create_sandbox(
             if final is Result.ok:
                 books.moved.append((charge.order_id, operation, charge.amount))
             later(fact(charge, answer, final, 0), delay)
+        if answer_delay:  # the money has moved; the caller hears of it only now
+            await asyncio.sleep(answer_delay)
         return answer
 
     @app.get("/books/{order_id}", response_model=BooksView)

@@ -8,8 +8,10 @@ import signal
 import subprocess
 import sys
 from collections.abc import AsyncIterator
+from decimal import Decimal
 
 import pytest
+import uvicorn
 from sqlalchemy import Engine, func, select
 from temporalio.testing import WorkflowEnvironment
 
@@ -17,11 +19,12 @@ from docket.adapters.mail import SmtpTransport
 from docket.models.lifecycles import DeliveryState as D
 from docket.models.lifecycles import OrderState
 from docket.models.schemas import ConfirmPayment, StockMoveKind
+from docket.sandbox import create_sandbox
 from docket.store import queries
 from docket.store.tables import Order, OutboxRow, StockMovement
 from tests.conftest import Shop, eventually, process_env, running_docket
 from tests.orders import place
-from tests.smtp import SmtpServer
+from tests.smtp import SmtpServer, free_port
 
 ORDERS = 40
 
@@ -36,10 +39,10 @@ async def shop_without_worker(
         yield running
 
 
-def start_worker(shop: Shop, engine: Engine) -> subprocess.Popen[bytes]:
+def start_worker(shop: Shop, engine: Engine, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
         [sys.executable, "-m", "docket.cli", "worker"],
-        env=process_env(shop, engine),
+        env=process_env(shop, engine) | (env or {}),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -131,3 +134,45 @@ async def test_killing_the_worker_while_mail_is_delivered_loses_no_mail(
 
 async def _arrived(smtp: SmtpServer, count: int) -> bool:
     return len(smtp.inbox.copies()) >= count
+
+
+async def test_killing_the_worker_between_a_capture_and_its_record_never_captures_twice(
+    shop_without_worker: Shop, sqlite_engine: Engine
+) -> None:
+    shop = shop_without_worker
+    port = free_port()
+    sandbox = uvicorn.Server(
+        uvicorn.Config(
+            create_sandbox(None, "s", answer_delay=3.0), host="127.0.0.1", port=port, log_level="error"
+        )
+    )
+    served = asyncio.create_task(sandbox.serve())
+    while not sandbox.started:
+        await asyncio.sleep(0.02)
+    env = {"DOCKET_SANDBOX_URL": f"http://127.0.0.1:{port}"}
+    worker = start_worker(shop, sqlite_engine, env)
+    try:
+        cmd = place("p-1", ("WIDGET", 1), payment_flow="prepayment", payment_token="tok_ok")
+        placing = asyncio.create_task(shop.docket.place_order(await shop.op("alice"), cmd))
+        books = sandbox.config.app.state.books
+
+        async def captured_at_the_gateway() -> bool:
+            return books.view("p-1").captured > 0
+
+        await eventually(captured_at_the_gateway, timeout=60)
+        os.kill(worker.pid, signal.SIGKILL)  # the gateway took the money; docket has not recorded it
+        worker.wait()
+        worker = start_worker(shop, sqlite_engine, env)
+        placed = await asyncio.wait_for(placing, timeout=120)
+    finally:
+        worker.terminate()
+        worker.wait(timeout=20)
+        sandbox.should_exit = True
+        await served
+
+    assert placed.state is OrderState.in_progress
+    assert books.view("p-1").captured == Decimal("9.50"), "one capture at the gateway"
+    record = await shop.docket.order_record(await shop.op("alice"), "p-1")
+    assert [(p.operation.value, p.amount, p.result.value) for p in record.payments] == [
+        ("authorize_capture", Decimal("9.50"), "ok")
+    ]
