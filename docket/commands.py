@@ -300,9 +300,10 @@ def _check_catalogue(session: Session, cmd: PlaceOrder) -> None:
     if skus - known:
         raise NotFound(f"unknown SKU {', '.join(sorted(skus - known))}")
     flow = cmd.payment_flow or shop.payment_flow
-    if flow not in (PaymentFlow.offline, PaymentFlow.prepayment):
+    if flow is PaymentFlow.per_shipment:
         raise InvalidInput(
-            f"payment flow {flow.value} is not offered yet; the available flows are offline and prepayment"
+            "payment flow per_shipment is not offered yet; the available flows are offline, prepayment "
+            "and on_delivery"
         )
 
 

@@ -55,6 +55,8 @@ ORDER_TRANSITIONS: list[dict[str, object]] = [
     {"trigger": "reject", "source": _O.pending, "dest": _O.rejected},
     {"trigger": "await_confirmation", "source": _O.pending, "dest": _O.waiting_confirmation},
     {"trigger": "await_payment", "source": _O.pending, "dest": _O.waiting_payment},
+    # paid on delivery: the order goes ahead unpaid, and the money is collected as it is delivered
+    {"trigger": "accept", "source": _O.pending, "dest": _O.in_progress},
     {"trigger": "confirm_payment", "source": _O.waiting_confirmation, "dest": _O.in_progress},
     {
         "trigger": "payment_received",

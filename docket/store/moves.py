@@ -167,8 +167,13 @@ def place_order(session: Session, cmd: PlaceOrder, move_id: str, at: dt.datetime
         move_delivery_state(session, order, delivery, "reserve", ctx, move_id)
     if flow is PaymentFlow.offline:
         move_order(session, order, "await_confirmation", ctx, move_id)
+    elif flow is PaymentFlow.on_delivery:
+        move_order(session, order, "accept", ctx, move_id)
+        advance(session, order, ctx, move_id)
     elif flow is not PaymentFlow.prepayment:  # prepayment: stays pending while it is charged
-        raise InvalidInput(f"payment flow {flow.value} is not available yet; use offline or prepayment")
+        raise InvalidInput(
+            f"payment flow {flow.value} is not available yet; use offline, prepayment or on_delivery"
+        )
     return queries.order_view(session, order.order_id)
 
 
@@ -209,7 +214,25 @@ def move_delivery(session: Session, cmd: MoveDelivery, move_id: str, at: dt.date
     if delivery is None:
         raise NotFound(f"order {order.order_id} has no delivery {cmd.delivery_no}")
     ctx = MoveContext(at=at, operator_id=cmd.operator_id, note=cmd.note)
-    move_delivery_state(session, order, delivery, cmd.trigger, ctx, move_id)
+    trigger = cmd.trigger
+    if order.payment_flow is PaymentFlow.on_delivery and trigger == "ship":
+        trigger = "ship_awaiting_payment"  # the money comes with the parcel
+    move_delivery_state(session, order, delivery, trigger, ctx, move_id)
+    if order.payment_flow is PaymentFlow.on_delivery and trigger == "deliver":
+        payments.record(
+            session,
+            key=f"{move_id}|collect",
+            order=order,
+            gateway="offline",
+            operation=Operation.capture,
+            amount=sum(
+                (line.unit_price * line.quantity for line in _lines(session, delivery)), Decimal("0.00")
+            ),
+            result=Result.ok,
+            settled=True,
+            delivery_no=delivery.delivery_no,
+            ctx=MoveContext(at=at, operator_id=cmd.operator_id, note=cmd.note or "collected on delivery"),
+        )
     settle_progress(session, order, ctx, move_id)
     return queries.order_view(session, order.order_id)
 

@@ -320,3 +320,40 @@ async def test_a_refund_is_refused_when_none_is_waiting(shop: Shop) -> None:
         alice, CancelOrder(order_id="o-1", operator_id="alice", reason="x")
     )
     assert cancelled.state is OrderState.cancelled, "nothing was paid: nothing to refund"
+
+
+@pytest.mark.parametrize("shop", [{"return_days": 30}], indirect=True)
+async def test_an_order_paid_on_delivery_goes_ahead_unpaid_and_is_paid_parcel_by_parcel(shop: Shop) -> None:
+    alice = await shop.op("alice")
+    placed = await shop.docket.place_order(
+        alice, place("o-1", ("WIDGET", 2), ("GADGET", 1), payment_flow="on_delivery")
+    )
+    assert placed.state is OrderState.in_progress
+    assert [d.state for d in placed.deliveries] == [D.allocated]
+
+    shipped = await move(shop, "o-1", 1, "pack", "mark_ready", "ship")
+    assert shipped.deliveries[0].state is D.shipping_waiting_payment
+    assert (await shop.docket.order_record(alice, "o-1")).payment.status.value == "none"
+
+    done = await move(shop, "o-1", 1, "deliver")
+    assert (done.state, done.deliveries[0].state) == (OrderState.completed, D.shipped)
+    record = await shop.docket.order_record(alice, "o-1")
+    [collected] = record.payments
+    assert (collected.operation.value, collected.amount, collected.delivery_no) == (
+        "capture",
+        Decimal("28.50"),
+        1,
+    )
+    assert record.payment.status.value == "full"
+    told = {(n.recipient, n.template_key) for n in record.notifications}
+    assert ("admin@alpha.test", "delivery_shipping_awaiting_payment") in told
+
+
+async def test_an_order_paid_on_delivery_cancelled_before_shipping_owes_nothing(shop: Shop) -> None:
+    alice = await shop.op("alice")
+    await shop.docket.place_order(alice, place("o-1", ("WIDGET", 2), payment_flow="on_delivery"))
+    cancelled = await shop.docket.cancel_order(
+        alice, CancelOrder(order_id="o-1", operator_id="alice", reason="x")
+    )
+    assert (cancelled.state, cancelled.deliveries[0].state) == (OrderState.cancelled, D.deallocated)
+    assert (await shop.docket.order_record(alice, "o-1")).payments == []
