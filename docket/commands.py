@@ -300,10 +300,9 @@ def _check_catalogue(session: Session, cmd: PlaceOrder) -> None:
     if skus - known:
         raise NotFound(f"unknown SKU {', '.join(sorted(skus - known))}")
     flow = cmd.payment_flow or shop.payment_flow
-    if flow is PaymentFlow.per_shipment:
+    if flow in (PaymentFlow.prepayment, PaymentFlow.per_shipment) and not cmd.payment_token:
         raise InvalidInput(
-            "payment flow per_shipment is not offered yet; the available flows are offline, prepayment "
-            "and on_delivery"
+            f"payment flow {flow.value} needs the customer's payment_token from the card gateway"
         )
 
 

@@ -12,6 +12,7 @@ token decides what happens, as a real sandbox's test cards do:
     tok_late_fail    approved, and later a `failed` callback for the same payment (which docket
                      must record and otherwise ignore)
     tok_refund_fail  approved; the first two refunds asked for the order are refused
+    tok_capture_fail authorized; the first capture asked for the order is refused
 
 Options make the callbacks arrive late (`delay`), several times (`copies`) and out of order
 (`shuffle`), and the answers themselves late (`answer_delay`: the money has moved before the caller
@@ -48,6 +49,7 @@ class Books:
     answers: dict[str, Answer] = field(default_factory=dict)
     moved: list[tuple[str, Operation, Decimal]] = field(default_factory=list)  # what took effect
     refunds_asked: dict[str, int] = field(default_factory=dict)
+    captures_asked: dict[str, int] = field(default_factory=dict)
 
     def view(self, order_id: str) -> BooksView:
         captured = refunded = Decimal("0.00")
@@ -109,6 +111,10 @@ def create_sandbox(
                 answer = answer.model_copy(update={"result": Result.failed, "message": "card declined"})
             elif token in REVIEW:
                 answer = answer.model_copy(update={"result": Result.processing, "message": "fraud review"})
+        if operation is Operation.capture and token == "tok_capture_fail":
+            books.captures_asked[charge.order_id] = books.captures_asked.get(charge.order_id, 0) + 1
+            if books.captures_asked[charge.order_id] == 1:
+                answer = answer.model_copy(update={"result": Result.failed, "message": "insufficient funds"})
         if operation is Operation.refund:
             held = books.view(charge.order_id)
             books.refunds_asked[charge.order_id] = books.refunds_asked.get(charge.order_id, 0) + 1

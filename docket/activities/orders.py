@@ -32,13 +32,13 @@ from docket.models.messages import (
     StockChange,
 )
 from docket.models.payments import Charge, Operation
-from docket.models.schemas import AdjustStock, OrderView, StockReceived
+from docket.models.schemas import AdjustStock, OrderView, PaymentFlow, StockReceived
 from docket.store import charges, moves, outbox, stock
 from docket.store.appends import append
 from docket.store.engine import SessionFactory, read_session, serialised_writes
 from docket.store.outbox import Letter
 from docket.store.stock import MoveContext
-from docket.store.tables import AppliedMove, Order, Shop
+from docket.store.tables import AppliedMove, Delivery, Order, Shop
 
 R = TypeVar("R", bound=BaseModel)
 
@@ -62,7 +62,57 @@ class OrderActivities:
 
     @activity.defn(name="move_delivery")
     def move_delivery(self, move: DeliveryMove) -> OrderView | Moved:
-        return self._move(move, moves.move_delivery, move.command)
+        cmd = move.command
+        if cmd.trigger == "ship":
+            with read_session(self.sessions) as session:
+                order = session.get(Order, cmd.order_id)
+                per_shipment = order is not None and order.payment_flow is PaymentFlow.per_shipment
+            if per_shipment:
+                return self._ship_paid(move)
+        return self._move(move, moves.move_delivery, cmd)
+
+    def _ship_paid(self, move: DeliveryMove) -> Moved:
+        """Pay per shipment: capture the delivery's amount against the authorization (asked first,
+        under the move's key: a retry gets the first answer), then ship or hold the parcel."""
+        cmd, key = move.command, f"{move.move_id}|capture"
+        with read_session(self.sessions) as session:
+            order = session.get(Order, cmd.order_id)
+            shop = session.get(Shop, order.shop_id) if order else None
+            delivery = session.get(Delivery, (cmd.order_id, cmd.delivery_no))
+            if order is None or shop is None or delivery is None:
+                raise ApplicationError(
+                    f"unknown order {cmd.order_id} or delivery", type="NotFound", non_retryable=True
+                )
+            authorization = charges.authorization(session, order.order_id)
+            gateway = self._gateway(authorization.gateway if authorization else shop.gateway)
+            charge = Charge(
+                operation=Operation.capture,
+                shop_id=order.shop_id,
+                order_id=order.order_id,
+                amount=charges.delivery_amount(session, delivery),
+                currency=order.currency,
+                idempotency_key=key,
+                token=order.payment_token,
+                reference=authorization.reference if authorization else None,
+            )
+        answer = asyncio.run(call(gateway, charge))
+        view, letters = self._once(
+            move.move_id,
+            move.at,
+            OrderView,
+            lambda s: charges.ship_captured(s, cmd, key, gateway.name, answer, move.move_id, move.at),
+        )
+        return Moved(view=view, mail_waiting=self.mailer.send_now(view.order_id, letters))
+
+    def _gateway(self, name: str) -> PaymentGateway:
+        gateway = self.gateways.get(name)
+        if gateway is None:
+            raise ApplicationError(
+                f"no gateway {name!r} in this worker; known: {', '.join(sorted(self.gateways))}",
+                type="InvalidInput",
+                non_retryable=True,
+            )
+        return gateway
 
     @activity.defn(name="cancel_order")
     def cancel_order(self, move: CancelOrderMove) -> OrderView | Moved:
@@ -93,16 +143,9 @@ class OrderActivities:
             shop = session.get(Shop, order.shop_id) if order else None
             if order is None or shop is None:
                 raise ApplicationError(f"unknown order {move.order_id}", type="NotFound", non_retryable=True)
-            gateway = self.gateways.get(shop.gateway)
-            if gateway is None:
-                raise ApplicationError(
-                    f"shop {shop.shop_id} pays through {shop.gateway!r}, which this worker does not know; "
-                    f"known: {', '.join(sorted(self.gateways))}",
-                    type="InvalidInput",
-                    non_retryable=True,
-                )
+            gateway = self._gateway(shop.gateway)
             charge = Charge(
-                operation=Operation.authorize_capture,
+                operation=charges.placement_operation(order),
                 shop_id=order.shop_id,
                 order_id=order.order_id,
                 amount=order.total,

@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import Depends, FastAPI, Request
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import ValidationError
 
 from docket.adapters.payments import PaymentGateway, default_gateways
 from docket.commands import Docket
@@ -52,6 +53,12 @@ def create_app(docket: Docket, gateways: dict[str, PaymentGateway] | None = None
             content={"error": error.kind, "message": str(error)},
             headers=headers,
         )
+
+    @app.exception_handler(ValidationError)
+    async def invalid_command(_request: Request, error: ValidationError) -> JSONResponse:
+        """A path or query value that makes no valid command (an order id with a space, say)."""
+        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'input'}: {e['msg']}" for e in error.errors())
+        return JSONResponse(status_code=422, content={"error": "InvalidInput", "message": problems})
 
     @app.get("/health", tags=["meta"])
     async def health() -> dict[str, str]:

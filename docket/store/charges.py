@@ -10,21 +10,32 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from docket.models.errors import InvalidInput, Refused
-from docket.models.lifecycles import OrderState
+from docket.models.lifecycles import DeliveryState, OrderState
 from docket.models.payments import REFUNDS, Answer, CallbackFact, Charge, Operation, Result, Txn, refundable
-from docket.models.schemas import OrderView
+from docket.models.schemas import MoveDelivery, OrderView, PaymentFlow
 from docket.store import outbox, payments, queries
 from docket.store.moves import REFUNDED as REFUND_ENDS
-from docket.store.moves import _deliveries, _order, _refund_owed, _withdraw, advance, move_order
+from docket.store.moves import (
+    _deliveries,
+    _lines,
+    _order,
+    _refund_owed,
+    _withdraw,
+    advance,
+    move_delivery_state,
+    move_order,
+    settle_progress,
+)
 from docket.store.stock import MoveContext
-from docket.store.tables import Order, PaymentTransaction
+from docket.store.tables import Delivery, Order, PaymentTransaction
 
 
 def settle_charge(
     session: Session, order_id: str, key: str, gateway: str, answer: Answer, move_id: str, at: dt.datetime
 ) -> OrderView:
-    """The gateway answered the prepayment charge: paid (deliveries go ahead), processing (wait
-    for its callback), or failed (the order is cancelled and its stock released)."""
+    """The gateway answered the charge at placement (the total captured for prepayment, authorized
+    for pay per shipment): the order goes ahead, waits for the callback (processing), or is
+    cancelled and its stock released (failed)."""
     order = _order(session, order_id)
     ctx = MoveContext(at=at, note=answer.message)
     payments.record(
@@ -32,7 +43,7 @@ def settle_charge(
         key=key,
         order=order,
         gateway=gateway,
-        operation=Operation.authorize_capture,
+        operation=placement_operation(order),
         amount=order.total,
         result=answer.result,
         settled=answer.result is Result.ok,
@@ -65,7 +76,10 @@ def apply_callback(
         raise InvalidInput(f"no {fact.operation.value} of order {order.order_id} has that idempotency key")
     if txn.result is Result.processing and fact.result in (Result.ok, Result.failed):
         txn.result, txn.settled = fact.result, fact.result is Result.ok
-        _follow(session, order, fact.result, f"gateway: {fact.result.value}", ctx, move_id)
+        if txn.delivery_no is not None:
+            _follow_capture(session, order, txn.delivery_no, fact.result, ctx, move_id)
+        else:
+            _follow(session, order, fact.result, f"gateway: {fact.result.value}", ctx, move_id)
         return queries.order_view(
             session, order.order_id
         ), f"payment {fact.result.value}: order {order.state.value}"
@@ -96,7 +110,8 @@ def _follow(
     if order.state not in (OrderState.pending, OrderState.waiting_payment):
         return
     if result is Result.ok:
-        move_order(session, order, "payment_received", ctx, move_id)
+        paid = order.payment_flow is not PaymentFlow.per_shipment  # authorized: captured as it ships
+        move_order(session, order, "payment_received" if paid else "accept", ctx, move_id)
         advance(session, order, ctx, move_id)
     elif result is Result.processing and order.state is OrderState.pending:
         move_order(session, order, "await_payment", ctx, move_id)
@@ -106,6 +121,77 @@ def _follow(
             _withdraw(session, order, delivery, failed, move_id)
         outbox.write(session, move_id, order, None, "payment", "payment_failed", failed)
         move_order(session, order, "cancel", failed, move_id)
+
+
+def placement_operation(order: Order) -> Operation:
+    return (
+        Operation.authorize if order.payment_flow is PaymentFlow.per_shipment else Operation.authorize_capture
+    )
+
+
+def ship_captured(
+    session: Session, cmd: MoveDelivery, key: str, gateway: str, answer: Answer, move_id: str, at: dt.datetime
+) -> OrderView:
+    """Pay per shipment: the gateway answered the capture of this delivery's amount. Captured, the
+    parcel ships; refused or still processing, it is held (`ready_waiting_payment`) until the
+    capture goes through (shipping it again asks again)."""
+    order = _order(session, cmd.order_id)
+    delivery = next(d for d in _deliveries(session, order.order_id) if d.delivery_no == cmd.delivery_no)
+    ctx = MoveContext(at=at, operator_id=cmd.operator_id, note=cmd.note)
+    payments.record(
+        session,
+        key=key,
+        order=order,
+        gateway=gateway,
+        operation=Operation.capture,
+        amount=delivery_amount(session, delivery),
+        result=answer.result,
+        settled=answer.result is Result.ok,
+        reference=answer.reference,
+        delivery_no=delivery.delivery_no,
+        ctx=MoveContext(at=at, operator_id=cmd.operator_id, note=answer.message),
+    )
+    if delivery.state is DeliveryState.ready:
+        move_delivery_state(
+            session,
+            order,
+            delivery,
+            "ship" if answer.result is Result.ok else "hold_for_payment",
+            ctx,
+            move_id,
+        )
+        if answer.result is Result.failed:
+            outbox.write(session, move_id, order, delivery, "payment", "payment_failed", ctx)
+    elif answer.result is Result.ok:
+        move_delivery_state(session, order, delivery, "payment_captured", ctx, move_id)
+    settle_progress(session, order, ctx, move_id)
+    return queries.order_view(session, order.order_id)
+
+
+def authorization(session: Session, order_id: str) -> PaymentTransaction | None:
+    """The order's authorization that went through (pay per shipment), if any."""
+    return session.scalar(
+        select(PaymentTransaction)
+        .where(
+            PaymentTransaction.order_id == order_id,
+            PaymentTransaction.operation == Operation.authorize,
+            PaymentTransaction.result == Result.ok,
+        )
+        .order_by(PaymentTransaction.transaction_id.desc())
+    )
+
+
+def delivery_amount(session: Session, delivery: Delivery) -> Decimal:
+    return sum((line.unit_price * line.quantity for line in _lines(session, delivery)), Decimal("0.00"))
+
+
+def _follow_capture(
+    session: Session, order: Order, delivery_no: int, result: Result, ctx: MoveContext, move_id: str
+) -> None:
+    delivery = next(d for d in _deliveries(session, order.order_id) if d.delivery_no == delivery_no)
+    if result is Result.ok and delivery.state is DeliveryState.ready_waiting_payment:
+        move_delivery_state(session, order, delivery, "payment_captured", ctx, move_id)
+        settle_progress(session, order, ctx, move_id)
 
 
 def _external_refund(
@@ -137,7 +223,7 @@ def pending_refunds(session: Session, order_id: str) -> list[tuple[int, str, Cha
     order = session.get(Order, order_id)
     query = select(PaymentTransaction).where(
         PaymentTransaction.order_id == order_id,
-        PaymentTransaction.operation == Operation.refund,
+        PaymentTransaction.operation.in_((Operation.refund, Operation.reverse_authorization)),
         PaymentTransaction.result == Result.processing,
     )
     return [
@@ -145,7 +231,7 @@ def pending_refunds(session: Session, order_id: str) -> list[tuple[int, str, Cha
             t.transaction_id,
             t.gateway,
             Charge(
-                operation=Operation.refund,
+                operation=t.operation,
                 shop_id=order.shop_id if order else "",
                 order_id=order_id,
                 amount=t.amount,
@@ -176,6 +262,8 @@ def settle_refund(
         txn.note = f"{txn.note or ''} gateway: {answer.message}".strip()
     session.flush()
     ctx = MoveContext(at=at, note=answer.message)
+    if txn.operation is not Operation.refund:  # an authorization released: no money moved
+        return queries.order_view(session, order.order_id), False
     if answer.result is Result.failed:
         outbox.write(session, move_id, order, None, "payment", "refund_failed", ctx)
         return queries.order_view(session, order.order_id), True

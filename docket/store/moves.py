@@ -84,7 +84,7 @@ def place_order(session: Session, cmd: PlaceOrder, move_id: str, at: dt.datetime
         placed_by=cmd.operator_id,
         payment_deadline=(
             at + dt.timedelta(hours=shop.payment_deadline_hours)
-            if flow in (PaymentFlow.offline, PaymentFlow.prepayment)
+            if flow in (PaymentFlow.offline, PaymentFlow.prepayment, PaymentFlow.per_shipment)
             else None
         ),
         payment_token=cmd.payment_token,
@@ -170,9 +170,9 @@ def place_order(session: Session, cmd: PlaceOrder, move_id: str, at: dt.datetime
     elif flow is PaymentFlow.on_delivery:
         move_order(session, order, "accept", ctx, move_id)
         advance(session, order, ctx, move_id)
-    elif flow is not PaymentFlow.prepayment:  # prepayment: stays pending while it is charged
+    elif flow not in (PaymentFlow.prepayment, PaymentFlow.per_shipment):  # pending while charged
         raise InvalidInput(
-            f"payment flow {flow.value} is not available yet; use offline, prepayment or on_delivery"
+            f"payment flow {flow.value} is not available; use offline, prepayment, per_shipment or on_delivery"
         )
     return queries.order_view(session, order.order_id)
 
@@ -251,6 +251,7 @@ def cancel_order(session: Session, cmd: CancelOrder, move_id: str, at: dt.dateti
     for delivery in deliveries:
         _withdraw(session, order, delivery, ctx, move_id)
     owed = _refund_owed(session, order, ctx, move_id)
+    _release_authorization(session, order, ctx, move_id)
     move_order(session, order, "cancel_awaiting_refund" if owed else "cancel", ctx, move_id)
     return queries.order_view(session, order.order_id)
 
@@ -270,6 +271,7 @@ def return_order(session: Session, cmd: ReturnOrder, move_id: str, at: dt.dateti
         else:
             _withdraw(session, order, delivery, ctx, move_id)
     owed = _refund_owed(session, order, ctx, move_id)
+    _release_authorization(session, order, ctx, move_id)
     move_order(session, order, "return_awaiting_refund" if owed else "return_goods", ctx, move_id)
     return queries.order_view(session, order.order_id)
 
@@ -330,6 +332,35 @@ def _refund_owed(session: Session, order: Order, ctx: MoveContext, move_id: str)
             ctx=ctx,
         )
     return owed
+
+
+def _release_authorization(session: Session, order: Order, ctx: MoveContext, move_id: str) -> None:
+    """What was authorized and not captured (pay per shipment) is released at the gateway."""
+    views = payments.transactions(session, order.order_id)
+    authorized = [v for v in views if v.operation is Operation.authorize and v.result is Result.ok]
+    if not authorized:
+        return
+    taken = sum(
+        (v.amount for v in views if v.operation is Operation.capture and v.result is Result.ok),
+        Decimal("0.00"),
+    )
+    released = sum(
+        (v.amount for v in views if v.operation is Operation.reverse_authorization and v.result is Result.ok),
+        Decimal("0.00"),
+    )
+    rest = sum((v.amount for v in authorized), Decimal("0.00")) - taken - released
+    if rest > 0:
+        payments.record(
+            session,
+            key=f"{move_id}|reverse",
+            order=order,
+            gateway=authorized[-1].gateway,
+            operation=Operation.reverse_authorization,
+            amount=rest,
+            result=Result.processing,
+            reference=authorized[-1].reference,
+            ctx=ctx,
+        )
 
 
 def _refundable(session: Session, order: Order) -> Decimal:

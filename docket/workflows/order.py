@@ -68,6 +68,7 @@ WAITING_FOR_DATE = (DeliveryState.reserved, DeliveryState.wait_date)
 PAID = (OrderState.in_progress, OrderState.partially_shipped)
 ENDED = (OrderState.rejected, OrderState.cancelled, OrderState.returned)
 UNPAID = (OrderState.waiting_confirmation, OrderState.waiting_payment)
+CHARGED_AT_PLACEMENT = (PaymentFlow.prepayment, PaymentFlow.per_shipment)
 REFUND_RETRY_FIRST = dt.timedelta(minutes=1)
 REFUND_RETRY_MAX = dt.timedelta(hours=1)
 WAITING_FOR_REFUND = (OrderState.cancelled_waiting_payment, OrderState.returned_waiting_payment)
@@ -127,7 +128,7 @@ class OrderWorkflow:
     async def run(self, command: PlaceOrder) -> OrderView:
         async with self._lock:
             placed = await self._apply("place_order", PlaceOrderMove(**self._move("place"), command=command))
-            if placed.state is OrderState.pending and placed.payment_flow is PaymentFlow.prepayment:
+            if placed.state is OrderState.pending and placed.payment_flow in CHARGED_AT_PLACEMENT:
                 self._charging = True  # placement answers once the gateway has
                 await self._apply("charge", ChargeMove(**self._move("charge"), order_id=placed.order_id))
                 self._charging = False
@@ -253,6 +254,8 @@ class OrderWorkflow:
             raise ApplicationError(
                 f"order {view.order_id} has no delivery {command.delivery_no}", type="NotFound"
             )
+        if command.trigger == "ship" and delivery.state is DeliveryState.ready_waiting_payment:
+            return  # pay per shipment: shipping a held parcel asks for its capture again
         _check(lambda: DELIVERY.dest(delivery.state, command.trigger), f"delivery {delivery.delivery_no}")
 
     @workflow.update

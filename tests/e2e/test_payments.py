@@ -6,12 +6,14 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+import warnings
 from collections.abc import AsyncIterator
 from decimal import Decimal
 from typing import Any
 
 import httpx
 import pytest
+import schemathesis
 import uvicorn
 from fastapi import FastAPI
 from sqlalchemy import Engine, func, select, update
@@ -350,3 +352,98 @@ async def test_a_hundred_orders_with_every_callback_thrice_and_shuffled_end_as_o
     [level] = await chaos.shop.docket.stock_levels(await chaos.shop.op("alice"), "north", "WIDGET")
     assert level.reserved + (100 - level.on_hand) == 60  # 60 paid orders hold or took their unit
     assert (await chaos.shop.docket.verify_stock(await chaos.shop.op("alice"))).ok
+
+
+async def test_pay_per_shipment_authorizes_at_placement_and_captures_each_parcel_as_it_ships(
+    payments: Payments,
+) -> None:
+    cmd = place("s-1", ("WIDGET", 2), payment_flow="per_shipment", payment_token="tok_ok")
+    placed = await payments.shop.docket.place_order(await payments.shop.op("alice"), cmd)
+    assert (placed.state, placed.deliveries[0].state.value) == (OrderState.in_progress, "allocated")
+    assert (await payments.record("s-1")).payment.status.value == "none"  # authorized, nothing captured
+
+    shipped = await move(payments.shop, "s-1", 1, "pack", "mark_ready", "ship")
+    assert shipped.deliveries[0].state.value == "shipping"
+    await move(payments.shop, "s-1", 1, "deliver")
+    record = await payments.record("s-1")
+    assert record.order.state is OrderState.completed
+    assert [(p.operation.value, p.amount, p.delivery_no, p.result.value) for p in record.payments] == [
+        ("authorize", Decimal("19.00"), None, "ok"),
+        ("capture", Decimal("19.00"), 1, "ok"),
+    ]
+    assert record.payment.status.value == "full"
+    assert Decimal((await payments.sandbox.get("/books/s-1")).json()["captured"]) == Decimal("19.00")
+
+
+async def test_a_parcel_whose_capture_is_refused_is_held_until_shipping_it_again_captures(
+    payments: Payments,
+) -> None:
+    cmd = place("s-1", ("WIDGET", 1), payment_flow="per_shipment", payment_token="tok_capture_fail")
+    await payments.shop.docket.place_order(await payments.shop.op("alice"), cmd)
+    held = await move(payments.shop, "s-1", 1, "pack", "mark_ready", "ship")
+    assert held.deliveries[0].state.value == "ready_waiting_payment"
+    record = await payments.record("s-1")
+    assert ("admin@alpha.test", "payment_failed") in {
+        (n.recipient, n.template_key) for n in record.notifications
+    }
+
+    shipped = await move(payments.shop, "s-1", 1, "ship")
+    assert shipped.deliveries[0].state.value == "shipping"
+    record = await payments.record("s-1")
+    assert [(p.operation.value, p.result.value) for p in record.payments] == [
+        ("authorize", "ok"),
+        ("capture", "failed"),
+        ("capture", "ok"),
+    ]
+
+
+async def test_cancelling_before_anything_shipped_releases_the_authorization(payments: Payments) -> None:
+    cmd = place("s-1", ("WIDGET", 1), payment_flow="per_shipment", payment_token="tok_ok")
+    alice = await payments.shop.op("alice")
+    await payments.shop.docket.place_order(alice, cmd)
+    cancelled = await payments.shop.docket.cancel_order(
+        alice, CancelOrder(order_id="s-1", operator_id="alice", reason="x")
+    )
+    assert cancelled.state is OrderState.cancelled
+    record = await payments.record("s-1")
+    assert [(p.operation.value, p.amount, p.result.value) for p in record.payments] == [
+        ("authorize", Decimal("9.50"), "ok"),
+        ("reverse_authorization", Decimal("9.50"), "ok"),
+    ]
+    assert record.payment.status.value == "none"
+    assert Decimal((await payments.sandbox.get("/books/s-1")).json()["captured"]) == 0
+
+
+FUZZED = ("/orders", "/payments")
+
+
+async def test_the_order_and_callback_endpoints_fuzzed_from_the_openapi_spec_never_fail_on_the_server(
+    payments: Payments,
+) -> None:
+    spec = (await payments.api.get("/openapi.json")).json()
+    schema = schemathesis.openapi.from_dict(spec)
+    headers = {"Authorization": "Bearer alice-token"}
+    seen: dict[str, set[int]] = {}
+    for found in schema.get_all_operations():
+        operation = found.ok()
+        if not operation.path.startswith(FUZZED):
+            continue
+        strategy = operation.as_strategy()
+        for _ in range(15):
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # Hypothesis: .example() outside @given
+                case = strategy.example()
+            request = case.as_transport_kwargs(base_url=str(payments.api.base_url), headers=headers)
+            response = await payments.api.request(
+                request["method"],
+                request["url"],
+                headers=request["headers"],
+                params=request.get("params"),
+                json=request.get("json"),
+                content=request.get("data") if isinstance(request.get("data"), (bytes, str)) else None,
+            )
+            assert response.status_code < 500, (request, response.text)
+            seen.setdefault(f"{operation.method.upper()} {operation.path}", set()).add(response.status_code)
+    assert any(path.startswith("POST /payments/") for path in seen) and "POST /orders" in seen
+    # a callback without a valid signature is never a payment fact
+    assert seen["POST /payments/{gateway}/callback"] <= {400, 401, 404, 422}
