@@ -5,9 +5,9 @@ from __future__ import annotations
 from decimal import Decimal
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
-from docket.models.errors import Forbidden, IllegalTransition, NotFound, OrderRejected, Refused
+from docket.models.errors import Forbidden, IllegalTransition, InvalidInput, NotFound, OrderRejected, Refused
 from docket.models.lifecycles import DeliveryState as D
 from docket.models.lifecycles import OrderState
 from docket.models.schemas import (
@@ -19,6 +19,7 @@ from docket.models.schemas import (
     ReturnOrder,
 )
 from docket.store.tables import AuditRow, StockMovement
+from docket.store.tables import Shop as ShopRow
 from tests.conftest import Shop, eventually, keep_history
 from tests.orders import confirm, move, place, view_of
 
@@ -357,3 +358,26 @@ async def test_an_order_paid_on_delivery_cancelled_before_shipping_owes_nothing(
     )
     assert (cancelled.state, cancelled.deliveries[0].state) == (OrderState.cancelled, D.deallocated)
     assert (await shop.docket.order_record(alice, "o-1")).payments == []
+
+
+async def test_an_auto_approved_invoice_is_authorized_at_placement_and_captured_at_dispatch(
+    shop: Shop,
+) -> None:
+    with shop.sessions.begin() as s:  # the shop invoices: its gateway is the offline one
+        s.execute(update(ShopRow).where(ShopRow.shop_id == "alpha").values(gateway="offline"))
+    alice = await shop.op("alice")
+    placed = await shop.docket.place_order(alice, place("o-1", ("WIDGET", 2), payment_flow="per_shipment"))
+    assert placed.state is OrderState.in_progress
+    await move(shop, "o-1", 1, "pack", "mark_ready", "ship")
+    record = await shop.docket.order_record(alice, "o-1")
+    assert [(p.gateway, p.operation.value, p.amount, p.result.value) for p in record.payments] == [
+        ("offline", "authorize", Decimal("19.00"), "ok"),
+        ("offline", "capture", Decimal("19.00"), "ok"),
+    ]
+
+
+async def test_a_card_flow_without_a_payment_token_is_refused_at_intake(shop: Shop) -> None:
+    with pytest.raises(InvalidInput, match="prepayment through sandbox needs the customer's payment_token"):
+        await shop.docket.place_order(
+            await shop.op("alice"), place("o-1", ("WIDGET", 1), payment_flow="prepayment")
+        )
