@@ -87,8 +87,12 @@ def api() -> None:
 
 @app.command()
 def dev() -> None:
-    """The Temporal dev server (Web UI on :8233), the worker and the API together; Ctrl-C stops all."""
+    """The Temporal dev server (Web UI on :8233), the worker, the API and the sandbox card gateway
+    together; Ctrl-C stops all."""
+    import uvicorn
+
     from docket.runtime import dev_server, run_forever, run_worker, serve_api
+    from docket.sandbox import create_sandbox
 
     config = settings()
     with dev_server(config.var_dir) as address:
@@ -100,6 +104,7 @@ def dev() -> None:
                 out.print(f"API       http://{config.api_host}:{config.api_port}  (OpenAPI /docs)")
                 out.print(f"database  {config.database}")
                 out.print(f"mail      {_mail_destination(config)}")
+                out.print(f"gateway   sandbox at {config.sandbox_url} (secret from DOCKET_SANDBOX_SECRET)")
                 out.print("worker    running; Ctrl-C stops everything")
                 if not await running.docket.read(
                     lambda s: s.scalar(select(func.count()).select_from(OperatorRow))
@@ -107,7 +112,19 @@ def dev() -> None:
                     out.print(
                         "[yellow]no operators yet:[/yellow] docket catalogue load docs/catalogue.example.json"
                     )
-                await run_forever(run_worker(running), serve_api(running, config.api_host, config.api_port))
+                callback = f"http://{config.api_host}:{config.api_port}/payments/sandbox/callback"
+                sandbox = uvicorn.Server(
+                    uvicorn.Config(
+                        create_sandbox(callback, config.sandbox_secret),
+                        host="127.0.0.1",
+                        port=int(config.sandbox_url.rsplit(":", 1)[1].split("/")[0]),
+                        log_level="warning",
+                        lifespan="off",
+                    )
+                )
+                await run_forever(
+                    run_worker(running), serve_api(running, config.api_host, config.api_port), sandbox.serve()
+                )
 
         _until_interrupted(lambda: asyncio.run(go()))
 

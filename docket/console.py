@@ -114,17 +114,15 @@ def payments(record: OrderRecord) -> Table:
         title=f"payment: {p.status.value} · captured {p.captured} · refunded {p.refunded} {p.currency}",
         title_justify="left",
     )
-    for column in ("at", "gateway", "operation", "amount", "result", "settled", "delivery", "who", "note"):
+    for column in ("at", "gateway", "operation", "amount", "result", "who", "note"):
         table.add_column(column)
     for t in record.payments:
         table.add_row(
-            t.at.strftime("%Y-%m-%d %H:%M:%S"),
+            t.at.strftime("%H:%M:%S"),
             t.gateway,
-            t.operation.value,
+            t.operation.value + (f" (delivery {t.delivery_no})" if t.delivery_no else ""),
             f"{t.amount} {t.currency}",
-            state(t.result.value),
-            "yes" if t.settled else "no",
-            str(t.delivery_no or "-"),
+            state(t.result.value) + (Text(" settled") if t.settled else Text("")),
             t.operator_id or "docket",
             t.note or "",
         )

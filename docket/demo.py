@@ -5,15 +5,18 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import socket
 import time
 from decimal import Decimal
 
+import uvicorn
 from rich.console import Console
 from rich.panel import Panel
 from rich.progress import Progress, SpinnerColumn, TextColumn
 from sqlalchemy import func, select
 
 from docket import console as show
+from docket.api.app import create_app
 from docket.commands import Docket
 from docket.models.access import Role
 from docket.models.errors import DocketError
@@ -31,11 +34,13 @@ from docket.models.schemas import (
     ReturnOrder,
 )
 from docket.runtime import connected, dev_server, run_worker
+from docket.sandbox import create_sandbox
 from docket.settings import Settings
 from docket.store import catalogue as cat
 from docket.store import queries
 from docket.store.tables import OutboxRow
 
+SANDBOX_SECRET = "demo-sandbox-secret"
 ADDRESS = Address(name="Grace Hopper", line1="7 Harbour Rd", city="Hamburg", postcode="20457", country="DE")
 
 
@@ -49,6 +54,7 @@ def demo_catalogue(today: dt.date) -> cat.Catalogue:
         ("conrad", "Conrad (call centre, confirmations)", [Role.call_centre_confirm], ["harbour", "outdoor"]),
         ("web", "Harbour Books storefront", [Role.storefront], ["harbour"]),
     ]
+
     return cat.Catalogue(
         warehouses=[
             cat.WarehouseIn(
@@ -67,6 +73,7 @@ def demo_catalogue(today: dt.date) -> cat.Catalogue:
                 return_days=14,
                 admin_emails=["admin@harbour.test"],
                 warehouses=["hamburg", "leipzig"],
+                gateway_secrets={"sandbox": SANDBOX_SECRET},
             ),
             cat.ShopIn(
                 shop_id="outdoor",
@@ -326,6 +333,8 @@ async def scenarios(demo: Demo) -> None:
         show.payments(await demo.docket.order_record(await demo.as_("root"), o.order_id)),
     )
 
+    await paid_by_card(demo)
+
     root = await demo.as_("root")
     demo.out.print(show.stock_levels(await demo.docket.stock_levels(root, None, None)))
     demo.out.print(show.ledger_report(await demo.docket.verify_stock(root)))
@@ -355,6 +364,34 @@ async def _until_mail_settled(docket: Docket) -> None:
         await asyncio.sleep(0.05)
 
 
+async def paid_by_card(demo: Demo) -> None:
+    """9. Paid by card through the sandbox gateway, which holds the payment for review and calls
+    back, signed, a moment later."""
+    cmd = demo.order("harbour", "alan", ("ATLAS", 1, "39.90")).model_copy(
+        update={"payment_flow": "prepayment", "payment_token": "tok_review_ok"}
+    )
+    held = await demo.place("web", cmd)
+    o = await demo.step(
+        "waiting for the gateway's callback", _until_state(demo.docket, cmd.order_id, "in_progress")
+    )
+    record = await demo.docket.order_record(await demo.as_("root"), cmd.order_id)
+    demo.tell(
+        "9. paid by card (prepayment through the sandbox gateway)",
+        f"the gateway held the payment for fraud review: the order waited in {held.state.value}; "
+        "its signed callback said ok, so the order went ahead and its stock was allocated.",
+        show.order_summary(o),
+        show.payments(record),
+    )
+
+
+async def _until_state(docket: Docket, order_id: str, state: str) -> OrderView:
+    while True:
+        view = await docket.read(lambda session: queries.order_view(session, order_id))
+        if view.state.value == state:
+            return view
+        await asyncio.sleep(0.05)
+
+
 async def _until_allocated(docket: Docket, order_id: str) -> OrderView:
     while True:
         view = await docket.read(lambda session: queries.order_view(session, order_id))
@@ -377,6 +414,7 @@ def run_demo(settings: Settings, out: Console) -> None:
                     "temporal_address": address,
                     "database_url": f"sqlite:///{database}",
                     "workflow_id_prefix": prefix,
+                    "sandbox_url": f"http://127.0.0.1:{_free_port()}",
                 }
             )
             asyncio.run(_run(config, out, progress))
@@ -394,9 +432,32 @@ async def _run(config: Settings, out: Console, progress: Progress) -> None:
             "[bold]docket demo[/bold]: two shops, two warehouses, products of every delivery kind, "
             "operators of every role\n"
         )
+        api_port = _free_port()
+        callback = f"http://127.0.0.1:{api_port}/payments/sandbox/callback"
+        servers = [
+            uvicorn.Server(
+                uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error", lifespan="off")
+            )
+            for app, port in (
+                (create_app(running.docket, running.gateways), api_port),
+                (
+                    create_sandbox(callback, SANDBOX_SECRET, delay=0.5),
+                    int(config.sandbox_url.rsplit(":", 1)[1]),
+                ),
+            )
+        ]
+        tasks = [asyncio.create_task(server.serve()) for server in servers]
         worker = asyncio.create_task(run_worker(running))
         try:
             await scenarios(Demo(running.docket, out, progress))
         finally:
+            for server in servers:
+                server.should_exit = True
             worker.cancel()
-            await asyncio.gather(worker, return_exceptions=True)
+            await asyncio.gather(worker, *tasks, return_exceptions=True)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])

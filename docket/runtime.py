@@ -142,7 +142,11 @@ async def serve_api(running: Running, host: str, port: int) -> None:
     from docket.api.app import create_app
 
     config = uvicorn.Config(
-        create_app(running.docket, running.gateways), host=host, port=port, log_level="warning", lifespan="on"
+        create_app(running.docket, running.gateways),
+        host=host,
+        port=port,
+        log_level="warning",
+        lifespan="off",
     )
     await uvicorn.Server(config).serve()
 

@@ -39,6 +39,9 @@ class Settings(BaseSettings):
     operator: str | None = None
     # Payments (docs/payments.md)
     sandbox_url: str = Field(default="http://127.0.0.1:8099", pattern=r"^https?://")
+    sandbox_secret: str = Field(
+        default="sandbox-secret", min_length=8, description="for `docket dev`'s sandbox"
+    )
     # Mail (docs/notifications.md)
     mail_transport: MailTransport = MailTransport.maildir
     mail_from: str = Field(default="docket@localhost", pattern=r"^[^@\s]+@[^@\s]+$")
