@@ -171,7 +171,12 @@ class OrderActivities:
             return Moved(view=view, outcome=outcome)
 
         moved, letters = self._once(move.move_id, move.at, Moved, apply)
-        return moved.model_copy(update={"mail_waiting": self.mailer.send_now(moved.view.order_id, letters)})
+        view, refund_failed, more = self._settle_refunds(moved.view, move)  # a late payment goes back
+        letters = None if letters is None or more is None else letters + more
+        waiting = self.mailer.send_now(view.order_id, letters)
+        return moved.model_copy(
+            update={"view": view, "mail_waiting": waiting, "refund_failed": refund_failed}
+        )
 
     @activity.defn(name="advance_order")
     def advance_order(self, move: AdvanceOrder) -> OrderView | Moved:

@@ -76,6 +76,9 @@ def apply_callback(
         raise InvalidInput(f"no {fact.operation.value} of order {order.order_id} has that idempotency key")
     if txn.result is Result.processing and fact.result in (Result.ok, Result.failed):
         txn.result, txn.settled = fact.result, fact.result is Result.ok
+        if order.state is OrderState.cancelled_waiting_payment:  # it went through too late
+            session.flush()
+            return _too_late(session, order, fact, ctx, move_id)
         if txn.delivery_no is not None:
             _follow_capture(session, order, txn.delivery_no, fact.result, ctx, move_id)
         else:
@@ -121,6 +124,21 @@ def _follow(
             _withdraw(session, order, delivery, failed, move_id)
         outbox.write(session, move_id, order, None, "payment", "payment_failed", failed)
         move_order(session, order, "cancel", failed, move_id)
+
+
+def _too_late(
+    session: Session, order: Order, fact: CallbackFact, ctx: MoveContext, move_id: str
+) -> tuple[OrderView, str]:
+    """A payment decided after its order was cancelled: money that came in goes back (the refund
+    is asked of the gateway after this transaction); with nothing to give back, the order closes."""
+    if _refund_owed(session, order, ctx, move_id):
+        return queries.order_view(
+            session, order.order_id
+        ), "payment came after the order was cancelled: refunding it"
+    move_order(session, order, "refund_cancelled", ctx, move_id)
+    return queries.order_view(
+        session, order.order_id
+    ), f"payment {fact.result.value} after the order was cancelled"
 
 
 def placement_operation(order: Order) -> Operation:

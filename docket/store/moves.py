@@ -252,7 +252,13 @@ def cancel_order(session: Session, cmd: CancelOrder, move_id: str, at: dt.dateti
         _withdraw(session, order, delivery, ctx, move_id)
     owed = _refund_owed(session, order, ctx, move_id)
     _release_authorization(session, order, ctx, move_id)
-    move_order(session, order, "cancel_awaiting_refund" if owed else "cancel", ctx, move_id)
+    # A payment still processing at the gateway may yet go through: the order waits for its
+    # outcome (and refunds it if it does) instead of closing.
+    undecided = any(
+        t.result is Result.processing and t.operation in (Operation.authorize, Operation.authorize_capture)
+        for t in payments.transactions(session, order.order_id)
+    )
+    move_order(session, order, "cancel_awaiting_refund" if owed or undecided else "cancel", ctx, move_id)
     return queries.order_view(session, order.order_id)
 
 

@@ -322,6 +322,7 @@ class OrderWorkflow:
                     raise ApplicationError(error.cause.message, type=error.cause.type) from None
                 raise
         self._view, self._mail_due = moved.view, self._mail_due or moved.mail_waiting
+        self._note_refund(moved)
         self._version += 1
         return PaymentOutcome(outcome=moved.outcome or "", state=moved.view.state)
 
@@ -372,16 +373,19 @@ class OrderWorkflow:
                 activity_name, move, result_type=Moved, **ACTIVITY_OPTIONS
             )
             self._view, self._mail_due = moved.view, self._mail_due or moved.mail_waiting
-            if moved.refund_failed:  # retried 1, 2, 4 ... minutes later, at most an hour apart
-                self._refund_failures += 1
-                wait = min(REFUND_RETRY_FIRST * 2 ** (self._refund_failures - 1), REFUND_RETRY_MAX)
-                self._refund_retry_at = workflow.now() + wait
+            self._note_refund(moved)
         else:
             self._view = await workflow.execute_activity(
                 activity_name, move, result_type=OrderView, **ACTIVITY_OPTIONS
             )
         self._version += 1
         return self._view
+
+    def _note_refund(self, moved: Moved) -> None:
+        if moved.refund_failed:  # retried 1, 2, 4 ... minutes later, at most an hour apart
+            self._refund_failures += 1
+            wait = min(REFUND_RETRY_FIRST * 2 ** (self._refund_failures - 1), REFUND_RETRY_MAX)
+            self._refund_retry_at = workflow.now() + wait
 
     def _move(self, name: str) -> dict[str, Any]:
         if self._mail is None:  # decided once, at the first move: placement

@@ -4,19 +4,24 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import json
+import time
 from collections.abc import AsyncIterator
+from decimal import Decimal
 
 import pytest
 import uvicorn
-from sqlalchemy import Engine, update
+from sqlalchemy import Engine, select, update
 from temporalio.testing import WorkflowEnvironment
 
-from docket.adapters.payments import default_gateways
+from docket.adapters.payments import default_gateways, sign
+from docket.callbacks import Callbacks
 from docket.models.lifecycles import DeliveryState as D
 from docket.models.lifecycles import OrderState
 from docket.models.schemas import ConfirmPayment
 from docket.sandbox import create_sandbox
-from docket.store.tables import Product
+from docket.store.tables import PaymentTransaction, Product
+from tests.catalogue import ALPHA_SECRET
 from tests.conftest import Shop, running_docket
 from tests.orders import place
 from tests.smtp import free_port
@@ -94,12 +99,11 @@ async def silent_sandbox() -> AsyncIterator[str]:
     await task
 
 
-async def test_a_payment_still_processing_at_the_deadline_cancels_the_order_and_releases_its_stock(
+async def test_a_payment_still_processing_at_the_deadline_cancels_the_order_and_a_late_success_is_refunded(
     sqlite_engine: Engine, time_env: WorkflowEnvironment, silent_sandbox: str
 ) -> None:
-    async for shop in running_docket(
-        sqlite_engine, time_env.client, gateways=default_gateways(silent_sandbox)
-    ):
+    gateways = default_gateways(silent_sandbox)
+    async for shop in running_docket(sqlite_engine, time_env.client, gateways=gateways):
         alice = await shop.op("alice")
         cmd = place("o-1", ("WIDGET", 4), payment_flow="prepayment", payment_token="tok_review_ok")
         placed = await shop.docket.place_order(alice, cmd)
@@ -108,9 +112,42 @@ async def test_a_payment_still_processing_at_the_deadline_cancels_the_order_and_
 
         await time_env.sleep(dt.timedelta(hours=73))
 
+        # cancelled, stock released; the payment may yet go through, so the order waits for it
         ended = await view_of(shop, "o-1")
-        assert (ended.state, ended.deliveries[0].state) == (OrderState.cancelled, D.reservation_voided)
+        assert (ended.state, ended.deliveries[0].state) == (
+            OrderState.cancelled_waiting_payment,
+            D.reservation_voided,
+        )
         record = await shop.docket.order_record(alice, "o-1")
         assert record.history[-1].note == "payment still processing at the deadline"
         [level] = await shop.docket.stock_levels(alice, "north", "WIDGET")
         assert level.reserved == 0
+
+        # the fraud review ends in the payment's favour after all: the money goes back
+        [held] = record.payments
+        fact = {
+            "event_id": "evt-late",
+            "shop_id": "alpha",
+            "order_id": "o-1",
+            "operation": "authorize_capture",
+            "amount": str(held.amount),
+            "currency": "EUR",
+            "result": "ok",
+            "reference": held.reference,
+            "idempotency_key": await shop.docket.read(
+                lambda s: s.scalar(select(PaymentTransaction.key).where(PaymentTransaction.order_id == "o-1"))
+            ),
+        }
+        body = json.dumps(fact).encode()
+        stamp = int(time.time())
+        answered = await Callbacks(shop.docket, gateways).receive(
+            "sandbox", body, str(stamp), sign(ALPHA_SECRET, stamp, body), "127.0.0.1"
+        )
+        assert answered.status == 200
+        record = await shop.docket.order_record(alice, "o-1")
+        assert record.order.state is OrderState.cancelled
+        assert [(p.operation.value, p.result.value) for p in record.payments] == [
+            ("authorize_capture", "ok"),
+            ("refund", "ok"),
+        ]
+        assert record.payment.captured == record.payment.refunded == Decimal("38.00")
