@@ -26,6 +26,7 @@ from docket.models.lifecycles import OrderState
 from docket.models.schemas import CancelOrder, RetryRefund, ReturnOrder
 from docket.sandbox import create_sandbox
 from docket.store.tables import PaymentCallback
+from docket.store.tables import Shop as ShopRow
 from tests.catalogue import ALPHA_SECRET
 from tests.conftest import Shop, eventually, running_docket
 from tests.orders import move, place
@@ -447,3 +448,64 @@ async def test_the_order_and_callback_endpoints_fuzzed_from_the_openapi_spec_nev
     assert any(path.startswith("POST /payments/") for path in seen) and "POST /orders" in seen
     # a callback without a valid signature is never a payment fact
     assert seen["POST /payments/{gateway}/callback"] <= {400, 401, 404, 422}
+
+
+async def test_callbacks_from_an_address_the_shop_does_not_allow_are_refused(payments: Payments) -> None:
+    with payments.shop.sessions.begin() as s:
+        s.execute(update(ShopRow).where(ShopRow.shop_id == "alpha").values(callback_sources=["10.9.9.9"]))
+    body = json.dumps(
+        {
+            "event_id": "e",
+            "shop_id": "alpha",
+            "order_id": "x",
+            "operation": "refund",
+            "amount": "1.00",
+            "currency": "EUR",
+            "result": "ok",
+        }
+    ).encode()
+    refused = await payments.api.post(
+        "/payments/sandbox/callback",
+        content=body,
+        headers=signed_headers(ALPHA_SECRET, int(time.time()), body),
+    )
+    assert refused.status_code == 401 and "not taken from 127.0.0.1" in refused.json()["message"]
+    assert await payments.callbacks() == 0
+
+
+async def test_a_refund_made_in_the_gateways_panel_is_recorded_never_beyond_what_was_captured(
+    payments: Payments,
+) -> None:
+    await payments.place("p-1", "tok_ok")
+    await asyncio.sleep(0.5)  # the sandbox's own callbacks for the charge come and go
+
+    async def refund_callback(event: str, amount: str) -> httpx.Response:
+        body = json.dumps(
+            {
+                "event_id": event,
+                "shop_id": "alpha",
+                "order_id": "p-1",
+                "operation": "refund",
+                "amount": amount,
+                "currency": "EUR",
+                "result": "ok",
+                "reference": "panel",
+            }
+        ).encode()
+        return await payments.api.post(
+            "/payments/sandbox/callback",
+            content=body,
+            headers=signed_headers(ALPHA_SECRET, int(time.time()), body),
+        )
+
+    first = await refund_callback("panel-1", "5.00")
+    assert (first.status_code, first.json()["outcome"]) == (200, "external refund recorded")
+    await refund_callback("panel-2", "50.00")  # more than is left: only what is left is recorded
+    record = await payments.record("p-1")
+    assert [
+        (p.operation.value, p.amount) for p in record.payments if p.operation.value == "external_refund"
+    ] == [
+        ("external_refund", Decimal("5.00")),
+        ("external_refund", Decimal("14.00")),
+    ]
+    assert (record.payment.captured, record.payment.refunded) == (Decimal("19.00"), Decimal("19.00"))

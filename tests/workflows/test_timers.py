@@ -18,7 +18,7 @@ from docket.adapters.payments import default_gateways, sign
 from docket.callbacks import Callbacks
 from docket.models.lifecycles import DeliveryState as D
 from docket.models.lifecycles import OrderState
-from docket.models.schemas import ConfirmPayment
+from docket.models.schemas import CancelOrder, ConfirmPayment
 from docket.sandbox import create_sandbox
 from docket.store.tables import PaymentTransaction, Product
 from tests.catalogue import ALPHA_SECRET
@@ -151,3 +151,30 @@ async def test_a_payment_still_processing_at_the_deadline_cancels_the_order_and_
             ("refund", "ok"),
         ]
         assert record.payment.captured == record.payment.refunded == Decimal("38.00")
+
+
+async def test_a_refused_refund_is_asked_again_on_a_backoff_timer_until_it_goes_through(
+    sqlite_engine: Engine, time_env: WorkflowEnvironment, silent_sandbox: str
+) -> None:
+    async for shop in running_docket(
+        sqlite_engine, time_env.client, gateways=default_gateways(silent_sandbox)
+    ):
+        alice = await shop.op("alice")
+        cmd = place("o-1", ("WIDGET", 1), payment_flow="prepayment", payment_token="tok_refund_fail")
+        await shop.docket.place_order(alice, cmd)
+        cancelled = await shop.docket.cancel_order(
+            alice, CancelOrder(order_id="o-1", operator_id="alice", reason="x")
+        )
+        assert cancelled.state is OrderState.cancelled_waiting_payment  # the first refund was refused
+
+        await time_env.sleep(dt.timedelta(seconds=70))  # retried after a minute: refused again
+        assert (await view_of(shop, "o-1")).state is OrderState.cancelled_waiting_payment
+        await time_env.sleep(dt.timedelta(seconds=130))  # and after two more: it goes through
+
+        record = await shop.docket.order_record(alice, "o-1")
+        assert record.order.state is OrderState.cancelled
+        assert [p.result.value for p in record.payments if p.operation.value == "refund"] == [
+            "failed",
+            "failed",
+            "ok",
+        ]
