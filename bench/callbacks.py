@@ -14,7 +14,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import statistics
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -88,7 +90,22 @@ async def load(url: str, facts: list[dict[str, object]], rate: float) -> dict[st
     return json.loads(out)  # type: ignore[no-any-return]
 
 
-async def main(count: int, rate: float) -> None:
+def worker_process(settings) -> subprocess.Popen[bytes]:  # type: ignore[no-untyped-def]
+    """`docket worker` in a process of its own, as deployed beside `docket api`."""
+    env = {
+        **os.environ,
+        "DOCKET_VAR_DIR": str(settings.var_dir),
+        "DOCKET_DATABASE_URL": settings.database,
+        "DOCKET_TEMPORAL_ADDRESS": settings.temporal_address,
+        "DOCKET_TASK_QUEUE": settings.task_queue,
+        "DOCKET_SANDBOX_URL": settings.sandbox_url,
+    }
+    return subprocess.Popen(
+        [sys.executable, "-m", "docket.cli", "worker"], env=env, stderr=subprocess.DEVNULL
+    )
+
+
+async def main(count: int, rate: float, one_process: bool) -> None:
     sandbox_port, api_port = free_port(), free_port()
     sandbox = uvicorn.Server(
         uvicorn.Config(create_sandbox(None, SECRET), host="127.0.0.1", port=sandbox_port, log_level="error")
@@ -99,7 +116,11 @@ async def main(count: int, rate: float) -> None:
         async with store(settings, on_hand=2 * count) as running:
             with running.docket.sessions.begin() as session:
                 session.execute(update(Shop).values(gateway_secrets={"sandbox": SECRET}))
-            worker = asyncio.create_task(run_worker(running))
+            if one_process:
+                worker = asyncio.create_task(run_worker(running))
+            else:
+                process = worker_process(settings)
+                worker = asyncio.create_task(asyncio.to_thread(process.wait))
             server = uvicorn.Server(
                 uvicorn.Config(
                     create_app(running.docket, running.gateways),
@@ -135,7 +156,10 @@ async def main(count: int, rate: float) -> None:
                         )
             finally:
                 server.should_exit = True
-                worker.cancel()
+                if one_process:
+                    worker.cancel()
+                else:
+                    process.terminate()
                 await asyncio.gather(worker, api, return_exceptions=True)
     sandbox.should_exit = True
     await served
@@ -147,5 +171,8 @@ if __name__ == "__main__":
     )
     parser.add_argument("--orders", type=int, default=300)
     parser.add_argument("--rate", type=float, default=50.0)
+    parser.add_argument(
+        "--one-process", action="store_true", help="the worker in the API's process, as `docket dev` runs it"
+    )
     args = parser.parse_args()
-    asyncio.run(main(args.orders, args.rate))
+    asyncio.run(main(args.orders, args.rate, args.one_process))

@@ -13,10 +13,13 @@ token decides what happens, as a real sandbox's test cards do:
                      must record and otherwise ignore)
     tok_refund_fail  approved; the first two refunds asked for the order are refused
     tok_capture_fail authorized; the first capture asked for the order is refused
+    tok_batch        approved; captures stay unsettled until the end-of-day batch
+                     (`POST /batch`), and until then a capture is voided, not refunded
 
 Options make the callbacks arrive late (`delay`), several times (`copies`) and out of order
 (`shuffle`), and the answers themselves late (`answer_delay`: the money has moved before the caller
-hears of it). `GET /books/<order id>` answers what the gateway holds as captured and refunded.
+hears of it). `POST /batch` settles the open captures and tells docket (`?notify=false`: the
+notice is lost). `GET /books/<order id>` answers what the gateway holds as captured and refunded.
 """
 
 from __future__ import annotations
@@ -50,6 +53,7 @@ class Books:
     moved: list[tuple[str, Operation, Decimal]] = field(default_factory=list)  # what took effect
     refunds_asked: dict[str, int] = field(default_factory=dict)
     captures_asked: dict[str, int] = field(default_factory=dict)
+    unsettled: dict[str, Charge] = field(default_factory=dict)  # captures the batch has not settled
 
     def view(self, order_id: str) -> BooksView:
         captured = refunded = Decimal("0.00")
@@ -87,7 +91,8 @@ def create_sandbox(
             tasks.add(task)
             task.add_done_callback(tasks.discard)
 
-    def fact(charge: Charge, answer: Answer, result: Result, n: int) -> CallbackFact:
+    def fact(charge: Charge, answer: Answer, result: Result, n: int | str) -> CallbackFact:
+        captured = charge.operation in CAPTURES and result is Result.ok
         return CallbackFact(
             event_id=f"evt-{answer.reference}-{n}",
             shop_id=charge.shop_id,
@@ -98,6 +103,7 @@ def create_sandbox(
             result=result,
             reference=answer.reference,
             idempotency_key=charge.idempotency_key,
+            settled=answer.settled if captured else None,
         )
 
     @app.post("/v1/{operation}", response_model=Answer)
@@ -115,6 +121,13 @@ def create_sandbox(
             books.captures_asked[charge.order_id] = books.captures_asked.get(charge.order_id, 0) + 1
             if books.captures_asked[charge.order_id] == 1:
                 answer = answer.model_copy(update={"result": Result.failed, "message": "insufficient funds"})
+        if operation in CAPTURES and token == "tok_batch" and answer.result is Result.ok:
+            answer = answer.model_copy(update={"settled": False})  # settled by the next batch
+            books.unsettled[answer.reference] = charge  # type: ignore[index]
+        if operation is Operation.void_capture:
+            if books.unsettled.pop(charge.reference or "", None) is None:
+                message = f"capture {charge.reference} is settled (or unknown): refund it instead"
+                answer = answer.model_copy(update={"result": Result.failed, "message": message})
         if operation is Operation.refund:
             held = books.view(charge.order_id)
             books.refunds_asked[charge.order_id] = books.refunds_asked.get(charge.order_id, 0) + 1
@@ -138,6 +151,18 @@ def create_sandbox(
         if answer_delay:  # the money has moved; the caller hears of it only now
             await asyncio.sleep(answer_delay)
         return answer
+
+    @app.post("/batch")
+    async def batch(notify: bool = True) -> dict[str, int]:
+        """The end of the day: every open capture is settled (and docket told, unless `notify` is
+        false: a settlement notice lost on its way)."""
+        settled = list(books.unsettled.values())
+        books.unsettled.clear()
+        for charge in settled:
+            answer = books.answers[charge.idempotency_key]
+            if notify:
+                later(fact(charge, answer.model_copy(update={"settled": True}), Result.ok, "settled"), delay)
+        return {"settled": len(settled)}
 
     @app.get("/books/{order_id}", response_model=BooksView)
     async def books_of(order_id: str) -> BooksView:

@@ -221,23 +221,28 @@ class OrderActivities:
         return Moved(view=view, mail_waiting=waiting, refund_failed=refund_failed)
 
     def _settle_refunds(self, view: OrderView, move: Move) -> tuple[OrderView, bool, list[Letter] | None]:
-        """Ask each gateway for the refunds still processing (under their own idempotency keys: a
-        retry asks again and gets the first answer) and record the answers."""
-        with read_session(self.sessions) as session:
-            pending = charges.pending_refunds(session, view.order_id)
-        failed, letters = False, []
-        for transaction_id, name, refund in pending:
-            gateway = self.gateways.get(name)
-            if gateway is None:
-                raise ApplicationError(
-                    f"no gateway {name!r} to refund through", type="InvalidInput", non_retryable=True
-                )
-            answer = asyncio.run(call(gateway, refund))
-            with serialised_writes(self.sessions), self.sessions.begin() as session:
-                view, did_fail = charges.settle_refund(session, transaction_id, answer, move.move_id, move.at)
-            failed = failed or did_fail
-            letters += outbox.written_letters(session)
-        return view, failed, letters
+        """Ask each gateway for the refunds and voids still processing (under their own idempotency
+        keys: a retry asks again and gets the first answer) and record the answers."""
+        failed, letters, asked = False, [], set()
+        while True:  # a refused void is followed by a refund: asked in the next round
+            with read_session(self.sessions) as session:
+                pending = [p for p in charges.pending_refunds(session, view.order_id) if p[0] not in asked]
+            if not pending:
+                return view, failed, letters
+            for transaction_id, name, refund in pending:
+                asked.add(transaction_id)
+                gateway = self.gateways.get(name)
+                if gateway is None:
+                    raise ApplicationError(
+                        f"no gateway {name!r} to refund through", type="InvalidInput", non_retryable=True
+                    )
+                answer = asyncio.run(call(gateway, refund))
+                with serialised_writes(self.sessions), self.sessions.begin() as session:
+                    view, did_fail = charges.settle_refund(
+                        session, transaction_id, answer, move.move_id, move.at
+                    )
+                failed = failed or did_fail
+                letters += outbox.written_letters(session)
 
     def _once(
         self,

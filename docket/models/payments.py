@@ -34,7 +34,7 @@ class PaymentStatus(StrEnum):
     partial = "partial"  # some of the total captured (per shipment), net of refunds
     full = "full"  # the total captured, net of refunds
     pending = "pending"  # a payment is still processing
-    refund_pending = "refund_pending"  # the last refund has not gone through
+    refund_pending = "refund_pending"  # the last refund (or void) has not gone through
 
 
 class Charge(BaseModel):
@@ -55,6 +55,9 @@ class Answer(BaseModel):
     result: Result
     reference: str | None = None
     message: str | None = None
+    # For a capture that went through: whether the gateway has settled it. A gateway that settles
+    # in a daily batch answers False; until the batch runs the capture is voided, not refunded.
+    settled: bool = True
 
 
 class CallbackFact(BaseModel):
@@ -70,6 +73,9 @@ class CallbackFact(BaseModel):
     result: Result
     reference: str | None = None
     idempotency_key: str | None = None
+    # For a capture: False while the gateway's batch has not settled it, True once it has (a
+    # settlement callback); not stated: an ok capture is settled.
+    settled: bool | None = None
 
 
 CAPTURES = (Operation.capture, Operation.authorize_capture)
@@ -106,8 +112,8 @@ def refundable(txns: Iterable[Txn]) -> Decimal:
 
 def payment_status(total: Decimal, txns: Iterable[Txn]) -> PaymentStatus:
     txns = list(txns)
-    refunds = [t for t in txns if t.operation is Operation.refund]
-    if refunds and refunds[-1].result is not Result.ok:
+    giving_back = [t for t in txns if t.operation in (Operation.refund, Operation.void_capture)]
+    if giving_back and giving_back[-1].result is not Result.ok:  # a refused void is followed by a refund
         return PaymentStatus.refund_pending
     if any(t.result is Result.processing for t in txns if t.operation in (*CAPTURES, Operation.authorize)):
         return PaymentStatus.pending

@@ -11,7 +11,17 @@ from sqlalchemy.orm import Session
 
 from docket.models.errors import InvalidInput, Refused
 from docket.models.lifecycles import DeliveryState, OrderState
-from docket.models.payments import REFUNDS, Answer, CallbackFact, Charge, Operation, Result, Txn, refundable
+from docket.models.payments import (
+    CAPTURES,
+    REFUNDS,
+    Answer,
+    CallbackFact,
+    Charge,
+    Operation,
+    Result,
+    Txn,
+    refundable,
+)
 from docket.models.schemas import MoveDelivery, OrderView, PaymentFlow
 from docket.store import outbox, payments, queries
 from docket.store.moves import REFUNDED as REFUND_ENDS
@@ -46,7 +56,7 @@ def settle_charge(
         operation=placement_operation(order),
         amount=order.total,
         result=answer.result,
-        settled=answer.result is Result.ok,
+        settled=answer.result is Result.ok and answer.settled,
         reference=answer.reference,
         ctx=ctx,
     )
@@ -75,7 +85,7 @@ def apply_callback(
             return _external_refund(session, order, gateway, fact, ctx), "external refund recorded"
         raise InvalidInput(f"no {fact.operation.value} of order {order.order_id} has that idempotency key")
     if txn.result is Result.processing and fact.result in (Result.ok, Result.failed):
-        txn.result, txn.settled = fact.result, fact.result is Result.ok
+        txn.result, txn.settled = fact.result, fact.result is Result.ok and fact.settled is not False
         if order.state is OrderState.cancelled_waiting_payment:  # it went through too late
             session.flush()
             return _too_late(session, order, fact, ctx, move_id)
@@ -86,6 +96,10 @@ def apply_callback(
         return queries.order_view(
             session, order.order_id
         ), f"payment {fact.result.value}: order {order.state.value}"
+    if fact.settled and txn.result is Result.ok and txn.operation in CAPTURES:
+        outcome = "already recorded: settled" if txn.settled else "capture settled"
+        txn.settled = True  # from now on it goes back as a refund, no longer as a void
+        return queries.order_view(session, order.order_id), outcome
     if txn.result is fact.result:
         return queries.order_view(session, order.order_id), f"already recorded: {txn.result.value}"
     payments.record(
@@ -164,7 +178,7 @@ def ship_captured(
         operation=Operation.capture,
         amount=delivery_amount(session, delivery),
         result=answer.result,
-        settled=answer.result is Result.ok,
+        settled=answer.result is Result.ok and answer.settled,
         reference=answer.reference,
         delivery_no=delivery.delivery_no,
         ctx=MoveContext(at=at, operator_id=cmd.operator_id, note=answer.message),
@@ -237,11 +251,14 @@ def _external_refund(
 
 
 def pending_refunds(session: Session, order_id: str) -> list[tuple[int, str, Charge]]:
-    """Refunds recorded as processing and not yet asked of (or answered by) their gateway."""
+    """Refunds, voids and released authorizations recorded as processing and not yet asked of (or
+    answered by) their gateway."""
     order = session.get(Order, order_id)
     query = select(PaymentTransaction).where(
         PaymentTransaction.order_id == order_id,
-        PaymentTransaction.operation.in_((Operation.refund, Operation.reverse_authorization)),
+        PaymentTransaction.operation.in_(
+            (Operation.refund, Operation.void_capture, Operation.reverse_authorization)
+        ),
         PaymentTransaction.result == Result.processing,
     )
     return [
@@ -274,13 +291,17 @@ def settle_refund(
         order_id = txn.order_id if txn else ""
         return queries.order_view(session, order_id), False
     order = _order(session, txn.order_id)
+    acted_on = txn.reference  # a void's or refund's reference is the capture it acts on, until answered
     txn.result, txn.settled = answer.result, answer.result is Result.ok
     txn.reference = answer.reference or txn.reference
     if answer.message:
         txn.note = f"{txn.note or ''} gateway: {answer.message}".strip()
     session.flush()
     ctx = MoveContext(at=at, note=answer.message)
-    if txn.operation is not Operation.refund:  # an authorization released: no money moved
+    if txn.operation is Operation.reverse_authorization:  # an authorization released: no money moved
+        return queries.order_view(session, order.order_id), False
+    if txn.operation is Operation.void_capture and answer.result is Result.failed:
+        _refund_instead(session, order, txn, acted_on, ctx)
         return queries.order_view(session, order.order_id), False
     if answer.result is Result.failed:
         outbox.write(session, move_id, order, None, "payment", "refund_failed", ctx)
@@ -291,6 +312,35 @@ def settle_refund(
     if answer.result is Result.ok and owed <= 0 and order.state in REFUND_ENDS:
         move_order(session, order, REFUND_ENDS[order.state], ctx, move_id)
     return queries.order_view(session, order.order_id), False
+
+
+def _refund_instead(
+    session: Session, order: Order, void: PaymentTransaction, capture_reference: str | None, ctx: MoveContext
+) -> None:
+    """The gateway refused to void a capture: its batch settled it meanwhile. The capture is
+    settled, and the money goes back as a refund (asked of the gateway after this transaction)."""
+    capture = session.scalar(
+        select(PaymentTransaction).where(
+            PaymentTransaction.order_id == order.order_id,
+            PaymentTransaction.reference == capture_reference,
+            PaymentTransaction.operation.in_(CAPTURES),
+        )
+    )
+    if capture is not None:
+        capture.settled = True
+    payments.record(
+        session,
+        key=f"{void.key}|refund",
+        order=order,
+        gateway=void.gateway,
+        operation=Operation.refund,
+        amount=void.amount,
+        result=Result.processing,
+        reference=capture_reference,
+        ctx=MoveContext(
+            at=ctx.at, note="the capture was settled before it could be voided: refunded instead"
+        ),
+    )
 
 
 def retry_refund(session: Session, order_id: str, move_id: str, at: dt.datetime) -> OrderView:

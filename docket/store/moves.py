@@ -18,7 +18,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 from docket.models.errors import InvalidInput, NotFound, OrderRejected, Refused, StaleState
 from docket.models.fulfilment import automatic_triggers, release_moment
 from docket.models.lifecycles import DELIVERY, ON_ITS_WAY, ORDER, DeliveryState, OrderState
-from docket.models.payments import Operation, Result, Txn, refundable
+from docket.models.payments import CAPTURES, REFUNDS, Operation, Result, Txn, refundable
 from docket.models.schemas import (
     CancelOrder,
     ConfirmPayment,
@@ -313,17 +313,34 @@ def record_refund(session: Session, cmd: RecordRefund, move_id: str, at: dt.date
 
 
 def _refund_owed(session: Session, order: Order, ctx: MoveContext, move_id: str) -> Decimal:
-    """Money captured and not yet refunded goes back, through the gateway that took it: the refund
-    is recorded as processing here and asked of the gateway after this transaction (offline
-    money comes back as manual_required: a clerk refunds by hand and records it)."""
-    owed = _refundable(session, order)
-    if owed > 0:
+    """Money captured and not yet refunded goes back, through the gateway that took it: a capture
+    the gateway has not settled yet (its batch has not run) is voided, the rest refunded. Each is
+    recorded as processing here and asked of the gateway after this transaction (offline money
+    comes back as manual_required: a clerk refunds by hand and records it)."""
+    views = payments.transactions(session, order.order_id)
+    owed = refundable(Txn(v.operation, v.amount, v.result) for v in views)
+    if owed <= 0:
+        return owed
+    rest = owed
+    if not any(v.operation in (*REFUNDS, Operation.void_capture) for v in views):  # nothing given back yet
+        for v in views:
+            if v.operation in CAPTURES and v.result is Result.ok and not v.settled and v.amount <= rest:
+                payments.record(
+                    session,
+                    key=f"{move_id}|void-{v.transaction_id}",
+                    order=order,
+                    gateway=v.gateway,
+                    operation=Operation.void_capture,
+                    amount=v.amount,
+                    result=Result.processing,
+                    reference=v.reference,
+                    delivery_no=v.delivery_no,
+                    ctx=ctx,
+                )
+                rest -= v.amount
+    if rest > 0:
         taken = next(
-            (
-                t
-                for t in reversed(payments.transactions(session, order.order_id))
-                if t.result is Result.ok and t.operation in (Operation.capture, Operation.authorize_capture)
-            ),
+            (t for t in reversed(views) if t.result is Result.ok and t.operation in CAPTURES),
             None,
         )
         payments.record(
@@ -332,7 +349,7 @@ def _refund_owed(session: Session, order: Order, ctx: MoveContext, move_id: str)
             order=order,
             gateway=taken.gateway if taken else "offline",
             operation=Operation.refund,
-            amount=owed,
+            amount=rest,
             result=Result.processing,
             reference=taken.reference if taken else None,
             ctx=ctx,

@@ -257,6 +257,70 @@ async def test_cancelling_a_prepaid_order_refunds_it_through_the_gateway(payment
     assert (Decimal(books["captured"]), Decimal(books["refunded"])) == (Decimal("19.00"), Decimal("19.00"))
 
 
+async def _cancel(payments: Payments, order_id: str) -> Any:
+    alice = await payments.shop.op("alice")
+    return await payments.shop.docket.cancel_order(
+        alice, CancelOrder(order_id=order_id, operator_id="alice", reason="changed mind")
+    )
+
+
+async def _money(payments: Payments, order_id: str) -> list[tuple[str, str, bool]]:
+    return [
+        (p.operation.value, p.result.value, p.settled) for p in (await payments.record(order_id)).payments
+    ]
+
+
+async def _books(payments: Payments, order_id: str) -> tuple[Decimal, Decimal]:
+    books = (await payments.sandbox.get(f"/books/{order_id}")).json()
+    return Decimal(books["captured"]), Decimal(books["refunded"])
+
+
+async def test_a_capture_the_gateway_has_not_settled_yet_is_voided_not_refunded(payments: Payments) -> None:
+    await payments.place("p-1", "tok_batch")
+    await asyncio.sleep(0.4)  # the sandbox's callbacks (ok, not settled) come and change nothing
+    assert await _money(payments, "p-1") == [("authorize_capture", "ok", False)]
+
+    cancelled = await _cancel(payments, "p-1")
+    assert cancelled.state is OrderState.cancelled
+    assert await _money(payments, "p-1") == [("authorize_capture", "ok", False), ("void_capture", "ok", True)]
+    record = await payments.record("p-1")
+    assert (record.payment.status.value, record.payment.captured, record.payment.refunded) == (
+        "none",
+        Decimal("0.00"),
+        Decimal("0.00"),
+    )
+    assert await _books(payments, "p-1") == (Decimal("0.00"), Decimal("0.00"))
+    assert (await payments.sandbox.post("/batch")).json() == {"settled": 0}  # nothing left to settle
+
+
+async def test_a_capture_settled_by_the_gateways_batch_goes_back_as_a_refund(payments: Payments) -> None:
+    await payments.place("p-1", "tok_batch")
+    assert (await payments.sandbox.post("/batch")).json() == {"settled": 1}
+
+    async def settled() -> bool:
+        return await _money(payments, "p-1") == [("authorize_capture", "ok", True)]
+
+    await eventually(settled)  # the settlement callback marked the capture settled
+    assert (await _cancel(payments, "p-1")).state is OrderState.cancelled
+    assert await _money(payments, "p-1") == [("authorize_capture", "ok", True), ("refund", "ok", True)]
+    assert await _books(payments, "p-1") == (Decimal("19.00"), Decimal("19.00"))
+
+
+async def test_a_void_refused_because_the_batch_ran_unnoticed_is_refunded_instead(payments: Payments) -> None:
+    await payments.place("p-1", "tok_batch")
+    assert (await payments.sandbox.post("/batch", params={"notify": False})).json() == {"settled": 1}
+
+    assert (await _cancel(payments, "p-1")).state is OrderState.cancelled
+    assert await _money(payments, "p-1") == [
+        ("authorize_capture", "ok", True),  # docket learnt it was settled when the void was refused
+        ("void_capture", "failed", False),
+        ("refund", "ok", True),
+    ]
+    record = await payments.record("p-1")
+    assert (record.payment.captured, record.payment.refunded) == (Decimal("19.00"), Decimal("19.00"))
+    assert await _books(payments, "p-1") == (Decimal("19.00"), Decimal("19.00"))
+
+
 async def test_a_refused_refund_waits_is_reported_and_is_asked_again(payments: Payments) -> None:
     await payments.place("p-1", "tok_refund_fail")
     alice, conny = await payments.shop.op("alice"), await payments.shop.op("conny")

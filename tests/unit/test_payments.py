@@ -52,3 +52,14 @@ def test_a_refund_that_did_not_go_through_is_refund_pending_until_one_does() -> 
         is PaymentStatus.refund_pending
     )
     assert payment_status(TOTAL, [*txns, txn(Op.refund, "100.00")]) is PaymentStatus.none
+
+
+def test_a_voided_capture_is_no_longer_captured_and_a_void_on_its_way_is_refund_pending() -> None:
+    capture = txn(Op.authorize_capture, "100.00")
+    voiding = [capture, txn(Op.void_capture, "100.00", R.processing)]
+    assert payment_status(TOTAL, voiding) is PaymentStatus.refund_pending
+    voided = [capture, txn(Op.void_capture, "100.00")]
+    assert (captured(voided), refunded(voided), refundable(voided)) == (0, 0, 0)
+    assert payment_status(TOTAL, voided) is PaymentStatus.none
+    refused_then_refunded = [capture, txn(Op.void_capture, "100.00", R.failed), txn(Op.refund, "100.00")]
+    assert payment_status(TOTAL, refused_then_refunded) is PaymentStatus.none
