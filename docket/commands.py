@@ -296,10 +296,17 @@ def _check_catalogue(session: Session, cmd: PlaceOrder) -> None:
     if session.get(Customer, cmd.customer_id) is None:
         raise NotFound(f"unknown customer {cmd.customer_id}")
     skus = {line.sku for line in cmd.lines}
-    known = set(session.scalars(select(Product.sku).where(Product.sku.in_(skus))))
-    if skus - known:
-        raise NotFound(f"unknown SKU {', '.join(sorted(skus - known))}")
+    query = select(Product.sku, Product.digital).where(Product.sku.in_(skus))
+    digital = {sku: is_digital for sku, is_digital in session.execute(query)}
+    if skus - digital.keys():
+        raise NotFound(f"unknown SKU {', '.join(sorted(skus - digital.keys()))}")
     flow = cmd.payment_flow or shop.payment_flow
+    if flow is PaymentFlow.per_shipment and any(digital.values()):
+        # a digital delivery is released at once, with no shipment to capture its money at
+        raise InvalidInput(
+            f"payment flow per_shipment pays for parcels as they ship; digital products "
+            f"({', '.join(sorted(s for s, d in digital.items() if d))}) need prepayment, on_delivery or offline"
+        )
     card = flow in (PaymentFlow.prepayment, PaymentFlow.per_shipment) and shop.gateway != "offline"
     if card and not cmd.payment_token:
         raise InvalidInput(

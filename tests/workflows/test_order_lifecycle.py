@@ -381,3 +381,13 @@ async def test_a_card_flow_without_a_payment_token_is_refused_at_intake(shop: Sh
         await shop.docket.place_order(
             await shop.op("alice"), place("o-1", ("WIDGET", 1), payment_flow="prepayment")
         )
+
+
+async def test_digital_products_are_refused_under_pay_per_shipment_and_nothing_is_reserved(
+    shop: Shop,
+) -> None:
+    alice = await shop.op("alice")
+    cmd = place("o-1", ("WIDGET", 1), ("EBOOK", 1), payment_flow="per_shipment", payment_token="tok_ok")
+    with pytest.raises(InvalidInput, match=r"digital products \(EBOOK\) need prepayment"):
+        await shop.docket.place_order(alice, cmd)
+    assert [level.reserved for level in await shop.docket.stock_levels(alice, None, "WIDGET")] == [0]
