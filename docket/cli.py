@@ -20,6 +20,7 @@ from docket.models.access import Operator
 from docket.models.errors import DocketError, InvalidInput
 from docket.models.lifecycles import OrderState
 from docket.models.schemas import (
+    MAX_PAGE,
     Address,
     AdjustStock,
     CancelOrder,
@@ -203,7 +204,7 @@ def order_list(
         dt.datetime | None, typer.Option(help="Placed at or after (ISO date or time, UTC).")
     ] = None,
     until: Annotated[dt.datetime | None, typer.Option(help="Placed before.")] = None,
-    page: Annotated[int, typer.Option(min=1)] = 1,
+    page: Annotated[int, typer.Option(min=1, max=MAX_PAGE)] = 1,
     page_size: Annotated[int, typer.Option(min=1, max=500)] = 50,
     operator: AsOperator = None,
 ) -> None:
@@ -450,7 +451,7 @@ def mail_list(
     shop: Annotated[str | None, typer.Option()] = None,
     state: Annotated[MailState | None, typer.Option(help="pending, sent or failed.")] = None,
     recipient: Annotated[str | None, typer.Option(help="An e-mail address.")] = None,
-    page: Annotated[int, typer.Option(min=1)] = 1,
+    page: Annotated[int, typer.Option(min=1, max=MAX_PAGE)] = 1,
     page_size: Annotated[int, typer.Option(min=1, max=500)] = 50,
     operator: AsOperator = None,
 ) -> None:

@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from docket.api.app import CurrentDocket, CurrentOperator
-from docket.models.schemas import MailPage, MailRetried, MailState, RenderedMail, RetryMail
+from docket.models.schemas import MAX_PAGE, MailPage, MailRetried, MailState, RenderedMail, RetryMail
 
 router = APIRouter(prefix="/mail", tags=["mail"])
 ERRORS = {
@@ -25,7 +25,7 @@ async def list_mail(
     order_id: str | None = None,
     state: MailState | None = None,
     recipient: str | None = None,
-    page: Annotated[int, Query(ge=1)] = 1,
+    page: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 1,
     page_size: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> MailPage:
     """Mails newest first, in the shops the operator works for."""

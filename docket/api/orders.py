@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from docket.api.app import CurrentDocket, CurrentOperator
 from docket.models.lifecycles import OrderState
 from docket.models.schemas import (
+    MAX_PAGE,
     CancelOrder,
     ConfirmPayment,
     MoveDelivery,
@@ -67,7 +68,7 @@ async def list_orders(
     customer_id: str | None = None,
     placed_from: dt.datetime | None = None,
     placed_until: dt.datetime | None = None,
-    page: Annotated[int, Query(ge=1)] = 1,
+    page: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 1,
     page_size: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> OrderPage:
     """Orders newest first, of the shops the operator works for."""
@@ -102,7 +103,7 @@ async def confirm_payment(
 @router.post("/{order_id}/deliveries/{delivery_no}/{move}", response_model=OrderView, responses=ERRORS)
 async def move_delivery(
     order_id: str,
-    delivery_no: Annotated[int, Field(ge=1)],
+    delivery_no: Annotated[int, Field(ge=1, le=10_000)],
     move: Literal["pack", "mark_ready", "ship", "deliver"],
     body: NoteBody,
     operator: CurrentOperator,

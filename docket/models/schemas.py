@@ -127,7 +127,7 @@ class RetryRefund(Command):
 
 
 class MoveDelivery(OrderMoveBase):
-    delivery_no: int = Field(ge=1)
+    delivery_no: int = Field(ge=1, le=10_000)
     trigger: str
 
     @field_validator("trigger")
@@ -179,7 +179,7 @@ class AdjustStock(Command):
     reference: Identifier
     warehouse_id: Identifier
     sku: Identifier
-    delta: int = Field(strict=True)
+    delta: int = Field(strict=True, ge=-10_000_000, le=10_000_000)
     operator_id: Identifier
     note: Annotated[str, StringConstraints(min_length=1, max_length=2000)]
 
@@ -365,6 +365,9 @@ class OrderRecord(View):
     history: list[AuditEntry]
     stock_movements: list[StockMovementView]
     notifications: list[OutboxView]
+
+
+MAX_PAGE = 100_000  # pages beyond this are refused: an offset must fit the database's integers
 
 
 class OrderPage(View):

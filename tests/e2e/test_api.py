@@ -92,6 +92,11 @@ async def test_bad_requests_get_a_status_and_a_message_that_says_what_is_wrong(
     answer = await http.post("/orders", json=unknown, headers=as_("alice"))
     assert (answer.status_code, answer.json()) == (404, {"error": "NotFound", "message": "unknown SKU NOPE"})
 
+    for listing in ("/orders", "/mail"):  # an offset beyond the database's integers (found by fuzzing)
+        answer = await http.get(listing, params={"page": 10**19}, headers=as_("alice"))
+        assert answer.status_code == 422
+        assert answer.json()["detail"][0]["loc"] == ["query", "page"]
+
     too_many = {**ORDER, "order_id": "web-2", "lines": [{**ORDER["lines"][0], "quantity": 11}]}
     answer = await http.post("/orders", json=too_many, headers=as_("alice"))
     assert answer.status_code == 422
