@@ -33,6 +33,7 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.backorder_latency
 	$(BIN)/python -m bench.worker_memory
 	$(BIN)/python -m bench.mail
+	$(BIN)/python -m bench.callbacks
 
 clean:
 	rm -rf $(VENV) var
