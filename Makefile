@@ -27,6 +27,7 @@ test: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check docket tests bench
 	$(BIN)/ruff format --check docket tests bench
+	$(BIN)/mypy docket
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.orders

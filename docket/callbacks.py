@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import select
 from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.orm import Session
 from temporalio.client import WorkflowUpdateFailedError
 from temporalio.service import RPCError, RPCStatusCode
 
@@ -77,7 +78,11 @@ class Callbacks:
         operator.require(Action.replay_callbacks)
         waiting = await self.inbox(operator)
         for callback in waiting:
-            row = await self.docket.read(lambda s, n=callback.callback_id: s.get(StoredCallback, n))
+
+            def stored(session: Session, n: int = callback.callback_id) -> StoredCallback:
+                return session.get_one(StoredCallback, n)
+
+            row = await self.docket.read(stored)
             await self._process(row.callback_id, row.gateway, parse_fact(row.body.encode()))
         return await self.inbox(operator, every=True, ids=[c.callback_id for c in waiting])
 

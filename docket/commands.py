@@ -42,7 +42,7 @@ from docket.models.schemas import (
     StockLevel,
     StockReceived,
 )
-from docket.rendering import Renderer, RenderError, message_id
+from docket.rendering import Rendered, Renderer, RenderError, message_id
 from docket.store import outbox, queries, stock
 from docket.store.engine import SessionFactory, read_session, serialised_writes
 from docket.store.tables import Customer, Order, Product, Shop, ShopWarehouse, Warehouse
@@ -72,7 +72,14 @@ class Docket:
         idempotency key: the same id again answers with what was recorded the first time."""
         operator.require(Action.place_order, cmd.shop_id)
         cmd = cmd.model_copy(update={"operator_id": operator.operator_id})
-        await self.read(lambda session: session.get(Order, cmd.order_id) or _check_catalogue(session, cmd))
+
+        def check(
+            session: Session,
+        ) -> None:  # a known order id answers as placed, whatever the catalogue says
+            if session.get(Order, cmd.order_id) is None:
+                _check_catalogue(session, cmd)
+
+        await self.read(check)
         try:
             handle = await self.temporal.start_workflow(
                 OrderWorkflow.run,
@@ -216,12 +223,12 @@ class Docket:
         row, shop_id = await self.read(lambda session: outbox.mail_row(session, outbox_id))
         operator.require(Action.read_orders, shop_id)
         letter = outbox.letter(row, shop_id)
+        rendered: Rendered | None = None
+        problem: str | None = None
         try:
             rendered = self.renderer.render(shop_id, letter.kind, letter.template_key, letter.data)
         except RenderError as error:
-            rendered, problem = None, str(error)
-        else:
-            problem = None
+            problem = str(error)
         return RenderedMail(
             mail=queries.mail_view(row),
             message_id=message_id(letter.key, self.renderer.domain),
@@ -239,8 +246,11 @@ class Docket:
         if cmd.order_id:
             await self._require_order(operator, Action.retry_mail, cmd.order_id)
         for outbox_id in cmd.outbox_ids:
-            _, shop_id = await self.read(lambda session, n=outbox_id: outbox.mail_row(session, n))
-            operator.require(Action.retry_mail, shop_id)
+
+            def shop_of(session: Session, n: int = outbox_id) -> str:
+                return outbox.mail_row(session, n)[1]
+
+            operator.require(Action.retry_mail, await self.read(shop_of))
 
         def put_back() -> list[tuple[int, str]]:
             with serialised_writes(self.sessions), self.sessions.begin() as session:

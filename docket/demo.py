@@ -10,7 +10,7 @@ import time
 from decimal import Decimal
 
 import uvicorn
-from rich.console import Console
+from rich.console import Console, Group, RenderableType
 from rich.panel import Panel
 from rich.progress import Progress, SpinnerColumn, TextColumn
 from sqlalchemy import func, select
@@ -156,17 +156,11 @@ class Demo:
         assert view is not None
         return view
 
-    def tell(self, title: str, *body: object) -> None:
-        self.out.print(Panel.fit(_group(*body), title=title, title_align="left"))
+    def tell(self, title: str, *body: RenderableType) -> None:
+        self.out.print(Panel.fit(Group(*body), title=title, title_align="left"))
 
     def refused(self, error: DocketError) -> str:
         return f"[red]refused[/red] ({error.kind}): {error}"
-
-
-def _group(*parts: object):  # type: ignore[no-untyped-def]
-    from rich.console import Group
-
-    return Group(*parts)
 
 
 async def scenarios(demo: Demo) -> None:

@@ -97,7 +97,7 @@ class Renderer:
         every header it is given and cost ten times the rendering."""
         mail = MIMEMultipart("alternative")
         mail["Subject"] = (
-            Header(rendered.subject, "utf-8") if not rendered.subject.isascii() else rendered.subject
+            Header(rendered.subject, "utf-8") if not rendered.subject.isascii() else rendered.subject  # type: ignore[assignment]
         )
         mail["From"] = formataddr((str(letter.data.get("shop_name") or ""), self.mail_from), "utf-8")
         mail["To"] = letter.recipient
@@ -110,8 +110,9 @@ class Renderer:
         mail["X-Docket-Order"] = letter.order_id
         mail["X-Docket-Template"] = f"{letter.kind}/{letter.template_key}"
         mail["X-Docket-Outbox"] = str(letter.outbox_id)
-        mail.attach(MIMEText(rendered.text + "\n", "plain", _UTF8))
-        mail.attach(MIMEText(rendered.html + "\n", "html", _UTF8))
+        # typeshed says a charset name; the email package takes a Charset too (here: quoted-printable)
+        mail.attach(MIMEText(rendered.text + "\n", "plain", _UTF8))  # type: ignore[arg-type]
+        mail.attach(MIMEText(rendered.html + "\n", "html", _UTF8))  # type: ignore[arg-type]
         return mail
 
 

@@ -9,7 +9,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -151,7 +151,7 @@ async def serve_api(running: Running, host: str, port: int) -> None:
     await uvicorn.Server(config).serve()
 
 
-async def run_forever(*jobs: asyncio.Future[None] | asyncio.Task[None]) -> None:
+async def run_forever(*jobs: Awaitable[None]) -> None:
     """Run jobs until one ends or the process is interrupted; then stop them all."""
     tasks = [asyncio.ensure_future(job) for job in jobs]
     try:

@@ -223,7 +223,8 @@ class OrderActivities:
     def _settle_refunds(self, view: OrderView, move: Move) -> tuple[OrderView, bool, list[Letter] | None]:
         """Ask each gateway for the refunds and voids still processing (under their own idempotency
         keys: a retry asks again and gets the first answer) and record the answers."""
-        failed, letters, asked = False, [], set()
+        failed, asked = False, set()
+        letters: list[Letter] = []
         while True:  # a refused void is followed by a refund: asked in the next round
             with read_session(self.sessions) as session:
                 pending = [p for p in charges.pending_refunds(session, view.order_id) if p[0] not in asked]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 
@@ -10,7 +10,7 @@ from docket.api.app import CurrentDocket, CurrentOperator
 from docket.models.schemas import MAX_PAGE, MailPage, MailRetried, MailState, RenderedMail, RetryMail
 
 router = APIRouter(prefix="/mail", tags=["mail"])
-ERRORS = {
+ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"description": "No or unknown API token"},
     403: {"description": "The operator may not do this, or not in this shop"},
     404: {"description": "Unknown mail or order"},

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, ConfigDict, Field
@@ -25,7 +25,7 @@ from docket.models.schemas import (
 )
 
 router = APIRouter(prefix="/orders", tags=["orders"])
-ERRORS = {
+ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"description": "No or unknown API token"},
     403: {"description": "The operator may not do this, or not in this shop"},
     404: {"description": "Unknown order, shop, customer, SKU or delivery"},

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
@@ -17,7 +19,7 @@ from docket.models.schemas import (
 )
 
 router = APIRouter(prefix="/stock", tags=["stock"])
-ERRORS = {
+ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"description": "No or unknown API token"},
     403: {"description": "The operator may not manage this warehouse's stock"},
     404: {"description": "Unknown warehouse or SKU"},

@@ -153,11 +153,11 @@ class Lifecycle(Generic[S]):
         found = self._machine.get_transitions(trigger, state.value)
         if not found:
             raise IllegalTransition.refusing(self.name, state.value, trigger, self.allowed(state))
-        return self.states(found[0].dest)
+        return self.states(str(found[0].dest))
 
     def edges(self) -> list[tuple[S, str, S]]:
         return [
-            (self.states(t.source), trigger, self.states(t.dest))
+            (self.states(t.source), trigger, self.states(str(t.dest)))
             for trigger, event in self._machine.events.items()
             for transitions in event.transitions.values()
             for t in transitions

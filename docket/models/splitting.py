@@ -93,10 +93,10 @@ def split_order(
         placed.append((group, warehouse, release, PlannedLine(line.line_no, line.sku, line.quantity, take)))
 
     deliveries: dict[tuple[DeliveryGroup, str | None], PlannedDelivery] = {}
-    for group, warehouse, release, planned in placed:
+    for group, ships_from, release, planned in placed:
         if single_parcel and group is not DeliveryGroup.digital:
             group = DeliveryGroup.mixed
-        delivery = deliveries.setdefault((group, warehouse), PlannedDelivery(group, warehouse))
+        delivery = deliveries.setdefault((group, ships_from), PlannedDelivery(group, ships_from))
         if release is not None and (delivery.release_date is None or release > delivery.release_date):
             delivery.release_date = release
         delivery.lines.append(planned)

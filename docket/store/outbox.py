@@ -8,7 +8,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import Table, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -33,6 +33,8 @@ from docket.store.tables import (
 # --- written by moves ---------------------------------------------------------------------------
 
 keep_ids(OutboxRow)  # the move's activity sends what it wrote without reading it back
+
+OUTBOX: Table = OutboxRow.__table__  # type: ignore[assignment]  # Core statements on the hot path
 
 
 def write(
@@ -179,7 +181,7 @@ class Outcome:
 
 def pending(session: Session, order_id: str | None = None, limit: int = 500) -> list[Letter]:
     """Rows still to send (of one order, or of every order), oldest first."""
-    row = OutboxRow.__table__.c
+    row = OUTBOX.c
     query = (
         select(
             row.outbox_id,
@@ -239,12 +241,12 @@ def record(session: Session, letters: dict[int, Letter], outcomes: Iterable[Outc
     sent is never sent again). A mail that failed for good is reported to the shop's admins once.
     Returns how many report rows were written."""
     outcomes = list(outcomes)
-    row = OutboxRow.__table__.c
+    row = OUTBOX.c
     still_pending = row.state == MailState.pending.value
     sent = [o.outbox_id for o in outcomes if o.sent]
     if sent:
         session.execute(
-            update(OutboxRow.__table__)
+            update(OUTBOX)
             .where(row.outbox_id.in_(sent), still_pending)
             .values(state=MailState.sent.value, sent_at=at, error=None, attempts=row.attempts + 1)
         )
@@ -256,9 +258,7 @@ def record(session: Session, letters: dict[int, Letter], outcomes: Iterable[Outc
         if outcome.permanent:
             values["state"] = MailState.failed.value
         changed = session.execute(
-            update(OutboxRow.__table__)
-            .where(row.outbox_id == outcome.outbox_id, still_pending)
-            .values(**values)
+            update(OUTBOX).where(row.outbox_id == outcome.outbox_id, still_pending).values(**values)
         )
         if changed.rowcount == 1 and outcome.permanent:  # type: ignore[attr-defined]
             reports += _report_failure(session, letters[outcome.outbox_id], outcome.error or "", at)

@@ -137,10 +137,12 @@ class OrderWorkflow:
             while not self._finished():
                 version = self._version
                 timeout = self._until_next_timer()
+
+                def moved_or_stocked(seen: int = version) -> bool:
+                    return self._version != seen or self._stock_ready
+
                 try:
-                    await workflow.wait_condition(
-                        lambda seen=version: self._version != seen or self._stock_ready, timeout=timeout
-                    )
+                    await workflow.wait_condition(moved_or_stocked, timeout=timeout)
                 except TimeoutError:
                     pass
                 async with self._lock:
