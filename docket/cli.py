@@ -92,11 +92,13 @@ def _validation_text(error: ValidationError) -> str:
     return "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'input'}: {e['msg']}" for e in error.errors())
 
 
-def run(job: Callable[[Running], Awaitable[T]], *, migrate: bool = False) -> T:
-    """Run one command against the store and Temporal; domain errors become one red line."""
+def run(job: Callable[[Running], Awaitable[T]], *, migrate: bool = False, lazy: bool = True) -> T:
+    """Run one command against the store and Temporal; domain errors become one red line. The
+    Temporal client connects on its first call (`lazy`), so reading the store needs no Temporal;
+    a worker needs a connected one."""
 
     async def go() -> T:
-        async with connected(settings(), migrate=migrate) as running:
+        async with connected(settings(), migrate=migrate, lazy=lazy) as running:
             return await job(running)
 
     try:

@@ -68,7 +68,7 @@ def worker() -> None:
         err.print(f"worker on task queue {running.docket.task_queue} at {settings().temporal_address}")
         await run_worker(running)
 
-    _until_interrupted(lambda: run(job))
+    _until_interrupted(lambda: run(job, lazy=False))
 
 
 @app.command()
@@ -82,7 +82,7 @@ def api() -> None:
         err.print(f"API on http://{config.api_host}:{config.api_port} (OpenAPI at /docs)")
         await serve_api(running, config.api_host, config.api_port)
 
-    _until_interrupted(lambda: run(job))
+    _until_interrupted(lambda: run(job, lazy=False))
 
 
 @app.command()

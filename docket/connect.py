@@ -8,7 +8,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from docket.settings import Settings
 
 
-async def temporal_client(settings: Settings) -> Client:
+async def temporal_client(settings: Settings, lazy: bool = False) -> Client:
     tls: TLSConfig | bool = settings.temporal_tls or bool(settings.temporal_api_key)
     if settings.temporal_tls_cert and settings.temporal_tls_key:
         tls = TLSConfig(
@@ -21,4 +21,5 @@ async def temporal_client(settings: Settings) -> Client:
         tls=tls,
         api_key=settings.temporal_api_key,
         data_converter=pydantic_data_converter,
+        lazy=lazy,  # connects on its first call: reading the store needs no Temporal
     )

@@ -103,15 +103,16 @@ class Running:
 
 
 @contextlib.asynccontextmanager
-async def connected(settings: Settings, migrate: bool = False) -> AsyncIterator[Running]:
-    """The store and the Temporal client, as every entry point needs them."""
+async def connected(settings: Settings, migrate: bool = False, lazy: bool = False) -> AsyncIterator[Running]:
+    """The store and the Temporal client, as every entry point needs them. A `lazy` client connects
+    on its first call, so a command that only reads the store works while Temporal is down."""
     if settings.database.startswith("sqlite"):
         settings.var_dir.mkdir(parents=True, exist_ok=True)
     engine = make_engine(settings.database)
     try:
         if migrate:
             await asyncio.to_thread(upgrade, engine)
-        client = await temporal_client(settings)
+        client = await temporal_client(settings, lazy=lazy)
         renderer = Renderer(settings.mail_from, settings.template_overrides)
         docket = Docket(
             client, make_session_factory(engine), settings.task_queue, settings.workflow_id_prefix, renderer

@@ -167,3 +167,22 @@ async def test_an_operator_lists_and_reads_the_mail_of_an_order(shop: Shop, sqli
 
     code, out, err = await docket(shop, sqlite_engine, "mail", "show", "424242")
     assert code == 3 and "unknown mail 424242" in err
+
+
+async def test_reading_orders_stock_and_mail_needs_no_temporal_and_a_move_says_it_cannot_reach_it(
+    shop: Shop, sqlite_engine: Engine
+) -> None:
+    await shop.docket.place_order(await shop.op("alice"), place("o-1", ("WIDGET", 1)))
+    env = process_env(shop, sqlite_engine) | {
+        "DOCKET_OPERATOR": "alice",
+        "DOCKET_TEMPORAL_ADDRESS": "127.0.0.1:1",
+    }
+
+    for args in (("order", "show", "o-1"), ("order", "list"), ("stock", "show"), ("mail", "list")):
+        code, _, err = await run_cli(env, *args)
+        assert code == 0, (args, err)
+    assert "o-1" in (await run_cli(env, "order", "list"))[1]
+
+    code, _, err = await run_cli(env, "order", "confirm", "o-1")
+    assert code == 1
+    assert "cannot reach Temporal at 127.0.0.1:1" in err
