@@ -14,8 +14,6 @@ from typing import Any
 import httpx
 import pytest
 import schemathesis
-import uvicorn
-from fastapi import FastAPI
 from sqlalchemy import Engine, func, select, update
 from temporalio.testing import WorkflowEnvironment
 
@@ -30,15 +28,7 @@ from docket.store.tables import Shop as ShopRow
 from tests.catalogue import ALPHA_SECRET
 from tests.conftest import Shop, eventually, running_docket
 from tests.orders import move, place
-from tests.smtp import free_port
-
-
-async def serve(app: FastAPI, port: int) -> tuple[uvicorn.Server, asyncio.Task[None]]:
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error"))
-    task = asyncio.create_task(server.serve())
-    while not server.started:
-        await asyncio.sleep(0.02)
-    return server, task
+from tests.servers import listening, port_of, served
 
 
 class Payments:
@@ -63,10 +53,10 @@ class Payments:
 
 @pytest.fixture
 async def payments(sqlite_engine: Engine, temporal_env: WorkflowEnvironment) -> AsyncIterator[Payments]:
-    api_port, sandbox_port = free_port(), free_port()
-    gateways = default_gateways(f"http://127.0.0.1:{sandbox_port}")
+    api_sock, sandbox_sock = listening(), listening()
+    gateways = default_gateways(f"http://127.0.0.1:{port_of(sandbox_sock)}")
     sandbox_app = create_sandbox(
-        f"http://127.0.0.1:{api_port}/payments/sandbox/callback",
+        f"http://127.0.0.1:{port_of(api_sock)}/payments/sandbox/callback",
         ALPHA_SECRET,
         delay=0.1,
         copies=2,
@@ -75,16 +65,13 @@ async def payments(sqlite_engine: Engine, temporal_env: WorkflowEnvironment) -> 
     async for shop in running_docket(
         sqlite_engine, temporal_env.client, gateways=gateways, widget_on_hand=10, return_days=30
     ):
-        api, api_task = await serve(create_app(shop.docket, gateways), api_port)
-        sandbox, sandbox_task = await serve(sandbox_app, sandbox_port)
         async with (
-            httpx.AsyncClient(base_url=f"http://127.0.0.1:{api_port}", timeout=30) as api_client,
-            httpx.AsyncClient(base_url=f"http://127.0.0.1:{sandbox_port}", timeout=30) as sandbox_client,
+            served(create_app(shop.docket, gateways), api_sock) as api_url,
+            served(sandbox_app, sandbox_sock) as sandbox_url,
+            httpx.AsyncClient(base_url=api_url, timeout=30) as api_client,
+            httpx.AsyncClient(base_url=sandbox_url, timeout=30) as sandbox_client,
         ):
             yield Payments(shop, api_client, sandbox_client)
-        for server in (api, sandbox):
-            server.should_exit = True
-        await asyncio.gather(api_task, sandbox_task)
 
 
 async def test_a_prepaid_order_is_charged_once_and_goes_ahead(payments: Payments) -> None:
@@ -364,23 +351,20 @@ EXPECTED = {  # token -> (final state, captured net of refunds)
 @pytest.fixture
 async def chaos(sqlite_engine: Engine, temporal_env: WorkflowEnvironment) -> AsyncIterator[Payments]:
     """Every callback sent three times, out of order."""
-    api_port, sandbox_port = free_port(), free_port()
-    gateways = default_gateways(f"http://127.0.0.1:{sandbox_port}")
-    callback = f"http://127.0.0.1:{api_port}/payments/sandbox/callback"
+    api_sock, sandbox_sock = listening(), listening()
+    gateways = default_gateways(f"http://127.0.0.1:{port_of(sandbox_sock)}")
+    callback = f"http://127.0.0.1:{port_of(api_sock)}/payments/sandbox/callback"
     sandbox_app = create_sandbox(callback, ALPHA_SECRET, delay=0.3, copies=3, shuffle=True)
     async for shop in running_docket(
         sqlite_engine, temporal_env.client, gateways=gateways, widget_on_hand=100
     ):
-        api, api_task = await serve(create_app(shop.docket, gateways), api_port)
-        sandbox, sandbox_task = await serve(sandbox_app, sandbox_port)
         async with (
-            httpx.AsyncClient(base_url=f"http://127.0.0.1:{api_port}", timeout=30) as api_client,
-            httpx.AsyncClient(base_url=f"http://127.0.0.1:{sandbox_port}", timeout=30) as sandbox_client,
+            served(create_app(shop.docket, gateways), api_sock) as api_url,
+            served(sandbox_app, sandbox_sock) as sandbox_url,
+            httpx.AsyncClient(base_url=api_url, timeout=30) as api_client,
+            httpx.AsyncClient(base_url=sandbox_url, timeout=30) as sandbox_client,
         ):
             yield Payments(shop, api_client, sandbox_client)
-        for server in (api, sandbox):
-            server.should_exit = True
-        await asyncio.gather(api_task, sandbox_task)
 
 
 async def test_a_hundred_orders_with_every_callback_thrice_and_shuffled_end_as_one_clean_callback_would(

@@ -11,20 +11,20 @@ from collections.abc import AsyncIterator
 from decimal import Decimal
 
 import pytest
-import uvicorn
 from sqlalchemy import Engine, func, select
 from temporalio.testing import WorkflowEnvironment
 
 from docket.adapters.mail import SmtpTransport
 from docket.models.lifecycles import DeliveryState as D
 from docket.models.lifecycles import OrderState
-from docket.models.schemas import ConfirmPayment, StockMoveKind
-from docket.sandbox import create_sandbox
+from docket.models.schemas import ConfirmPayment, OrderView, StockMoveKind
+from docket.sandbox import Books, create_sandbox
 from docket.store import queries
 from docket.store.tables import Order, OutboxRow, StockMovement
 from tests.conftest import Shop, eventually, process_env, running_docket
 from tests.orders import place
-from tests.smtp import SmtpServer, free_port
+from tests.servers import listening, served
+from tests.smtp import SmtpServer
 
 ORDERS = 40
 
@@ -140,35 +140,10 @@ async def test_killing_the_worker_between_a_capture_and_its_record_never_capture
     shop_without_worker: Shop, sqlite_engine: Engine
 ) -> None:
     shop = shop_without_worker
-    port = free_port()
-    sandbox = uvicorn.Server(
-        uvicorn.Config(
-            create_sandbox(None, "s", answer_delay=3.0), host="127.0.0.1", port=port, log_level="error"
-        )
-    )
-    served = asyncio.create_task(sandbox.serve())
-    while not sandbox.started:
-        await asyncio.sleep(0.02)
-    env = {"DOCKET_SANDBOX_URL": f"http://127.0.0.1:{port}"}
-    worker = start_worker(shop, sqlite_engine, env)
-    try:
-        cmd = place("p-1", ("WIDGET", 1), payment_flow="prepayment", payment_token="tok_ok")
-        placing = asyncio.create_task(shop.docket.place_order(await shop.op("alice"), cmd))
-        books = sandbox.config.app.state.books
-
-        async def captured_at_the_gateway() -> bool:
-            return books.view("p-1").captured > 0
-
-        await eventually(captured_at_the_gateway, timeout=60)
-        os.kill(worker.pid, signal.SIGKILL)  # the gateway took the money; docket has not recorded it
-        worker.wait()
-        worker = start_worker(shop, sqlite_engine, env)
-        placed = await asyncio.wait_for(placing, timeout=120)
-    finally:
-        worker.terminate()
-        worker.wait(timeout=20)
-        sandbox.should_exit = True
-        await served
+    sandbox = create_sandbox(None, "s", answer_delay=3.0)
+    books = sandbox.state.books
+    async with served(sandbox, listening()) as sandbox_url:
+        placed = await _kill_between_capture_and_record(shop, sqlite_engine, sandbox_url, books)
 
     assert placed.state is OrderState.in_progress
     assert books.view("p-1").captured == Decimal("9.50"), "one capture at the gateway"
@@ -176,3 +151,27 @@ async def test_killing_the_worker_between_a_capture_and_its_record_never_capture
     assert [(p.operation.value, p.amount, p.result.value) for p in record.payments] == [
         ("authorize_capture", Decimal("9.50"), "ok")
     ]
+
+
+async def _kill_between_capture_and_record(
+    shop: Shop, engine: Engine, sandbox_url: str, books: Books
+) -> OrderView:
+    """Place a prepaid order; kill the worker once the gateway has taken the money and before docket
+    records it (the sandbox answers 3 s late); start another; return the order as placed."""
+    env = {"DOCKET_SANDBOX_URL": sandbox_url}
+    worker = start_worker(shop, engine, env)
+    try:
+        cmd = place("p-1", ("WIDGET", 1), payment_flow="prepayment", payment_token="tok_ok")
+        placing = asyncio.create_task(shop.docket.place_order(await shop.op("alice"), cmd))
+
+        async def captured_at_the_gateway() -> bool:
+            return books.view("p-1").captured > 0
+
+        await eventually(captured_at_the_gateway, timeout=60)
+        os.kill(worker.pid, signal.SIGKILL)  # the gateway took the money; docket has not recorded it
+        worker.wait()
+        worker = start_worker(shop, engine, env)
+        return await asyncio.wait_for(placing, timeout=120)
+    finally:
+        worker.terminate()
+        worker.wait(timeout=20)

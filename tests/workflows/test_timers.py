@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import json
 import time
@@ -10,7 +9,6 @@ from collections.abc import AsyncIterator
 from decimal import Decimal
 
 import pytest
-import uvicorn
 from sqlalchemy import Engine, select, update
 from temporalio.testing import WorkflowEnvironment
 
@@ -24,7 +22,7 @@ from docket.store.tables import PaymentTransaction, Product
 from tests.catalogue import ALPHA_SECRET
 from tests.conftest import Shop, running_docket
 from tests.orders import place
-from tests.smtp import free_port
+from tests.servers import listening, served
 from tests.workflows.test_order_lifecycle import view_of
 
 
@@ -87,16 +85,8 @@ async def test_a_preorder_waits_for_its_release_date_then_is_allocated(
 @pytest.fixture
 async def silent_sandbox() -> AsyncIterator[str]:
     """A sandbox gateway that never calls back: a payment held for review stays processing."""
-    port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(create_sandbox(None, "s"), host="127.0.0.1", port=port, log_level="error")
-    )
-    task = asyncio.create_task(server.serve())
-    while not server.started:
-        await asyncio.sleep(0.02)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    await task
+    async with served(create_sandbox(None, "s"), listening()) as url:
+        yield url
 
 
 async def test_a_payment_still_processing_at_the_deadline_cancels_the_order_and_a_late_success_is_refunded(
