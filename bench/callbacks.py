@@ -14,9 +14,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import statistics
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -24,7 +22,7 @@ from pathlib import Path
 import uvicorn
 from sqlalchemy import select, update
 
-from bench.harness import embedded, free_port, order, percentile, store
+from bench.harness import embedded, free_port, order, percentile, store, worker_process
 from docket.api.app import create_app
 from docket.models.lifecycles import OrderState
 from docket.runtime import run_worker
@@ -88,21 +86,6 @@ async def load(url: str, facts: list[dict[str, object]], rate: float) -> dict[st
     if process.returncode:
         raise RuntimeError(f"the load generator failed: {err.decode()}")
     return json.loads(out)  # type: ignore[no-any-return]
-
-
-def worker_process(settings) -> subprocess.Popen[bytes]:  # type: ignore[no-untyped-def]
-    """`docket worker` in a process of its own, as deployed beside `docket api`."""
-    env = {
-        **os.environ,
-        "DOCKET_VAR_DIR": str(settings.var_dir),
-        "DOCKET_DATABASE_URL": settings.database,
-        "DOCKET_TEMPORAL_ADDRESS": settings.temporal_address,
-        "DOCKET_TASK_QUEUE": settings.task_queue,
-        "DOCKET_SANDBOX_URL": settings.sandbox_url,
-    }
-    return subprocess.Popen(
-        [sys.executable, "-m", "docket.cli", "worker"], env=env, stderr=subprocess.DEVNULL
-    )
 
 
 async def main(count: int, rate: float, one_process: bool) -> None:

@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import os
 import socket
 import statistics
+import subprocess
+import sys
 import tempfile
 from collections.abc import AsyncIterator, Iterator
 from decimal import Decimal
@@ -34,6 +37,24 @@ def embedded() -> Iterator[Settings]:
         var = Path(scratch)
         with dev_server(var, port=free_port(), ui_port=free_port()) as address:
             yield Settings(var_dir=var, temporal_address=address, task_queue="bench")
+
+
+def worker_process(settings: Settings) -> subprocess.Popen[bytes]:
+    """`docket worker` in a process of its own, as deployed beside `docket api`, on `settings`."""
+    env = {
+        **os.environ,
+        "DOCKET_VAR_DIR": str(settings.var_dir),
+        "DOCKET_DATABASE_URL": settings.database,
+        "DOCKET_TEMPORAL_ADDRESS": settings.temporal_address,
+        "DOCKET_TASK_QUEUE": settings.task_queue,
+        "DOCKET_SANDBOX_URL": settings.sandbox_url,
+    }
+    return subprocess.Popen(
+        [sys.executable, "-m", "docket.cli", "worker"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
 
 
 def catalogue(on_hand: int, backorder: bool = False) -> cat.Catalogue:

@@ -8,13 +8,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 
-from bench.harness import embedded, order, store
+from bench.harness import embedded, order, store, worker_process
 
 
 def memory_kb(pid: int, field: str) -> int:
@@ -27,18 +24,7 @@ def memory_kb(pid: int, field: str) -> int:
 async def main(count: int, concurrency: int) -> None:
     with embedded() as settings:
         async with store(settings, on_hand=count) as running:
-            env = {
-                **os.environ,
-                "DOCKET_DATABASE_URL": settings.database,
-                "DOCKET_TEMPORAL_ADDRESS": settings.temporal_address,
-                "DOCKET_TASK_QUEUE": settings.task_queue,
-            }
-            worker = subprocess.Popen(
-                [sys.executable, "-m", "docket.cli", "worker"],
-                env=env,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-            )
+            worker = worker_process(settings)
             try:
                 await asyncio.sleep(2)
                 idle = memory_kb(worker.pid, "VmRSS")
