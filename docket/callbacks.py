@@ -26,6 +26,7 @@ from docket.models.errors import DocketError
 from docket.models.messages import PaymentCallback
 from docket.models.payments import CallbackFact
 from docket.models.schemas import CallbackView
+from docket.store import charges
 from docket.store.engine import serialised_writes
 from docket.store.tables import Order, Shop
 from docket.store.tables import PaymentCallback as StoredCallback
@@ -155,20 +156,21 @@ class Callbacks:
             raise BadCallback(503, "the callback cannot be stored now; send it again") from None
 
     async def _process(self, callback_id: int, gateway: str, fact: CallbackFact) -> Answered:
-        answered = await self._apply(gateway, fact)
+        """A callback the workflow applied was marked processed in the move's own transaction; one it
+        refused (or that found no open order) is marked here."""
+        answered = await self._apply(callback_id, gateway, fact)
+        if answered.status == 200:
+            return answered
         sessions = self.docket.sessions
 
         def mark() -> None:
             with serialised_writes(sessions), sessions.begin() as session:
-                row = session.get(StoredCallback, callback_id)
-                if row is not None and row.processed_at is None:
-                    row.processed_at = dt.datetime.now(dt.UTC)
-                    row.status, row.outcome = answered.status, answered.outcome
+                charges.mark_processed(session, callback_id, answered.status, answered.outcome)
 
         await asyncio.to_thread(mark)
         return answered
 
-    async def _apply(self, gateway: str, fact: CallbackFact) -> Answered:
+    async def _apply(self, callback_id: int, gateway: str, fact: CallbackFact) -> Answered:
         order = await self.docket.read(lambda s: s.get(Order, fact.order_id))
         if order is None or order.shop_id != fact.shop_id:
             return Answered(404, f"unknown order {fact.order_id} of shop {fact.shop_id}")
@@ -177,7 +179,8 @@ class Callbacks:
         )
         try:
             result = await handle.execute_update(
-                OrderWorkflow.payment_callback, PaymentCallback(gateway=gateway, fact=fact)
+                OrderWorkflow.payment_callback,
+                PaymentCallback(gateway=gateway, fact=fact, callback_id=callback_id),
             )
         except WorkflowUpdateFailedError as failed:
             error = domain_error(failed)

@@ -168,6 +168,8 @@ class OrderActivities:
     def apply_payment_callback(self, move: PaymentCallbackMove) -> Moved:
         def apply(session: Session) -> Moved:
             view, outcome = charges.apply_callback(session, move.gateway, move.fact, move.move_id, move.at)
+            if move.callback_id is not None:
+                charges.mark_processed(session, move.callback_id, 200, outcome)
             return Moved(view=view, outcome=outcome)
 
         moved, letters = self._once(move.move_id, move.at, Moved, apply)

@@ -60,6 +60,7 @@ class RetryRefundMove(Move):
 class PaymentCallbackMove(Move):
     gateway: str
     fact: CallbackFact
+    callback_id: int | None = None  # the stored callback, marked processed in the move's transaction
 
 
 class PaymentCallback(BaseModel):
@@ -68,6 +69,7 @@ class PaymentCallback(BaseModel):
     model_config = ConfigDict(frozen=True)
     gateway: str
     fact: CallbackFact
+    callback_id: int | None = None  # as stored in the inbox (None in histories from before)
 
 
 class PaymentOutcome(BaseModel):

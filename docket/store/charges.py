@@ -38,6 +38,7 @@ from docket.store.moves import (
 )
 from docket.store.stock import MoveContext
 from docket.store.tables import Delivery, Order, PaymentTransaction
+from docket.store.tables import PaymentCallback as StoredCallback
 
 
 def settle_charge(
@@ -62,6 +63,14 @@ def settle_charge(
     )
     _follow(session, order, answer.result, answer.message, ctx, move_id)
     return queries.order_view(session, order_id)
+
+
+def mark_processed(session: Session, callback_id: int, status: int, outcome: str) -> None:
+    """The stored callback's answer, once: the first processing of it is the one recorded."""
+    row = session.get(StoredCallback, callback_id)
+    if row is not None and row.processed_at is None:
+        row.processed_at = dt.datetime.now(dt.UTC)
+        row.status, row.outcome = status, outcome
 
 
 def apply_callback(

@@ -314,7 +314,12 @@ class OrderWorkflow:
     @workflow.update
     async def payment_callback(self, callback: PaymentCallback) -> PaymentOutcome:
         async with self._lock:
-            move = PaymentCallbackMove(**self._move("callback"), gateway=callback.gateway, fact=callback.fact)
+            move = PaymentCallbackMove(
+                **self._move("callback"),
+                gateway=callback.gateway,
+                fact=callback.fact,
+                callback_id=callback.callback_id,
+            )
             try:
                 moved = await workflow.execute_activity(
                     "apply_payment_callback", move, result_type=Moved, **ACTIVITY_OPTIONS

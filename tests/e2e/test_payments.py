@@ -210,7 +210,7 @@ async def test_the_inbox_lists_what_is_stored_and_not_processed_and_replays_it(p
     async def inbox_empty() -> bool:
         return (await payments.api.get("/payments/inbox", headers=headers)).json() == []
 
-    await eventually(inbox_empty)  # each callback is marked processed just after it acted
+    await eventually(inbox_empty)  # each callback is marked processed in its move's transaction
     await asyncio.sleep(0.5)  # the sandbox's second copy of each callback has come and gone
     every = (await payments.api.get("/payments/inbox", params={"all": True}, headers=headers)).json()
     assert every and all(c["processed_at"] and c["status"] == 200 for c in every)
