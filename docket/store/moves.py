@@ -11,7 +11,7 @@ import datetime as dt
 from decimal import Decimal
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
@@ -48,6 +48,32 @@ from docket.store.tables import (
 
 PAID = (OrderState.in_progress, OrderState.partially_shipped)
 
+# The statements every move runs, built once (building one costs more than running it on SQLite).
+# A state changes only from the state the move read: a concurrent move makes it change nothing.
+_ORDER = (
+    select(Order, Customer, Shop)
+    .join(Customer, Customer.customer_id == Order.customer_id)
+    .join(Shop, Shop.shop_id == Order.shop_id)
+    .where(Order.order_id == bindparam("order_id"))
+    .with_for_update(of=Order)
+)
+_ORDER_STATE = (
+    update(Order)
+    .where(Order.order_id == bindparam("id"), Order.state == bindparam("source"))
+    .values(state=bindparam("dest", type_=Order.state.type))
+    .execution_options(synchronize_session=False)
+)
+_DELIVERY_STATE = (
+    update(Delivery)
+    .where(
+        Delivery.order_id == bindparam("id"),
+        Delivery.delivery_no == bindparam("no"),
+        Delivery.state == bindparam("source"),
+    )
+    .values(state=bindparam("dest", type_=Delivery.state.type))
+    .execution_options(synchronize_session=False)
+)
+
 
 def place_order(session: Session, cmd: PlaceOrder, move_id: str, at: dt.datetime) -> OrderView:
     """Write the order, split it into deliveries and reserve its stock; or record its rejection.
@@ -55,10 +81,10 @@ def place_order(session: Session, cmd: PlaceOrder, move_id: str, at: dt.datetime
     Placing an order id that exists returns what was recorded the first time."""
     if session.get(Order, cmd.order_id) is not None:
         return queries.order_view(session, cmd.order_id)
-    shop = session.get(Shop, cmd.shop_id)
+    shop = queries.row(session, Shop, cmd.shop_id)
     if shop is None:
         raise NotFound(f"unknown shop {cmd.shop_id}")
-    if session.get(Customer, cmd.customer_id) is None:
+    if queries.row(session, Customer, cmd.customer_id) is None:
         raise NotFound(f"unknown customer {cmd.customer_id}")
     products = _products(session, [line.sku for line in cmd.lines])
     warehouses = list(
@@ -397,12 +423,7 @@ def _refundable(session: Session, order: Order) -> Decimal:
 def move_order(session: Session, order: Order, trigger: str, ctx: MoveContext, move_id: str) -> None:
     source = order.state
     dest = ORDER.dest(source, trigger)
-    changed = session.execute(
-        update(Order)
-        .where(Order.order_id == order.order_id, Order.state == source)
-        .values(state=dest)
-        .execution_options(synchronize_session=False)
-    )
+    changed = session.execute(_ORDER_STATE, {"id": order.order_id, "source": source, "dest": dest})
     if changed.rowcount != 1:  # type: ignore[attr-defined]
         raise StaleState(f"order {order.order_id} is no longer {source.value}")
     set_committed_value(order, "state", dest)  # written above; not dirty again
@@ -421,14 +442,8 @@ def move_delivery_state(
     source = delivery.state
     dest = DELIVERY.dest(source, trigger)
     changed = session.execute(
-        update(Delivery)
-        .where(
-            Delivery.order_id == delivery.order_id,
-            Delivery.delivery_no == delivery.delivery_no,
-            Delivery.state == source,
-        )
-        .values(state=dest)
-        .execution_options(synchronize_session=False)
+        _DELIVERY_STATE,
+        {"id": delivery.order_id, "no": delivery.delivery_no, "source": source, "dest": dest},
     )
     if changed.rowcount != 1:  # type: ignore[attr-defined]
         raise StaleState(f"delivery {delivery.order_id}/{delivery.delivery_no} is no longer {source.value}")
@@ -517,7 +532,7 @@ def settle_progress(session: Session, order: Order, ctx: MoveContext, move_id: s
     states = [d.state for d in _deliveries(session, order.order_id)]
     shipped = sum(1 for s in states if s is DeliveryState.shipped)
     if shipped == len(states):
-        shop = session.get(Shop, order.shop_id)
+        shop = queries.row(session, Shop, order.shop_id)
         order.return_until = ctx.at + dt.timedelta(days=shop.return_days if shop else 30)
         move_order(session, order, "complete", ctx, move_id)
     elif shipped and order.state is OrderState.in_progress:
@@ -537,16 +552,11 @@ def _withdraw(session: Session, order: Order, delivery: Delivery, ctx: MoveConte
 
 def _order(session: Session, order_id: str) -> Order:
     """The order, locked for this transaction, with its customer and shop in the same query (the
-    notifications of the move need them)."""
-    found = session.execute(
-        select(Order, Customer, Shop)
-        .join(Customer, Customer.customer_id == Order.customer_id)
-        .join(Shop, Shop.shop_id == Order.shop_id)
-        .where(Order.order_id == order_id)
-        .with_for_update(of=Order)
-    ).first()
+    notifications of the move need them: kept for `queries.row`)."""
+    found = session.execute(_ORDER, {"order_id": order_id}).first()
     if found is None:
         raise NotFound(f"unknown order {order_id}")
+    queries.keep(session, found[1], found[2])
     return found[0]
 
 
@@ -564,6 +574,7 @@ def _lines(session: Session, delivery: Delivery) -> list[OrderLine]:
 
 def _products(session: Session, skus: list[str]) -> dict[str, Product]:
     found = {p.sku: p for p in session.scalars(select(Product).where(Product.sku.in_(set(skus))))}
+    queries.keep(session, *found.values())
     unknown = sorted(set(skus) - set(found))
     if unknown:
         raise NotFound(f"unknown SKU {', '.join(unknown)}")

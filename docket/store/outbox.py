@@ -8,7 +8,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Table, func, select, update
+from sqlalchemy import Table, bindparam, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -75,7 +75,7 @@ def _on_behalf_of(session: Session, operator_id: str | None) -> str | None:
     """The operator who acted for the customer, to be copied; a storefront acts for nobody."""
     if operator_id is None:
         return None
-    operator = session.get(OperatorRow, operator_id)
+    operator = queries.row(session, OperatorRow, operator_id)
     if operator is None or not operator.email or Role.storefront.value in operator.roles:
         return None
     return operator.email
@@ -83,14 +83,14 @@ def _on_behalf_of(session: Session, operator_id: str | None) -> str | None:
 
 def _addresses(session: Session, kind: Recipient, order: Order, delivery: Delivery | None) -> list[str]:
     if kind is Recipient.customer:
-        customer = session.get(Customer, order.customer_id)
+        customer = queries.row(session, Customer, order.customer_id)
         return [customer.email] if customer else []
     if kind is Recipient.shop_admin:
-        shop = session.get(Shop, order.shop_id)
+        shop = queries.row(session, Shop, order.shop_id)
         return list(shop.admin_emails) if shop else []
     if delivery is None or delivery.warehouse_id is None:
         return []
-    warehouse = session.get(Warehouse, delivery.warehouse_id)
+    warehouse = queries.row(session, Warehouse, delivery.warehouse_id)
     return list(warehouse.fulfilment_emails) if warehouse else []
 
 
@@ -99,13 +99,13 @@ def _data(
 ) -> dict[str, Any]:
     """What the templates may use: plain JSON, money as strings, times in UTC ISO form (the
     templates show them in the shop's time zone)."""
-    customer = session.get(Customer, order.customer_id)
-    shop = session.get(Shop, order.shop_id)
+    customer = queries.row(session, Customer, order.customer_id)
+    shop = queries.row(session, Shop, order.shop_id)
     lines = []
     for line in queries.order_lines(session, order.order_id):
         if delivery is not None and line.delivery_no != delivery.delivery_no:
             continue
-        product = session.get(Product, line.sku)
+        product = queries.row(session, Product, line.sku)
         lines.append(
             {
                 "line_no": line.line_no,
@@ -136,7 +136,7 @@ def _data(
         "lines": lines,
     }
     if delivery is not None:
-        warehouse = session.get(Warehouse, delivery.warehouse_id) if delivery.warehouse_id else None
+        warehouse = queries.row(session, Warehouse, delivery.warehouse_id) if delivery.warehouse_id else None
         data |= {
             "delivery_no": delivery.delivery_no,
             "delivery_group": delivery.group.value,
@@ -236,6 +236,21 @@ def letter(row: OutboxRow, shop_id: str) -> Letter:
     )
 
 
+# Recording mail as sent follows every move: built once.
+_SENT = (
+    update(OUTBOX)
+    .where(
+        OUTBOX.c.outbox_id.in_(bindparam("ids", expanding=True)), OUTBOX.c.state == MailState.pending.value
+    )
+    .values(
+        state=MailState.sent.value,
+        sent_at=bindparam("at", type_=OUTBOX.c.sent_at.type),
+        error=None,
+        attempts=OUTBOX.c.attempts + 1,
+    )
+)
+
+
 def record(session: Session, letters: dict[int, Letter], outcomes: Iterable[Outcome], at: dt.datetime) -> int:
     """Write down what became of each mail; only rows still pending change (a row recorded as
     sent is never sent again). A mail that failed for good is reported to the shop's admins once.
@@ -245,11 +260,7 @@ def record(session: Session, letters: dict[int, Letter], outcomes: Iterable[Outc
     still_pending = row.state == MailState.pending.value
     sent = [o.outbox_id for o in outcomes if o.sent]
     if sent:
-        session.execute(
-            update(OUTBOX)
-            .where(row.outbox_id.in_(sent), still_pending)
-            .values(state=MailState.sent.value, sent_at=at, error=None, attempts=row.attempts + 1)
-        )
+        session.execute(_SENT, {"ids": sent, "at": at})
     reports = 0
     for outcome in outcomes:
         if outcome.sent:
@@ -269,7 +280,7 @@ def _report_failure(session: Session, letter: Letter, reason: str, at: dt.dateti
     kind, template = MAIL_FAILED
     if letter.template_key == template:
         return 0  # a report that cannot be delivered is not reported again
-    shop = session.get(Shop, letter.shop_id)
+    shop = queries.row(session, Shop, letter.shop_id)
     data = {
         **letter.data,
         "failed_outbox_id": letter.outbox_id,

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-from typing import Any, overload
+from typing import Any, TypeVar, overload
 
-from sqlalchemy import func, select
-from sqlalchemy.orm import Session
+from sqlalchemy import bindparam, func, select
+from sqlalchemy.orm import DeclarativeBase, Session
 
 from docket.models.access import Operator, Role
 from docket.models.errors import NotFound
@@ -33,6 +33,26 @@ from docket.store.tables import (
     StockMovement,
 )
 
+M = TypeVar("M", bound=DeclarativeBase)
+_ROWS = "docket-rows"
+
+
+def row(session: Session, model: type[M], key: Any) -> M | None:
+    """`session.get` for rows a transaction reads several times (the shop, the customer, a
+    product): kept for the rest of the transaction. The session's identity map holds rows weakly,
+    so a row read, used and dropped was read from the database again by the next `get`."""
+    rows: dict[tuple[type[Any], Any], Any] = session.info.setdefault(_ROWS, {})
+    if (model, key) not in rows:
+        rows[(model, key)] = session.get(model, key)
+    return rows[(model, key)]  # type: ignore[no-any-return]
+
+
+def keep(session: Session, *found: DeclarativeBase) -> None:
+    """Keep rows read by a query of their own, for `row` to find (single-column primary keys)."""
+    rows = session.info.setdefault(_ROWS, {})
+    for one in found:
+        rows[(type(one), session.identity_key(instance=one)[1][0])] = one
+
 
 @overload
 def as_utc(value: dt.datetime) -> dt.datetime: ...
@@ -55,21 +75,26 @@ def order_view(session: Session, order_id: str) -> OrderView:
     return _view(order, order_deliveries(session, order_id), lines)
 
 
+# Every move reads these: built once (building a statement costs more than running it on SQLite).
+_DELIVERIES = (
+    select(Delivery).where(Delivery.order_id == bindparam("order_id")).order_by(Delivery.delivery_no)
+)
+_LINES = select(OrderLine).where(OrderLine.order_id == bindparam("order_id")).order_by(OrderLine.line_no)
+
+
 def order_deliveries(session: Session, order_id: str) -> list[Delivery]:
     """An order's deliveries, read once per transaction: moves change these same objects."""
-    query = select(Delivery).where(Delivery.order_id == order_id).order_by(Delivery.delivery_no)
-    return _once_per_transaction(session, ("deliveries", order_id), query)
+    return _once_per_transaction(session, ("deliveries", order_id), _DELIVERIES)
 
 
 def order_lines(session: Session, order_id: str) -> list[OrderLine]:
     """An order's lines, read once per transaction: moves change these same objects."""
-    query = select(OrderLine).where(OrderLine.order_id == order_id).order_by(OrderLine.line_no)
-    return _once_per_transaction(session, ("lines", order_id), query)
+    return _once_per_transaction(session, ("lines", order_id), _LINES)
 
 
 def _once_per_transaction(session: Session, key: tuple[str, str], query: Any) -> Any:
     if key not in session.info:
-        session.info[key] = list(session.scalars(query))
+        session.info[key] = list(session.scalars(query, {"order_id": key[1]}))
     return session.info[key]
 
 
