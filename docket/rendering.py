@@ -95,7 +95,10 @@ class Renderer:
     def compose(self, letter: Letter, rendered: Rendered) -> Message:
         """The MIME mail. Built with the compat32 classes: the modern EmailMessage API parses
         every header it is given and cost ten times the rendering."""
-        mail = MIMEMultipart("alternative")
+        # The boundary comes from the row too: no random one that must then be searched for in
+        # the parts. "=_" cannot occur in a quoted-printable body ("=" is followed by hex digits).
+        boundary = "=_" + hashlib.sha256(letter.key.encode()).hexdigest()[:32]
+        mail = MIMEMultipart("alternative", boundary=boundary)
         mail["Subject"] = (
             Header(rendered.subject, "utf-8") if not rendered.subject.isascii() else rendered.subject  # type: ignore[assignment]
         )

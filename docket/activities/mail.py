@@ -15,6 +15,7 @@ import datetime as dt
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from docket.activities.loop import run_here
 from docket.adapters.mail import MailTransport, invalid_address
 from docket.models.messages import DeliverMail, MailDelivered
 from docket.rendering import Renderer, RenderError
@@ -67,7 +68,7 @@ class Mailer:
             letters = self.pending(order_id) if letters is None else letters
             if not letters:
                 return False
-            outcomes = asyncio.run(deliver(letters, self.renderer, self.transport, INLINE_TIMEOUT))
+            outcomes = run_here(deliver(letters, self.renderer, self.transport, INLINE_TIMEOUT))
             reports = self.record(letters, outcomes)
             if waiting(outcomes) or len(letters) >= CHUNK:
                 return True

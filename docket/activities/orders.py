@@ -3,7 +3,6 @@ applied at most once per move id."""
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -13,6 +12,7 @@ from sqlalchemy.orm import Session
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from docket.activities.loop import run_here
 from docket.activities.mail import Mailer
 from docket.adapters.payments import PaymentGateway, call
 from docket.models.errors import DocketError
@@ -95,7 +95,7 @@ class OrderActivities:
                 token=order.payment_token,
                 reference=authorization.reference if authorization else None,
             )
-        answer = asyncio.run(call(gateway, charge))
+        answer = run_here(call(gateway, charge))
         view, letters = self._once(
             move.move_id,
             move.at,
@@ -153,7 +153,7 @@ class OrderActivities:
                 idempotency_key=key,
                 token=order.payment_token,
             )
-        answer = asyncio.run(call(gateway, charge))
+        answer = run_here(call(gateway, charge))
         view, letters = self._once(
             move.move_id,
             move.at,
@@ -239,7 +239,7 @@ class OrderActivities:
                     raise ApplicationError(
                         f"no gateway {name!r} to refund through", type="InvalidInput", non_retryable=True
                     )
-                answer = asyncio.run(call(gateway, refund))
+                answer = run_here(call(gateway, refund))
                 with serialised_writes(self.sessions), self.sessions.begin() as session:
                     view, did_fail = charges.settle_refund(
                         session, transaction_id, answer, move.move_id, move.at

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
+from email.policy import compat32
 from email.message import Message
 from pathlib import Path
 from typing import Any
@@ -174,6 +176,20 @@ def test_the_maildir_keeps_one_file_per_mail_however_often_it_is_sent(tmp_path: 
         assert sent.ok
     [file] = (tmp_path / "mail" / "new").iterdir()
     assert b"Subject: Your order o-1 at" in file.read_bytes()
+
+
+@pytest.mark.parametrize("kind,key", sorted((k.value, t) for k, t in every_template()))
+@pytest.mark.parametrize("shop_name", ["Alpha & Sons", "Bäckerei Müller – Fürth " * 4])
+def test_the_maildir_file_is_what_the_email_package_writes_and_the_same_on_every_send(
+    tmp_path: Path, kind: str, key: str, shop_name: str
+) -> None:
+    item = Letter(1, f"m1|-|{kind}|x@y.test|{key}", "o-1", "alpha", kind, "x@y.test", None, key, sample())
+    item = replace(item, data={**item.data, "shop_name": shop_name})  # non-ASCII and folded headers
+    transport = MaildirTransport(tmp_path / "mail")
+    [sent] = asyncio.run(transport.send([(1, compose(item))]))
+    assert sent.ok
+    [file] = (tmp_path / "mail" / "new").iterdir()
+    assert file.read_bytes() == compose(item).as_bytes(policy=compat32)
 
 
 def test_an_invalid_address_fails_for_good_without_being_sent(tmp_path: Path) -> None:
