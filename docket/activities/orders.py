@@ -8,6 +8,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from pydantic import BaseModel
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
@@ -41,6 +42,8 @@ from docket.store.stock import MoveContext
 from docket.store.tables import AppliedMove, Delivery, Order, Shop
 
 R = TypeVar("R", bound=BaseModel)
+_MOVES = AppliedMove.__table__.c
+_APPLIED = select(_MOVES.result).where(_MOVES.move_id == bindparam("move_id"))  # built once: every move asks
 
 
 class OrderActivities:
@@ -260,9 +263,9 @@ class OrderActivities:
         else is retried."""
         try:
             with serialised_writes(self.sessions), self.sessions.begin() as session:
-                prior = session.get(AppliedMove, move_id)
+                prior = session.execute(_APPLIED, {"move_id": move_id}).scalar()
                 if prior is not None:
-                    return result_type.model_validate(prior.result), None
+                    return result_type.model_validate(prior), None
                 with session.no_autoflush:  # inserts go out together at commit
                     result = change(session)
                 append(

@@ -574,7 +574,6 @@ def _lines(session: Session, delivery: Delivery) -> list[OrderLine]:
 
 def _products(session: Session, skus: list[str]) -> dict[str, Product]:
     found = {p.sku: p for p in session.scalars(select(Product).where(Product.sku.in_(set(skus))))}
-    queries.keep(session, *found.values())
     unknown = sorted(set(skus) - set(found))
     if unknown:
         raise NotFound(f"unknown SKU {', '.join(unknown)}")

@@ -37,6 +37,18 @@ keep_ids(OutboxRow)  # the move's activity sends what it wrote without reading i
 OUTBOX: Table = OutboxRow.__table__  # type: ignore[assignment]  # Core statements on the hot path
 
 
+# What the notifications of every move read besides the order, built once, on the tables (a plain
+# select skips the ORM's query compilation).
+_OPERATORS, _WAREHOUSES, _PRODUCTS = (m.__table__.c for m in (OperatorRow, Warehouse, Product))
+_OPERATOR = select(_OPERATORS.email, _OPERATORS.roles).where(_OPERATORS.operator_id == bindparam("id"))
+_WAREHOUSE = select(_WAREHOUSES.name, _WAREHOUSES.fulfilment_emails).where(
+    _WAREHOUSES.warehouse_id == bindparam("id")
+)
+_PRODUCT_NAMES = select(_PRODUCTS.sku, _PRODUCTS.name).where(
+    _PRODUCTS.sku.in_(bindparam("skus", expanding=True))
+)
+
+
 def write(
     session: Session,
     move_id: str,
@@ -75,10 +87,10 @@ def _on_behalf_of(session: Session, operator_id: str | None) -> str | None:
     """The operator who acted for the customer, to be copied; a storefront acts for nobody."""
     if operator_id is None:
         return None
-    operator = queries.row(session, OperatorRow, operator_id)
+    operator = queries.first(session, _OPERATOR, id=operator_id)
     if operator is None or not operator.email or Role.storefront.value in operator.roles:
         return None
-    return operator.email
+    return str(operator.email)
 
 
 def _addresses(session: Session, kind: Recipient, order: Order, delivery: Delivery | None) -> list[str]:
@@ -90,7 +102,7 @@ def _addresses(session: Session, kind: Recipient, order: Order, delivery: Delive
         return list(shop.admin_emails) if shop else []
     if delivery is None or delivery.warehouse_id is None:
         return []
-    warehouse = queries.row(session, Warehouse, delivery.warehouse_id)
+    warehouse = queries.first(session, _WAREHOUSE, id=delivery.warehouse_id)
     return list(warehouse.fulfilment_emails) if warehouse else []
 
 
@@ -101,16 +113,20 @@ def _data(
     templates show them in the shop's time zone)."""
     customer = queries.row(session, Customer, order.customer_id)
     shop = queries.row(session, Shop, order.shop_id)
+    told = [
+        line
+        for line in queries.order_lines(session, order.order_id)
+        if delivery is None or line.delivery_no == delivery.delivery_no
+    ]
+    skus = list({line.sku for line in told})
+    names = {sku: name for sku, name in session.execute(_PRODUCT_NAMES, {"skus": skus})}
     lines = []
-    for line in queries.order_lines(session, order.order_id):
-        if delivery is not None and line.delivery_no != delivery.delivery_no:
-            continue
-        product = queries.row(session, Product, line.sku)
+    for line in told:
         lines.append(
             {
                 "line_no": line.line_no,
                 "sku": line.sku,
-                "name": product.name if product else line.sku,
+                "name": names.get(line.sku, line.sku),
                 "quantity": line.quantity,
                 "unit_price": str(line.unit_price),
                 "amount": str(line.unit_price * line.quantity),
@@ -136,7 +152,9 @@ def _data(
         "lines": lines,
     }
     if delivery is not None:
-        warehouse = queries.row(session, Warehouse, delivery.warehouse_id) if delivery.warehouse_id else None
+        warehouse = (
+            queries.first(session, _WAREHOUSE, id=delivery.warehouse_id) if delivery.warehouse_id else None
+        )
         data |= {
             "delivery_no": delivery.delivery_no,
             "delivery_group": delivery.group.value,
