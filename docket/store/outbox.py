@@ -275,7 +275,6 @@ def record(session: Session, letters: dict[int, Letter], outcomes: Iterable[Outc
     Returns how many report rows were written."""
     outcomes = list(outcomes)
     row = OUTBOX.c
-    still_pending = row.state == MailState.pending.value
     sent = [o.outbox_id for o in outcomes if o.sent]
     if sent:
         session.execute(_SENT, {"ids": sent, "at": at})
@@ -283,6 +282,7 @@ def record(session: Session, letters: dict[int, Letter], outcomes: Iterable[Outc
     for outcome in outcomes:
         if outcome.sent:
             continue
+        still_pending = row.state == MailState.pending.value
         values: dict[str, Any] = {"error": outcome.error, "attempts": row.attempts + 1}
         if outcome.permanent:
             values["state"] = MailState.failed.value
