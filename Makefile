@@ -31,6 +31,7 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.orders
+	$(BIN)/python -m bench.moves
 	$(BIN)/python -m bench.backorder_latency
 	$(BIN)/python -m bench.worker_memory
 	$(BIN)/python -m bench.mail

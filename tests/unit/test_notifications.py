@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import replace
-from email.policy import compat32
 from email.message import Message
+from email.policy import compat32
 from pathlib import Path
 from typing import Any
 
@@ -179,7 +179,7 @@ def test_the_maildir_keeps_one_file_per_mail_however_often_it_is_sent(tmp_path: 
 
 
 @pytest.mark.parametrize("kind,key", sorted((k.value, t) for k, t in every_template()))
-@pytest.mark.parametrize("shop_name", ["Alpha & Sons", "Bäckerei Müller – Fürth " * 4])
+@pytest.mark.parametrize("shop_name", ["Alpha & Sons", "Bäckerei Müller \u2013 Fürth " * 4])
 def test_the_maildir_file_is_what_the_email_package_writes_and_the_same_on_every_send(
     tmp_path: Path, kind: str, key: str, shop_name: str
 ) -> None:
