@@ -162,5 +162,8 @@ class SandboxGateway:
         return parse_fact(body)
 
 
+GATEWAYS = ("offline", "sandbox")  # what a shop may name: every worker has each of them
+
+
 def default_gateways(sandbox_url: str = "http://127.0.0.1:8099") -> dict[str, PaymentGateway]:
     return {"offline": OfflineGateway(), "sandbox": SandboxGateway(sandbox_url)}

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import datetime as dt
 import secrets
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 from sqlalchemy.orm import Session
 
+from docket.adapters.payments import GATEWAYS
 from docket.models.access import Role
 from docket.models.schemas import PaymentFlow, StockMoveKind
 from docket.store.queries import token_hash
@@ -28,6 +30,33 @@ class ShopIn(BaseModel):
     gateway: str = "sandbox"
     gateway_secrets: dict[str, str] = {}
     callback_sources: list[str] = []
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, zone: str) -> str:
+        """Checked here: a zone unknown at placement would stop every order of the shop."""
+        try:
+            ZoneInfo(zone)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {zone!r}; use an IANA name such as Europe/Berlin") from None
+        return zone
+
+    @field_validator("gateway")
+    @classmethod
+    def _known_gateway(cls, name: str) -> str:
+        if name not in GATEWAYS:
+            raise ValueError(f"unknown gateway {name!r}; docket's gateways: {', '.join(GATEWAYS)}")
+        return name
+
+    @field_validator("gateway_secrets")
+    @classmethod
+    def _secrets_of_known_gateways(cls, secrets: dict[str, str]) -> dict[str, str]:
+        unknown = sorted(set(secrets) - set(GATEWAYS))
+        if unknown:
+            raise ValueError(
+                f"secrets for unknown gateways {', '.join(unknown)}; docket's: {', '.join(GATEWAYS)}"
+            )
+        return secrets
 
 
 class WarehouseIn(BaseModel):

@@ -131,6 +131,28 @@ async def test_the_example_catalogue_loads_and_prints_each_operators_token_once(
     assert all(len(token) >= 32 for token in tokens.values())
 
 
+async def test_a_catalogue_naming_an_unknown_time_zone_or_gateway_is_refused_whole(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import json
+    import os
+    from pathlib import Path
+
+    example = json.loads((Path(__file__).parents[2] / "docs" / "catalogue.example.json").read_text())
+    example["shops"][0]["timezone"] = "Europe/Atlantis"
+    example["shops"][1]["gateway"] = "stripe"
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps(example))
+    env = {**os.environ, "DOCKET_DATABASE_URL": f"sqlite:///{tmp_path / 'docket.db'}"}
+    assert (await run_cli(env, "db", "upgrade"))[0] == 0
+
+    code, out, err = await run_cli(env, "catalogue", "load", str(bad))
+
+    assert code == 2, out
+    said = " ".join(err.split())  # the terminal may wrap it
+    assert "shops.0.timezone: Value error, unknown time zone 'Europe/Atlantis'; use an IANA name" in said
+    assert "shops.1.gateway: Value error, unknown gateway 'stripe'; docket's gateways: offline, sandbox" in said
+    assert "api_tokens" not in out  # nothing was loaded
+
+
 async def test_verify_exits_6_and_names_the_counter_that_disagrees_with_the_ledger(
     shop: Shop, sqlite_engine: Engine
 ) -> None:
