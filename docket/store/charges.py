@@ -6,7 +6,7 @@ from __future__ import annotations
 import datetime as dt
 from decimal import Decimal
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from docket.models.errors import InvalidInput, Refused
@@ -82,11 +82,7 @@ def apply_callback(
     if fact.currency != order.currency:
         raise InvalidInput(f"currency {fact.currency} does not match the order's {order.currency}")
     ctx = MoveContext(at=at, note=f"callback {fact.event_id}")
-    txn = (
-        session.scalar(select(PaymentTransaction).where(PaymentTransaction.key == fact.idempotency_key))
-        if fact.idempotency_key
-        else None
-    )
+    txn = payments.by_key(session, fact.idempotency_key) if fact.idempotency_key else None
     if txn is not None and fact.amount != txn.amount:
         raise InvalidInput(f"amount {fact.amount} does not match the {txn.operation.value} of {txn.amount}")
     if txn is None:
@@ -259,17 +255,27 @@ def _external_refund(
 # --- refunds ------------------------------------------------------------------------------------
 
 
-def pending_refunds(session: Session, order_id: str) -> list[tuple[int, str, Charge]]:
-    """Refunds, voids and released authorizations recorded as processing and not yet asked of (or
-    answered by) their gateway."""
-    order = session.get(Order, order_id)
-    query = select(PaymentTransaction).where(
-        PaymentTransaction.order_id == order_id,
+# Asked after every move that may give money back, usually to find nothing: built once.
+_PENDING_REFUNDS = (
+    select(PaymentTransaction)
+    .where(
+        PaymentTransaction.order_id == bindparam("order_id"),
         PaymentTransaction.operation.in_(
             (Operation.refund, Operation.void_capture, Operation.reverse_authorization)
         ),
         PaymentTransaction.result == Result.processing,
     )
+    .order_by(PaymentTransaction.transaction_id)
+)
+
+
+def pending_refunds(session: Session, order_id: str) -> list[tuple[int, str, Charge]]:
+    """Refunds, voids and released authorizations recorded as processing and not yet asked of (or
+    answered by) their gateway."""
+    pending = list(session.scalars(_PENDING_REFUNDS, {"order_id": order_id}))
+    if not pending:
+        return []
+    order = session.get(Order, order_id)
     return [
         (
             t.transaction_id,
@@ -285,7 +291,7 @@ def pending_refunds(session: Session, order_id: str) -> list[tuple[int, str, Cha
                 reference=t.reference,
             ),
         )
-        for t in session.scalars(query.order_by(PaymentTransaction.transaction_id))
+        for t in pending
     ]
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from docket.models.payments import Operation, Result, Txn, captured, payment_status, refunded
@@ -12,6 +12,13 @@ from docket.models.schemas import PaymentSummary, PaymentView
 from docket.store import queries
 from docket.store.stock import MoveContext
 from docket.store.tables import Order, PaymentTransaction
+
+_BY_KEY = select(PaymentTransaction).where(PaymentTransaction.key == bindparam("key"))  # built once
+
+
+def by_key(session: Session, key: str) -> PaymentTransaction | None:
+    """The transaction recorded under an idempotency key."""
+    return session.scalar(_BY_KEY, {"key": key})
 
 
 def record(
@@ -29,7 +36,7 @@ def record(
     reference: str | None = None,
 ) -> PaymentTransaction:
     """The transaction of `key`: recorded now, or as it was recorded the first time."""
-    found = session.scalar(select(PaymentTransaction).where(PaymentTransaction.key == key))
+    found = by_key(session, key)
     if found is not None:
         return found
     txn = PaymentTransaction(
