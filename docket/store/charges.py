@@ -26,15 +26,14 @@ from docket.models.schemas import MoveDelivery, OrderView, PaymentFlow
 from docket.store import outbox, payments, queries
 from docket.store.moves import REFUNDED as REFUND_ENDS
 from docket.store.moves import (
-    _deliveries,
-    _lines,
-    _order,
-    _refund_owed,
-    _withdraw,
     advance,
+    delivery_lines,
+    locked_order,
     move_delivery_state,
     move_order,
+    refund_owed,
     settle_progress,
+    withdraw,
 )
 from docket.store.stock import MoveContext
 from docket.store.tables import Delivery, Order, PaymentTransaction
@@ -47,7 +46,7 @@ def settle_charge(
     """The gateway answered the charge at placement (the total captured for prepayment, authorized
     for pay per shipment): the order goes ahead, waits for the callback (processing), or is
     cancelled and its stock released (failed)."""
-    order = _order(session, order_id)
+    order = locked_order(session, order_id)
     ctx = MoveContext(at=at, note=answer.message)
     payments.record(
         session,
@@ -78,7 +77,7 @@ def apply_callback(
 ) -> tuple[OrderView, str]:
     """A verified callback: settle a payment that was processing, record what else it says. A late
     failure of a payment recorded as ok is recorded and changes nothing. Returns the outcome."""
-    order = _order(session, fact.order_id)
+    order = locked_order(session, fact.order_id)
     if fact.currency != order.currency:
         raise InvalidInput(f"currency {fact.currency} does not match the order's {order.currency}")
     ctx = MoveContext(at=at, note=f"callback {fact.event_id}")
@@ -139,8 +138,8 @@ def _follow(
         move_order(session, order, "await_payment", ctx, move_id)
     elif result is Result.failed:
         failed = MoveContext(at=ctx.at, note=f"payment failed: {reason or 'declined'}")
-        for delivery in _deliveries(session, order.order_id):
-            _withdraw(session, order, delivery, failed, move_id)
+        for delivery in queries.order_deliveries(session, order.order_id):
+            withdraw(session, order, delivery, failed, move_id)
         outbox.write(session, move_id, order, None, "payment", "payment_failed", failed)
         move_order(session, order, "cancel", failed, move_id)
 
@@ -150,7 +149,7 @@ def _too_late(
 ) -> tuple[OrderView, str]:
     """A payment decided after its order was cancelled: money that came in goes back (the refund
     is asked of the gateway after this transaction); with nothing to give back, the order closes."""
-    if _refund_owed(session, order, ctx, move_id):
+    if refund_owed(session, order, ctx, move_id):
         return queries.order_view(
             session, order.order_id
         ), "payment came after the order was cancelled: refunding it"
@@ -172,8 +171,10 @@ def ship_captured(
     """Pay per shipment: the gateway answered the capture of this delivery's amount. Captured, the
     parcel ships; refused or still processing, it is held (`ready_waiting_payment`) until the
     capture goes through (shipping it again asks again)."""
-    order = _order(session, cmd.order_id)
-    delivery = next(d for d in _deliveries(session, order.order_id) if d.delivery_no == cmd.delivery_no)
+    order = locked_order(session, cmd.order_id)
+    delivery = next(
+        d for d in queries.order_deliveries(session, order.order_id) if d.delivery_no == cmd.delivery_no
+    )
     ctx = MoveContext(at=at, operator_id=cmd.operator_id, note=cmd.note)
     payments.record(
         session,
@@ -219,13 +220,17 @@ def authorization(session: Session, order_id: str) -> PaymentTransaction | None:
 
 
 def delivery_amount(session: Session, delivery: Delivery) -> Decimal:
-    return sum((line.unit_price * line.quantity for line in _lines(session, delivery)), Decimal("0.00"))
+    return sum(
+        (line.unit_price * line.quantity for line in delivery_lines(session, delivery)), Decimal("0.00")
+    )
 
 
 def _follow_capture(
     session: Session, order: Order, delivery_no: int, result: Result, ctx: MoveContext, move_id: str
 ) -> None:
-    delivery = next(d for d in _deliveries(session, order.order_id) if d.delivery_no == delivery_no)
+    delivery = next(
+        d for d in queries.order_deliveries(session, order.order_id) if d.delivery_no == delivery_no
+    )
     if result is Result.ok and delivery.state is DeliveryState.ready_waiting_payment:
         move_delivery_state(session, order, delivery, "payment_captured", ctx, move_id)
         settle_progress(session, order, ctx, move_id)
@@ -305,7 +310,7 @@ def settle_refund(
     if txn is None or txn.result is not Result.processing:  # answered before (a retried activity)
         order_id = txn.order_id if txn else ""
         return queries.order_view(session, order_id), False
-    order = _order(session, txn.order_id)
+    order = locked_order(session, txn.order_id)
     acted_on = txn.reference  # a void's or refund's reference is the capture it acts on, until answered
     txn.result, txn.settled = answer.result, answer.result is Result.ok
     txn.reference = answer.reference or txn.reference
@@ -360,10 +365,10 @@ def _refund_instead(
 
 def retry_refund(session: Session, order_id: str, move_id: str, at: dt.datetime) -> OrderView:
     """Ask again for what a cancelled or returned order still owes (a new refund, a new key)."""
-    order = _order(session, order_id)
+    order = locked_order(session, order_id)
     if order.state not in REFUND_ENDS:
         raise Refused(f"order {order.order_id} is {order.state.value}: no refund is waiting to be made")
     if pending_refunds(session, order_id):
         return queries.order_view(session, order_id)  # one is on its way already
-    _refund_owed(session, order, MoveContext(at=at, note="refund retried"), move_id)
+    refund_owed(session, order, MoveContext(at=at, note="refund retried"), move_id)
     return queries.order_view(session, order_id)

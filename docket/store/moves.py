@@ -204,7 +204,7 @@ def place_order(session: Session, cmd: PlaceOrder, move_id: str, at: dt.datetime
 
 
 def confirm_payment(session: Session, cmd: ConfirmPayment, move_id: str, at: dt.datetime) -> OrderView:
-    order = _order(session, cmd.order_id)
+    order = locked_order(session, cmd.order_id)
     ctx = MoveContext(at=at, operator_id=cmd.operator_id, note=cmd.note)
     move_order(session, order, "confirm_payment", ctx, move_id)
     # The clerk saw the money arrive: the whole total, captured and settled, by the offline gateway.
@@ -225,17 +225,18 @@ def confirm_payment(session: Session, cmd: ConfirmPayment, move_id: str, at: dt.
 
 def advance_order(session: Session, order_id: str, move_id: str, at: dt.datetime) -> OrderView:
     """Move every delivery as far as payment, its date and its stock allow (a date came, stock came)."""
-    order = _order(session, order_id)
+    order = locked_order(session, order_id)
     advance(session, order, MoveContext(at=at), move_id)
     return queries.order_view(session, order_id)
 
 
 def move_delivery(session: Session, cmd: MoveDelivery, move_id: str, at: dt.datetime) -> OrderView:
-    order = _order(session, cmd.order_id)
+    order = locked_order(session, cmd.order_id)
     if order.state not in PAID:
         raise Refused(f"order {order.order_id} is {order.state.value}: deliveries move once it is paid")
     delivery = next(
-        (d for d in _deliveries(session, order.order_id) if d.delivery_no == cmd.delivery_no), None
+        (d for d in queries.order_deliveries(session, order.order_id) if d.delivery_no == cmd.delivery_no),
+        None,
     )
     if delivery is None:
         raise NotFound(f"order {order.order_id} has no delivery {cmd.delivery_no}")
@@ -252,7 +253,8 @@ def move_delivery(session: Session, cmd: MoveDelivery, move_id: str, at: dt.date
             gateway="offline",
             operation=Operation.capture,
             amount=sum(
-                (line.unit_price * line.quantity for line in _lines(session, delivery)), Decimal("0.00")
+                (line.unit_price * line.quantity for line in delivery_lines(session, delivery)),
+                Decimal("0.00"),
             ),
             result=Result.ok,
             settled=True,
@@ -266,17 +268,17 @@ def move_delivery(session: Session, cmd: MoveDelivery, move_id: str, at: dt.date
 def cancel_order(session: Session, cmd: CancelOrder, move_id: str, at: dt.datetime) -> OrderView:
     """Cancel: reservations are released, allocated stock is credited back; refused once any
     delivery is on its way."""
-    order = _order(session, cmd.order_id)
+    order = locked_order(session, cmd.order_id)
     ORDER.dest(order.state, "cancel")  # refuse early, naming what is allowed
-    deliveries = _deliveries(session, order.order_id)
+    deliveries = queries.order_deliveries(session, order.order_id)
     on_its_way = [d for d in deliveries if d.state in ON_ITS_WAY]
     if on_its_way:
         listed = ", ".join(f"delivery {d.delivery_no} is {d.state.value}" for d in on_its_way)
         raise Refused(f"order {order.order_id} cannot be cancelled: {listed}; take it back as a return")
     ctx = MoveContext(at=at, operator_id=cmd.operator_id, note=cmd.reason)
     for delivery in deliveries:
-        _withdraw(session, order, delivery, ctx, move_id)
-    owed = _refund_owed(session, order, ctx, move_id)
+        withdraw(session, order, delivery, ctx, move_id)
+    owed = refund_owed(session, order, ctx, move_id)
     _release_authorization(session, order, ctx, move_id)
     # A payment still processing at the gateway may yet go through: the order waits for its
     # outcome (and refunds it if it does) instead of closing.
@@ -290,10 +292,10 @@ def cancel_order(session: Session, cmd: CancelOrder, move_id: str, at: dt.dateti
 
 def return_order(session: Session, cmd: ReturnOrder, move_id: str, at: dt.datetime) -> OrderView:
     """Shipped deliveries come back; any not yet shipped are withdrawn. Restocking is separate."""
-    order = _order(session, cmd.order_id)
+    order = locked_order(session, cmd.order_id)
     ORDER.dest(order.state, "return_goods")
     ctx = MoveContext(at=at, operator_id=cmd.operator_id, note=cmd.note)
-    for delivery in _deliveries(session, order.order_id):
+    for delivery in queries.order_deliveries(session, order.order_id):
         if delivery.state is DeliveryState.shipped:
             move_delivery_state(session, order, delivery, "return_goods", ctx, move_id)
         elif delivery.state in ON_ITS_WAY:
@@ -301,8 +303,8 @@ def return_order(session: Session, cmd: ReturnOrder, move_id: str, at: dt.dateti
                 f"delivery {delivery.delivery_no} is still {delivery.state.value}; return it once delivered"
             )
         else:
-            _withdraw(session, order, delivery, ctx, move_id)
-    owed = _refund_owed(session, order, ctx, move_id)
+            withdraw(session, order, delivery, ctx, move_id)
+    owed = refund_owed(session, order, ctx, move_id)
     _release_authorization(session, order, ctx, move_id)
     move_order(session, order, "return_awaiting_refund" if owed else "return_goods", ctx, move_id)
     return queries.order_view(session, order.order_id)
@@ -316,7 +318,7 @@ REFUNDED = {
 
 def record_refund(session: Session, cmd: RecordRefund, move_id: str, at: dt.datetime) -> OrderView:
     """A clerk refunded by hand what the order still owes: recorded, and the order closes."""
-    order = _order(session, cmd.order_id)
+    order = locked_order(session, cmd.order_id)
     trigger = REFUNDED.get(order.state)
     if trigger is None:
         raise Refused(f"order {order.order_id} is {order.state.value}: no refund is waiting to be made")
@@ -338,7 +340,7 @@ def record_refund(session: Session, cmd: RecordRefund, move_id: str, at: dt.date
     return queries.order_view(session, order.order_id)
 
 
-def _refund_owed(session: Session, order: Order, ctx: MoveContext, move_id: str) -> Decimal:
+def refund_owed(session: Session, order: Order, ctx: MoveContext, move_id: str) -> Decimal:
     """Money captured and not yet refunded goes back, through the gateway that took it: a capture
     the gateway has not settled yet (its batch has not run) is voided, the rest refunded. Each is
     recorded as processing here and asked of the gateway after this transaction (offline money
@@ -456,7 +458,7 @@ def move_delivery_state(
 def _move_stock(session: Session, delivery: Delivery, trigger: str, ctx: MoveContext) -> None:
     if trigger not in ("allocate", "void", "deallocate") or delivery.warehouse_id is None:
         return
-    lines = _lines(session, delivery)
+    lines = delivery_lines(session, delivery)
     locked = lock_stock(session, [(delivery.warehouse_id, line.sku) for line in lines])
     for line in lines:
         stock = locked[(delivery.warehouse_id, line.sku)]
@@ -511,8 +513,8 @@ def audit(
 
 def advance(session: Session, order: Order, ctx: MoveContext, move_id: str) -> None:
     paid = order.state in PAID
-    for delivery in _deliveries(session, order.order_id):
-        lines = _lines(session, delivery)
+    for delivery in queries.order_deliveries(session, order.order_id):
+        lines = delivery_lines(session, delivery)
         triggers = automatic_triggers(
             delivery.group,
             delivery.state,
@@ -529,7 +531,7 @@ def settle_progress(session: Session, order: Order, ctx: MoveContext, move_id: s
     """in_progress → partially_shipped → completed, as deliveries ship."""
     if order.state not in PAID:
         return
-    states = [d.state for d in _deliveries(session, order.order_id)]
+    states = [d.state for d in queries.order_deliveries(session, order.order_id)]
     shipped = sum(1 for s in states if s is DeliveryState.shipped)
     if shipped == len(states):
         shop = queries.row(session, Shop, order.shop_id)
@@ -539,7 +541,7 @@ def settle_progress(session: Session, order: Order, ctx: MoveContext, move_id: s
         move_order(session, order, "ship_partially", ctx, move_id)
 
 
-def _withdraw(session: Session, order: Order, delivery: Delivery, ctx: MoveContext, move_id: str) -> None:
+def withdraw(session: Session, order: Order, delivery: Delivery, ctx: MoveContext, move_id: str) -> None:
     allowed = DELIVERY.allowed(delivery.state)
     for trigger in ("void", "deallocate"):
         if trigger in allowed:
@@ -550,7 +552,7 @@ def _withdraw(session: Session, order: Order, delivery: Delivery, ctx: MoveConte
 # --- reads used by the moves --------------------------------------------------------------------
 
 
-def _order(session: Session, order_id: str) -> Order:
+def locked_order(session: Session, order_id: str) -> Order:
     """The order, locked for this transaction, with its customer and shop in the same query (the
     notifications of the move need them: kept for `queries.row`)."""
     found = session.execute(_ORDER, {"order_id": order_id}).first()
@@ -560,11 +562,8 @@ def _order(session: Session, order_id: str) -> Order:
     return found[0]
 
 
-def _deliveries(session: Session, order_id: str) -> list[Delivery]:
-    return queries.order_deliveries(session, order_id)
-
-
-def _lines(session: Session, delivery: Delivery) -> list[OrderLine]:
+def delivery_lines(session: Session, delivery: Delivery) -> list[OrderLine]:
+    """One delivery's lines, from the order's lines read once per transaction."""
     return [
         line
         for line in queries.order_lines(session, delivery.order_id)
