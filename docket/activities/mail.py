@@ -82,9 +82,14 @@ class Mailer:
             return outbox.pending(session, order_id, limit=CHUNK)
 
     def record(self, letters: list[Letter], outcomes: list[Outcome]) -> int:
+        at = dt.datetime.now(dt.UTC)
+        if all(o.sent for o in outcomes):  # the usual case: one UPDATE, without an ORM session
+            with serialised_writes(self.sessions), self.sessions.kw["bind"].begin() as connection:
+                outbox.mark_sent(connection, [o.outbox_id for o in outcomes], at)
+            return 0
         by_id = {letter.outbox_id: letter for letter in letters}
         with serialised_writes(self.sessions), self.sessions.begin() as session:
-            return outbox.record(session, by_id, outcomes, dt.datetime.now(dt.UTC))
+            return outbox.record(session, by_id, outcomes, at)
 
 
 class MailActivities:

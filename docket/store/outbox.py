@@ -8,7 +8,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Table, bindparam, func, select, update
+from sqlalchemy import Connection, Table, bindparam, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -269,6 +269,11 @@ _SENT = (
 )
 
 
+def mark_sent(db: Session | Connection, outbox_ids: list[int], at: dt.datetime) -> None:
+    """Mail the server accepted; only rows still pending change."""
+    db.execute(_SENT, {"ids": outbox_ids, "at": at})
+
+
 def record(session: Session, letters: dict[int, Letter], outcomes: Iterable[Outcome], at: dt.datetime) -> int:
     """Write down what became of each mail; only rows still pending change (a row recorded as
     sent is never sent again). A mail that failed for good is reported to the shop's admins once.
@@ -277,7 +282,7 @@ def record(session: Session, letters: dict[int, Letter], outcomes: Iterable[Outc
     row = OUTBOX.c
     sent = [o.outbox_id for o in outcomes if o.sent]
     if sent:
-        session.execute(_SENT, {"ids": sent, "at": at})
+        mark_sent(session, sent, at)
     reports = 0
     for outcome in outcomes:
         if outcome.sent:
