@@ -12,13 +12,8 @@ from typing import Any, TypeVar
 T = TypeVar("T")
 
 
-class _ThreadLoop(threading.local):
-    def __init__(self) -> None:
-        self.runner = _Runner()
-
-
-class _Runner:
-    """Closes its loop when its thread ends (thread-local values are dropped then)."""
+class _Loop:
+    """A thread's runner; closes its loop when the thread ends (thread-local values go then)."""
 
     def __init__(self) -> None:
         self.runner = asyncio.Runner()
@@ -27,9 +22,12 @@ class _Runner:
         self.runner.close()
 
 
-_LOCAL = _ThreadLoop()
+_LOCAL = threading.local()
 
 
 def run_here(coroutine: Coroutine[Any, Any, T]) -> T:
     """Run `coroutine` to its end on this thread's own loop. Not from inside a running loop."""
-    return _LOCAL.runner.runner.run(coroutine)
+    loop = getattr(_LOCAL, "loop", None)
+    if loop is None:
+        loop = _LOCAL.loop = _Loop()
+    return loop.runner.run(coroutine)

@@ -92,7 +92,7 @@ class OrderActivities:
                 operation=Operation.capture,
                 shop_id=order.shop_id,
                 order_id=order.order_id,
-                amount=charges.delivery_amount(session, delivery),
+                amount=moves.delivery_amount(session, delivery),
                 currency=order.currency,
                 idempotency_key=key,
                 token=order.payment_token,

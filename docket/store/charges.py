@@ -27,16 +27,17 @@ from docket.store import outbox, payments, queries
 from docket.store.moves import REFUNDED as REFUND_ENDS
 from docket.store.moves import (
     advance,
-    delivery_lines,
+    delivery_amount,
     locked_order,
     move_delivery_state,
     move_order,
+    order_delivery,
     refund_owed,
     settle_progress,
     withdraw,
 )
 from docket.store.stock import MoveContext
-from docket.store.tables import Delivery, Order, PaymentTransaction
+from docket.store.tables import Order, PaymentTransaction
 from docket.store.tables import PaymentCallback as StoredCallback
 
 
@@ -172,9 +173,8 @@ def ship_captured(
     parcel ships; refused or still processing, it is held (`ready_waiting_payment`) until the
     capture goes through (shipping it again asks again)."""
     order = locked_order(session, cmd.order_id)
-    delivery = next(
-        d for d in queries.order_deliveries(session, order.order_id) if d.delivery_no == cmd.delivery_no
-    )
+    delivery = order_delivery(session, order.order_id, cmd.delivery_no)
+    assert delivery is not None  # the workflow checked it before the gateway was asked
     ctx = MoveContext(at=at, operator_id=cmd.operator_id, note=cmd.note)
     payments.record(
         session,
@@ -219,18 +219,11 @@ def authorization(session: Session, order_id: str) -> PaymentTransaction | None:
     )
 
 
-def delivery_amount(session: Session, delivery: Delivery) -> Decimal:
-    return sum(
-        (line.unit_price * line.quantity for line in delivery_lines(session, delivery)), Decimal("0.00")
-    )
-
-
 def _follow_capture(
     session: Session, order: Order, delivery_no: int, result: Result, ctx: MoveContext, move_id: str
 ) -> None:
-    delivery = next(
-        d for d in queries.order_deliveries(session, order.order_id) if d.delivery_no == delivery_no
-    )
+    delivery = order_delivery(session, order.order_id, delivery_no)
+    assert delivery is not None  # a capture's transaction names a delivery of its order
     if result is Result.ok and delivery.state is DeliveryState.ready_waiting_payment:
         move_delivery_state(session, order, delivery, "payment_captured", ctx, move_id)
         settle_progress(session, order, ctx, move_id)

@@ -234,10 +234,7 @@ def move_delivery(session: Session, cmd: MoveDelivery, move_id: str, at: dt.date
     order = locked_order(session, cmd.order_id)
     if order.state not in PAID:
         raise Refused(f"order {order.order_id} is {order.state.value}: deliveries move once it is paid")
-    delivery = next(
-        (d for d in queries.order_deliveries(session, order.order_id) if d.delivery_no == cmd.delivery_no),
-        None,
-    )
+    delivery = order_delivery(session, order.order_id, cmd.delivery_no)
     if delivery is None:
         raise NotFound(f"order {order.order_id} has no delivery {cmd.delivery_no}")
     ctx = MoveContext(at=at, operator_id=cmd.operator_id, note=cmd.note)
@@ -252,10 +249,7 @@ def move_delivery(session: Session, cmd: MoveDelivery, move_id: str, at: dt.date
             order=order,
             gateway="offline",
             operation=Operation.capture,
-            amount=sum(
-                (line.unit_price * line.quantity for line in delivery_lines(session, delivery)),
-                Decimal("0.00"),
-            ),
+            amount=delivery_amount(session, delivery),
             result=Result.ok,
             settled=True,
             delivery_no=delivery.delivery_no,
@@ -560,6 +554,18 @@ def locked_order(session: Session, order_id: str) -> Order:
         raise NotFound(f"unknown order {order_id}")
     queries.keep(session, found[1], found[2])
     return found[0]
+
+
+def order_delivery(session: Session, order_id: str, delivery_no: int) -> Delivery | None:
+    return next(
+        (d for d in queries.order_deliveries(session, order_id) if d.delivery_no == delivery_no), None
+    )
+
+
+def delivery_amount(session: Session, delivery: Delivery) -> Decimal:
+    return sum(
+        (line.unit_price * line.quantity for line in delivery_lines(session, delivery)), Decimal("0.00")
+    )
 
 
 def delivery_lines(session: Session, delivery: Delivery) -> list[OrderLine]:

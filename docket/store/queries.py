@@ -38,8 +38,8 @@ _ROWS = "docket-rows"
 
 
 def row(session: Session, model: type[M], key: Any) -> M | None:
-    """`session.get` for rows a transaction reads several times (the shop, the customer, a
-    product): kept for the rest of the transaction. The session's identity map holds rows weakly,
+    """`session.get` for rows a transaction reads several times (the shop, the customer): kept
+    for the rest of the transaction. The session's identity map holds rows weakly,
     so a row read, used and dropped was read from the database again by the next `get`."""
     rows: dict[tuple[type[Any], Any], Any] = session.info.setdefault(_ROWS, {})
     if (model, key) not in rows:
