@@ -60,7 +60,14 @@ out = Console()
 err = Console(stderr=True)
 T = TypeVar("T")
 
-EXIT = {"InvalidInput": 2, "NotFound": 3, "Forbidden": 4, "Unauthenticated": 4}
+EXIT_UNAVAILABLE = 1  # Temporal cannot be reached, or the store is missing or not migrated
+EXIT = {
+    "InvalidInput": 2,
+    "NotFound": 3,
+    "Forbidden": 4,
+    "Unauthenticated": 4,
+    "StoreNotReady": EXIT_UNAVAILABLE,
+}
 EXIT_REFUSED = 5
 EXIT_LEDGER_BROKEN = 6
 
@@ -109,7 +116,7 @@ def run(job: Callable[[Running], Awaitable[T]], *, migrate: bool = False, lazy: 
         fail(str(error), EXIT.get(error.kind, EXIT_REFUSED))
     except RuntimeError as error:
         if "connect" in str(error).lower():
-            fail(f"cannot reach Temporal at {settings().temporal_address}: {error}", 1)
+            fail(f"cannot reach Temporal at {settings().temporal_address}: {error}", EXIT_UNAVAILABLE)
         raise
     raise AssertionError("unreachable")
 
@@ -125,10 +132,14 @@ async def acting(running: Running, operator_id: str | None) -> Operator:
 
 def parse_line(text: str, currency: str) -> OrderLineIn:
     try:
-        sku, quantity, price = text.split(":")
-        return OrderLineIn(sku=sku, quantity=int(quantity), unit_price=Decimal(price), currency=currency)
+        sku, quantity, price = text.rsplit(":", 2)  # a SKU may itself hold a colon
+        count, unit_price = int(quantity), Decimal(price)
     except (ValueError, InvalidOperation):
         raise InvalidInput(f"--line {text!r}: write SKU:QUANTITY:UNIT_PRICE, e.g. WIDGET:2:19.90") from None
+    try:
+        return OrderLineIn(sku=sku, quantity=count, unit_price=unit_price, currency=currency)
+    except ValidationError as error:  # well formed, but a value out of range: say which and why
+        raise InvalidInput(f"--line {text!r}: {_validation_text(error)}") from None
 
 
 def parse_address(text: str) -> Address:

@@ -14,7 +14,19 @@ from pydantic import ValidationError
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
-from docket.cli import _validation_text, app, catalogue_app, db_app, err, fail, out, run, settings
+from docket.cli import (
+    EXIT_UNAVAILABLE,
+    _validation_text,
+    app,
+    catalogue_app,
+    db_app,
+    err,
+    fail,
+    out,
+    run,
+    settings,
+)
+from docket.models.errors import StoreNotReady
 from docket.runtime import Running, connected
 from docket.settings import Settings
 from docket.store.tables import OperatorRow
@@ -43,6 +55,7 @@ def catalogue_load(path: Path) -> None:
     Prints each operator's API token once: only its hash is stored."""
     from docket.store import catalogue
     from docket.store.engine import make_engine, make_session_factory
+    from docket.store.migrate import require_current
 
     try:
         loaded = catalogue.Catalogue.model_validate_json(path.read_text())
@@ -50,8 +63,11 @@ def catalogue_load(path: Path) -> None:
         fail(_validation_text(error), 2)
     engine = make_engine(settings().database)
     try:
+        require_current(engine)
         with make_session_factory(engine).begin() as session:
             tokens = catalogue.load(session, loaded, dt.datetime.now(dt.UTC))
+    except StoreNotReady as error:
+        fail(f"nothing loaded: {error}", EXIT_UNAVAILABLE)
     except IntegrityError as error:
         fail(f"nothing loaded: the catalogue names entries that already exist ({error.orig})", 2)
     finally:

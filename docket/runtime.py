@@ -22,7 +22,7 @@ from docket.connect import temporal_client
 from docket.rendering import Renderer
 from docket.settings import Settings
 from docket.store.engine import make_engine, make_session_factory
-from docket.store.migrate import upgrade
+from docket.store.migrate import require_current, upgrade
 from docket.worker import build_worker
 
 DEV_SERVER_PORT = 7233
@@ -110,8 +110,7 @@ async def connected(settings: Settings, migrate: bool = False, lazy: bool = Fals
         settings.var_dir.mkdir(parents=True, exist_ok=True)
     engine = make_engine(settings.database)
     try:
-        if migrate:
-            await asyncio.to_thread(upgrade, engine)
+        await asyncio.to_thread(upgrade if migrate else require_current, engine)
         client = await temporal_client(settings, lazy=lazy)
         renderer = Renderer(settings.mail_from, settings.template_overrides)
         docket = Docket(

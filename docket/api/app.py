@@ -23,6 +23,7 @@ STATUS = {
     "IllegalTransition": 409,
     "Refused": 409,
     "StaleState": 409,
+    "StoreNotReady": 503,
 }
 
 bearer = HTTPBearer(auto_error=False, description="An operator's API token")

@@ -52,6 +52,12 @@ class OrderRejected(DocketError):
     kind = "OrderRejected"
 
 
+class StoreNotReady(DocketError):
+    """The store is missing or not at this docket's schema revision; nothing was read or written."""
+
+    kind = "StoreNotReady"
+
+
 class StaleState(DocketError):
     """A guarded write found the row in another state than the move expected."""
 

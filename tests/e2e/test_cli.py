@@ -155,6 +155,51 @@ async def test_a_catalogue_naming_an_unknown_time_zone_or_gateway_is_refused_who
     assert "api_tokens" not in out  # nothing was loaded
 
 
+async def test_a_store_that_is_missing_or_not_migrated_is_named_with_the_command_that_fixes_it(
+    tmp_path,
+) -> None:  # type: ignore[no-untyped-def]
+    import os
+    from pathlib import Path
+
+    from docket.store.engine import make_engine
+    from docket.store.migrate import HEAD, REVISIONS, upgrade
+
+    example = Path(__file__).parents[2] / "docs" / "catalogue.example.json"
+    store = tmp_path / "var" / "docket.db"
+    env = {**os.environ, "DOCKET_DATABASE_URL": f"sqlite:///{store}", "DOCKET_OPERATOR": "hanna"}
+
+    for args in (("catalogue", "load", str(example)), ("order", "list"), ("worker",)):
+        code, _, err = await run_cli(env, *args)
+        assert code == 1, (args, err)
+        assert f"no docket store at {store}: create it with `docket db upgrade`" in " ".join(err.split())
+        assert "Traceback" not in err
+    assert not store.exists()  # asking did not leave an empty file behind
+
+    store.parent.mkdir()
+    engine = make_engine(f"sqlite:///{store}")
+    upgrade(engine, REVISIONS[-2])  # a store the previous docket release left
+    engine.dispose()
+    code, out, err = await run_cli(env, "catalogue", "load", str(example))
+    assert code == 1 and "api_tokens" not in out
+    said = " ".join(err.split())
+    assert f"is at schema revision {REVISIONS[-2]}, this docket needs {HEAD}" in said
+    assert "apply the migrations with `docket db upgrade`" in said
+
+    assert (await run_cli(env, "db", "upgrade"))[0] == 0
+    code, out, err = await run_cli(env, "catalogue", "load", str(example))
+    assert code == 0 and "api_tokens" in out, err
+
+
+def test_the_schema_revision_docket_needs_is_alembics_head() -> None:
+    from alembic.script import ScriptDirectory
+
+    from docket.store.migrate import HEAD, REVISIONS, alembic_config
+
+    scripts = ScriptDirectory.from_config(alembic_config())
+    assert [HEAD] == scripts.get_heads()
+    assert list(REVISIONS) == sorted(s.revision for s in scripts.walk_revisions())
+
+
 async def test_verify_exits_6_and_names_the_counter_that_disagrees_with_the_ledger(
     shop: Shop, sqlite_engine: Engine
 ) -> None:

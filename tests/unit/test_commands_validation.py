@@ -60,3 +60,30 @@ def test_a_stock_adjustment_needs_a_reason_and_a_change() -> None:
         AdjustStock(reference="r", warehouse_id="north", sku="W", delta=0, operator_id="a", note="count")
     with pytest.raises(ValidationError, match="note"):
         AdjustStock(reference="r", warehouse_id="north", sku="W", delta=1, operator_id="a", note="")
+
+
+@pytest.mark.parametrize(
+    ("text", "said"),
+    [
+        ("WIDGET:two:1", "--line 'WIDGET:two:1': write SKU:QUANTITY:UNIT_PRICE, e.g. WIDGET:2:19.90"),
+        ("WIDGET:2", "--line 'WIDGET:2': write SKU:QUANTITY:UNIT_PRICE, e.g. WIDGET:2:19.90"),
+        ("WIDGET:0:19.90", "--line 'WIDGET:0:19.90': quantity: Input should be greater than 0"),
+        ("WIDGET:1:-1", "--line 'WIDGET:1:-1': unit_price: Input should be greater than or equal to 0"),
+        ("WIDGET:1:1.999", "unit_price: Decimal input should have no more than 2 decimal places"),
+    ],
+)
+def test_a_command_line_order_line_names_what_is_wrong_with_it(text: str, said: str) -> None:
+    from docket.cli import parse_line
+    from docket.models.errors import InvalidInput
+
+    with pytest.raises(InvalidInput) as refused:
+        parse_line(text, "EUR")
+    assert said in str(refused.value)
+
+
+def test_a_command_line_order_line_takes_a_sku_holding_a_colon() -> None:
+    from docket.cli import parse_line
+
+    assert parse_line("BOOK:ISBN:2:19.90", "EUR") == OrderLineIn(
+        sku="BOOK:ISBN", quantity=2, unit_price=Decimal("19.90"), currency="EUR"
+    )
