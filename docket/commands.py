@@ -7,6 +7,7 @@ import asyncio
 import datetime as dt
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any, TypeVar
 
 from sqlalchemy import select
@@ -69,7 +70,9 @@ class Docket:
 
     async def place_order(self, operator: Operator, cmd: PlaceOrder) -> OrderView:
         """Start the order's workflow and answer with the order as placed. The order id is the
-        idempotency key: the same id again answers with what was recorded the first time."""
+        idempotency key: the same order again answers with what was recorded the first time; the
+        same id with another shop, customer, payment flow or lines is refused, naming what differs
+        (a storefront reusing an id must not believe a second order placed)."""
         operator.require(Action.place_order, cmd.shop_id)
         cmd = cmd.model_copy(update={"operator_id": operator.operator_id})
 
@@ -92,8 +95,16 @@ class Docket:
             view = await handle.execute_update(OrderWorkflow.placement)
         except WorkflowAlreadyStartedError:
             view = await self.read(lambda session: queries.order_view(session, cmd.order_id))
-        if view.state is OrderState.rejected:
+        if view.state is OrderState.rejected:  # its lines belong to no delivery: read them
+            lines = await self.read(lambda session: queries.order_lines(session, cmd.order_id))
+            _require_same_order(cmd, view, [(line.sku, line.quantity, line.unit_price) for line in lines])
             raise OrderRejected(f"order {view.order_id} rejected: {view.rejection}")
+        placed = sorted(
+            (line.line_no, line.sku, line.quantity, line.unit_price)
+            for d in view.deliveries
+            for line in d.lines
+        )
+        _require_same_order(cmd, view, [line[1:] for line in placed])
         return view
 
     async def confirm_payment(self, operator: Operator, cmd: ConfirmPayment) -> OrderView:
@@ -297,6 +308,26 @@ class Docket:
                 return query(session)
 
         return await asyncio.to_thread(in_session)
+
+
+def _require_same_order(cmd: PlaceOrder, placed: OrderView, lines: list[tuple[str, int, Decimal]]) -> None:
+    """A repeated placement must be the order first placed under its id."""
+    differ = [
+        what
+        for what, same in (
+            ("shop", cmd.shop_id == placed.shop_id),
+            ("customer", cmd.customer_id == placed.customer_id),
+            ("payment flow", cmd.payment_flow in (None, placed.payment_flow)),
+            ("currency", cmd.lines[0].currency == placed.currency),
+            ("lines", [(line.sku, line.quantity, line.unit_price) for line in cmd.lines] == lines),
+        )
+        if not same
+    ]
+    if differ:
+        raise InvalidInput(
+            f"order id {cmd.order_id} is already taken by an order that differs in {', '.join(differ)}:"
+            " an order id places one order; send the same order again, or give this one a new id"
+        )
 
 
 def _check_catalogue(session: Session, cmd: PlaceOrder) -> None:

@@ -52,6 +52,10 @@ async def test_an_order_placed_over_http_is_moved_by_staff_to_completed(http: ht
     assert placed.json()["state"] == "waiting_confirmation"
     again = await http.post("/orders", json=ORDER, headers=as_("alice"))
     assert again.json() == placed.json()
+    other = {**ORDER, "lines": [{**ORDER["lines"][0], "quantity": 3}]}  # a second order under the same id
+    answer = await http.post("/orders", json=other, headers=as_("alice"))
+    assert (answer.status_code, answer.json()["error"]) == (422, "InvalidInput")
+    assert "order id web-1 is already taken by an order that differs in lines" in answer.json()["message"]
 
     confirmed = await http.post(
         "/orders/web-1/confirm-payment", json={"note": "transfer seen"}, headers=as_("conny")

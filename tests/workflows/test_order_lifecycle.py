@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from decimal import Decimal
 
 import pytest
@@ -70,6 +71,36 @@ async def test_placing_the_same_order_twice_returns_the_first_result_and_reserve
     assert reservations == 1
 
 
+async def test_an_order_id_taken_by_another_order_is_refused_naming_what_differs(shop: Shop) -> None:
+    alice, root = await shop.op("alice"), await shop.op("root")
+    first = await shop.docket.place_order(alice, place("o-1", ("WIDGET", 3)))
+
+    with pytest.raises(InvalidInput, match="already taken by an order that differs in lines"):
+        await shop.docket.place_order(alice, place("o-1", ("WIDGET", 4)))
+    with pytest.raises(InvalidInput, match="differs in shop, lines"):
+        await shop.docket.place_order(root, place("o-1", ("GADGET", 1), shop_id="beta"))
+
+    assert await view_of(shop, "o-1") == first  # nothing of the first order changed
+    levels = {
+        (lv.warehouse_id, lv.sku): lv.reserved for lv in await shop.docket.stock_levels(alice, None, None)
+    }
+    assert sum(levels.values()) == 3
+
+
+async def test_two_different_orders_sent_at_once_under_one_new_id_place_one_and_refuse_the_other(
+    shop: Shop,
+) -> None:
+    alice = await shop.op("alice")
+    results = await asyncio.gather(
+        *(shop.docket.place_order(alice, place("o-1", ("WIDGET", n))) for n in (1, 2)), return_exceptions=True
+    )
+    placed = [r for r in results if not isinstance(r, BaseException)]
+    refused = [r for r in results if isinstance(r, BaseException)]
+    assert len(placed) == 1 and len(refused) == 1
+    assert isinstance(refused[0], InvalidInput) and "differs in lines" in str(refused[0])
+    assert placed[0] == await view_of(shop, "o-1")
+
+
 async def test_an_order_that_cannot_be_served_is_rejected_naming_the_sku_and_reserves_nothing(
     shop: Shop,
 ) -> None:
@@ -80,7 +111,9 @@ async def test_an_order_that_cannot_be_served_is_rejected_naming_the_sku_and_res
         await shop.docket.place_order(alice, place("o-2", ("RETIRED", 1)))
     levels = await shop.docket.stock_levels(alice, None, None)
     assert all(level.reserved == 0 for level in levels)
-    with pytest.raises(OrderRejected, match="WIDGET: 11 ordered"):  # the same id: the same answer
+    with pytest.raises(OrderRejected, match="WIDGET: 11 ordered"):  # the same order: the same answer
+        await shop.docket.place_order(alice, place("o-1", ("GADGET", 1), ("WIDGET", 11)))
+    with pytest.raises(InvalidInput, match="order id o-1 is already taken by an order that differs in lines"):
         await shop.docket.place_order(alice, place("o-1", ("GADGET", 1)))
 
 
