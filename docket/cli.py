@@ -75,6 +75,8 @@ AsOperator = Annotated[
     str | None,
     typer.Option("--as", envvar="DOCKET_OPERATOR", help="The operator acting (or DOCKET_OPERATOR)."),
 ]
+# `docket stock adjust hamburg ATLAS -2`: a count below zero is an argument, not an unknown option.
+NUMBERS_MAY_BE_NEGATIVE = {"ignore_unknown_options": True}
 Note = Annotated[str | None, typer.Option("--note", help="Why, for the audit trail.")]
 
 
@@ -342,7 +344,7 @@ Reference = Annotated[
 ]
 
 
-@stock_app.command("receive")
+@stock_app.command("receive", context_settings=NUMBERS_MAY_BE_NEGATIVE)
 def stock_receive(
     warehouse: str,
     sku: str,
@@ -368,7 +370,7 @@ def stock_receive(
     run(job)
 
 
-@stock_app.command("return")
+@stock_app.command("return", context_settings=NUMBERS_MAY_BE_NEGATIVE)
 def stock_return(
     warehouse: str,
     sku: str,
@@ -397,7 +399,7 @@ def stock_return(
     run(job)
 
 
-@stock_app.command("adjust")
+@stock_app.command("adjust", context_settings=NUMBERS_MAY_BE_NEGATIVE)
 def stock_adjust(
     warehouse: str,
     sku: str,

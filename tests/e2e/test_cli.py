@@ -116,6 +116,20 @@ async def test_a_refused_command_prints_one_red_line_and_exits_non_zero(
     assert code == 4 and "may not receive and adjust stock" in err
 
 
+async def test_stock_is_taken_off_with_a_negative_count_written_as_it_is_said(
+    shop: Shop, sqlite_engine: Engine
+) -> None:
+    args = ("stock", "adjust", "north", "WIDGET", "-3", "--ref", "count-1", "--note", "three broken")
+    code, out, err = await docket(shop, sqlite_engine, *args)
+    assert code == 0, err
+    assert "north/WIDGET: on hand 7, reserved 0" in out
+
+    code, _, err = await docket(
+        shop, sqlite_engine, "stock", "receive", "north", "WIDGET", "-3", "--ref", "r"
+    )
+    assert code == 2 and "quantity: Input should be greater than 0" in err
+
+
 async def test_the_example_catalogue_loads_and_prints_each_operators_token_once(tmp_path) -> None:  # type: ignore[no-untyped-def]
     import json
     import os
