@@ -42,14 +42,33 @@ STATE_STYLE = {
 }
 
 
+STAMP, CLOCK = "%Y-%m-%d %H:%M:%S", "%H:%M:%S"
+
+
+def _table(
+    title: str, *columns: str, whole: dict[str, int] | None = None, right: tuple[str, ...] = ()
+) -> Table:
+    """Cells fold onto the next line instead of being cut short with an ellipsis: an order id or a
+    state read off a narrow terminal must be whole. Columns in `whole` (times) keep that width."""
+    made = Table(title=title, title_justify="left")
+    for column in columns:
+        width = (whole or {}).get(column)
+        made.add_column(
+            column,
+            overflow="fold",
+            no_wrap=width is not None,
+            min_width=width,
+            justify="right" if column in right else "left",
+        )
+    return made
+
+
 def state(value: str) -> Text:
     return Text(value, style=STATE_STYLE.get(value, "white"))
 
 
 def order_summary(view: OrderView) -> Table:
-    table = Table(title=f"order {view.order_id}", title_justify="left", show_header=True, expand=False)
-    for column in ("delivery", "group", "warehouse", "state", "lines"):
-        table.add_column(column)
+    table = _table(f"order {view.order_id}", "delivery", "group", "warehouse", "state", "lines")
     for d in view.deliveries:
         lines = ", ".join(
             f"{line.sku} x{line.quantity}"
@@ -66,12 +85,10 @@ def order_summary(view: OrderView) -> Table:
 
 
 def order_record(record: OrderRecord) -> Group:
-    history = Table(title="history", title_justify="left")
-    for column in ("at", "who", "what", "move", "from", "to", "note"):
-        history.add_column(column)
+    history = _table("history", "at", "who", "what", "move", "from", "to", "note", whole={"at": 19})
     for h in record.history:
         history.add_row(
-            h.at.strftime("%Y-%m-%d %H:%M:%S"),
+            h.at.strftime(STAMP),
             h.operator_id or "docket",
             h.entity,
             h.trigger,
@@ -79,12 +96,15 @@ def order_record(record: OrderRecord) -> Group:
             state(h.to_state),
             h.note or "",
         )
-    movements = Table(title="stock movements", title_justify="left")
-    for column in ("at", "warehouse", "sku", "kind", "on hand", "reserved", "delivery", "note"):
-        movements.add_column(column)
+    movements = _table(
+        "stock movements",
+        *("at", "warehouse", "sku", "kind", "on hand", "reserved", "delivery", "note"),
+        whole={"at": 19},
+        right=("on hand", "reserved"),
+    )
     for m in record.stock_movements:
         movements.add_row(
-            m.at.strftime("%Y-%m-%d %H:%M:%S"),
+            m.at.strftime(STAMP),
             m.warehouse_id,
             m.sku,
             m.kind.value,
@@ -93,9 +113,7 @@ def order_record(record: OrderRecord) -> Group:
             str(m.delivery_no or "-"),
             m.note or "",
         )
-    mails = Table(title="notifications", title_justify="left")
-    for column in ("id", "to", "who", "template", "state", "error"):
-        mails.add_column(column)
+    mails = _table("notifications", "id", "to", "who", "template", "state", "error")
     for n in record.notifications:
         mails.add_row(
             str(n.outbox_id),
@@ -110,15 +128,15 @@ def order_record(record: OrderRecord) -> Group:
 
 def payments(record: OrderRecord) -> Table:
     p = record.payment
-    table = Table(
-        title=f"payment: {p.status.value} · captured {p.captured} · refunded {p.refunded} {p.currency}",
-        title_justify="left",
+    table = _table(
+        f"payment: {p.status.value} · captured {p.captured} · refunded {p.refunded} {p.currency}",
+        *("at", "gateway", "operation", "amount", "result", "who", "note"),
+        whole={"at": 8},
+        right=("amount",),
     )
-    for column in ("at", "gateway", "operation", "amount", "result", "who", "note"):
-        table.add_column(column)
     for t in record.payments:
         table.add_row(
-            t.at.strftime("%H:%M:%S"),
+            t.at.strftime(CLOCK),
             t.gateway,
             t.operation.value + (f" (delivery {t.delivery_no})" if t.delivery_no else ""),
             f"{t.amount} {t.currency}",
@@ -130,11 +148,12 @@ def payments(record: OrderRecord) -> Table:
 
 
 def order_page(page: OrderPage) -> Table:
-    table = Table(
-        title=f"orders (page {page.page}, {len(page.orders)} of {page.total})", title_justify="left"
+    table = _table(
+        f"orders (page {page.page}, {len(page.orders)} of {page.total})",
+        *("order", "shop", "customer", "placed", "state", "total", "deliveries"),
+        whole={"placed": 16},
+        right=("total",),
     )
-    for column in ("order", "shop", "customer", "placed", "state", "total", "deliveries"):
-        table.add_column(column)
     for o in page.orders:
         table.add_row(
             o.order_id,
@@ -149,11 +168,15 @@ def order_page(page: OrderPage) -> Table:
 
 
 def stock_levels(levels: list[StockLevel]) -> Table:
-    table = Table(title="stock", title_justify="left")
-    for column in ("warehouse", "sku", "on hand", "reserved", "available"):
-        table.add_column(
-            column, justify="right" if column in ("on hand", "reserved", "available") else "left"
-        )
+    table = _table(
+        "stock",
+        "warehouse",
+        "sku",
+        "on hand",
+        "reserved",
+        "available",
+        right=("on hand", "reserved", "available"),
+    )
     for s in levels:
         table.add_row(s.warehouse_id, s.sku, str(s.on_hand), str(s.reserved), str(s.available))
     return table
@@ -180,18 +203,18 @@ def ledger_report(report: LedgerReport) -> Group | Text:
     )
     if report.ok:
         return Text(f"ledger OK: {summary}", style="green")
-    table = Table(title="ledger problems", title_justify="left")
-    for column in ("where", "expected", "found"):
-        table.add_column(column)
+    table = _table("ledger problems", "where", "expected", "found")
     for p in report.problems:
         table.add_row(p.where, p.expected, p.found)
     return Group(Text(f"ledger BROKEN: {summary}", style="bold red"), table)
 
 
 def mail_page(page: MailPage) -> Table:
-    table = Table(title=f"mail ({page.total}, page {page.page})", title_justify="left")
-    for column in ("id", "order", "to", "template", "state", "attempts", "sent", "error"):
-        table.add_column(column)
+    table = _table(
+        f"mail ({page.total}, page {page.page})",
+        *("id", "order", "to", "template", "state", "attempts", "sent", "error"),
+        whole={"sent": 19},
+    )
     for m in page.mails:
         table.add_row(*_mail_row(m))
     return table
@@ -205,7 +228,7 @@ def _mail_row(m: OutboxView) -> list[str | Text]:
         f"{m.recipient_kind}/{m.template_key}",
         state(m.state.value),
         str(m.attempts),
-        m.sent_at.strftime("%Y-%m-%d %H:%M:%S") if m.sent_at else "-",
+        m.sent_at.strftime(STAMP) if m.sent_at else "-",
         m.error or "",
     ]
 
@@ -243,9 +266,11 @@ def mail_retried(retried: MailRetried) -> Text:
 def callbacks(found: list[CallbackView]) -> Table | Text:
     if not found:
         return Text("no callbacks waiting")
-    table = Table(title="gateway callbacks", title_justify="left")
-    for column in ("id", "gateway", "event", "order", "from", "received", "processed", "status", "outcome"):
-        table.add_column(column)
+    table = _table(
+        "gateway callbacks",
+        *("id", "gateway", "event", "order", "from", "received", "processed", "status", "outcome"),
+        whole={"received": 19},
+    )
     for c in found:
         table.add_row(
             str(c.callback_id),
@@ -253,8 +278,8 @@ def callbacks(found: list[CallbackView]) -> Table | Text:
             c.event_id,
             c.order_id or "-",
             c.source or "-",
-            c.received_at.strftime("%Y-%m-%d %H:%M:%S"),
-            c.processed_at.strftime("%H:%M:%S") if c.processed_at else "waiting",
+            c.received_at.strftime(STAMP),
+            c.processed_at.strftime(CLOCK) if c.processed_at else "waiting",
             str(c.status or "-"),
             c.outcome or "",
         )

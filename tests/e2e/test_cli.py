@@ -26,7 +26,7 @@ async def run_cli(env: dict[str, str], *args: str) -> tuple[int, str, str]:
         "-m",
         "docket.cli",
         *args,
-        env=env | {"COLUMNS": "200"},
+        env={"COLUMNS": "200"} | env,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )
@@ -64,6 +64,11 @@ async def test_an_operator_places_confirms_and_reads_an_order_from_the_command_l
 
     code, out, _ = await docket(shop, sqlite_engine, "order", "show", "cli-1")
     assert "confirm_payment" in out and "conny" in out and "reserve" in out
+
+    narrow = process_env(shop, sqlite_engine) | {"DOCKET_OPERATOR": "alice", "COLUMNS": "80"}
+    for args in (("order", "show", "cli-1"), ("order", "list")):  # a narrow terminal cuts nothing short
+        code, out, _ = await run_cli(narrow, *args)
+        assert code == 0 and "…" not in out and "cli-1" in out
 
     code, out, _ = await docket(
         shop, sqlite_engine, "stock", "receive", "north", "GADGET", "1", "--ref", "dn-1"
