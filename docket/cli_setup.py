@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import json
+import signal
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
@@ -189,6 +190,10 @@ def _mail_destination(config: Settings) -> str:
 
 
 def _until_interrupted(job: Callable[[], Any]) -> None:
+    """Run until Ctrl-C, or SIGTERM (how process managers and containers stop a process), which
+    stops it the same way: the worker stops polling and reports the activities it holds before it
+    exits, instead of leaving them to time out and run again elsewhere."""
+    signal.signal(signal.SIGTERM, lambda *_: signal.raise_signal(signal.SIGINT))
     try:
         job()
     except KeyboardInterrupt:

@@ -1,4 +1,5 @@
-"""A worker killed with SIGKILL in the middle of a batch: every order still finishes, once."""
+"""A worker killed with SIGKILL in the middle of a batch: every order still finishes, once. One asked
+to stop with SIGTERM exits cleanly."""
 
 from __future__ import annotations
 
@@ -175,3 +176,23 @@ async def _kill_between_capture_and_record(
     finally:
         worker.terminate()
         worker.wait(timeout=20)
+
+
+async def test_a_worker_asked_to_stop_with_sigterm_finishes_and_exits_cleanly(
+    shop_without_worker: Shop, sqlite_engine: Engine
+) -> None:
+    shop = shop_without_worker
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "docket.cli", "worker"],
+        env=process_env(shop, sqlite_engine),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        placed = await shop.docket.place_order(await shop.op("alice"), place("o-1", ("WIDGET", 1)))
+        assert placed.state is OrderState.waiting_confirmation
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        code = await asyncio.to_thread(worker.wait, 30)
+    assert code == 0
+    assert worker.stderr is not None and "stopped" in worker.stderr.read().decode()
