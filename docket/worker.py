@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from concurrent.futures import ThreadPoolExecutor
 
 from temporalio.client import Client
@@ -18,6 +19,9 @@ from docket.workflows.order import OrderWorkflow
 from docket.workflows.stock import StockWorkflow
 
 WORKFLOWS = [OrderWorkflow, StockWorkflow, MailWorkflow]
+# A worker asked to stop lets the activities it holds finish and report for this long (a move's
+# activity times out after 15 s anyway) before it cancels them.
+SHUTDOWN_GRACE = dt.timedelta(seconds=15)
 
 
 def build_worker(
@@ -57,5 +61,5 @@ def build_worker(
         ],
         activity_executor=ThreadPoolExecutor(activity_threads, thread_name_prefix="docket-activity"),
         max_concurrent_activities=activity_threads,
-        **options,  # type: ignore[arg-type]
+        **{"graceful_shutdown_timeout": SHUTDOWN_GRACE, **options},  # type: ignore[arg-type]
     )
