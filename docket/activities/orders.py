@@ -11,7 +11,7 @@ from pydantic import BaseModel
 from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 from temporalio import activity
-from temporalio.exceptions import ApplicationError
+from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 
 from docket.activities.loop import run_here
 from docket.activities.mail import Mailer
@@ -276,5 +276,7 @@ class OrderActivities:
                     result=result.model_dump(mode="json"),
                 )
             return result, outbox.written_letters(session)
-        except DocketError as error:
-            raise ApplicationError(str(error), type=error.kind, non_retryable=True) from error
+        except DocketError as error:  # a refusal the caller is told of: not a failure to log (BENIGN)
+            raise ApplicationError(
+                str(error), type=error.kind, non_retryable=True, category=ApplicationErrorCategory.BENIGN
+            ) from error

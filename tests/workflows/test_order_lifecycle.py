@@ -424,3 +424,31 @@ async def test_digital_products_are_refused_under_pay_per_shipment_and_nothing_i
     with pytest.raises(InvalidInput, match=r"digital products \(EBOOK\) need prepayment"):
         await shop.docket.place_order(alice, cmd)
     assert [level.reserved for level in await shop.docket.stock_levels(alice, None, "WIDGET")] == [0]
+
+
+async def test_a_refused_stock_change_is_told_to_its_caller_and_logs_no_failure_in_the_worker(
+    shop: Shop,
+) -> None:
+    import logging
+
+    from docket.models.schemas import AdjustStock
+
+    seen: list[logging.LogRecord] = []
+    handler = logging.Handler(logging.DEBUG)
+    handler.emit = seen.append  # type: ignore[method-assign]
+    log = logging.getLogger("temporalio.activity")
+    log.addHandler(handler)
+    try:
+        too_many = AdjustStock(
+            reference="count-1",
+            warehouse_id="north",
+            sku="WIDGET",
+            delta=-2000,
+            operator_id="alice",
+            note="x",
+        )
+        with pytest.raises(Refused, match="cannot take 2000 off WIDGET at north"):
+            await shop.docket.change_stock(await shop.op("alice"), too_many)
+    finally:
+        log.removeHandler(handler)
+    assert [r for r in seen if r.levelno >= logging.WARNING] == []
