@@ -189,11 +189,17 @@ def _mail_destination(config: Settings) -> str:
     return f"maildir {config.mail_folder} (one file per mail under new/)"
 
 
+def _stop_as_on_ctrl_c(_signal: int, _frame: Any) -> None:
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:  # started in the background (`&`)
+        raise KeyboardInterrupt
+    signal.raise_signal(signal.SIGINT)  # asyncio cancels the running job, as on Ctrl-C
+
+
 def _until_interrupted(job: Callable[[], Any]) -> None:
     """Run until Ctrl-C, or SIGTERM (how process managers and containers stop a process), which
     stops it the same way: the worker stops polling and reports the activities it holds before it
     exits, instead of leaving them to time out and run again elsewhere."""
-    signal.signal(signal.SIGTERM, lambda *_: signal.raise_signal(signal.SIGINT))
+    signal.signal(signal.SIGTERM, _stop_as_on_ctrl_c)
     try:
         job()
     except KeyboardInterrupt:

@@ -178,8 +178,9 @@ async def _kill_between_capture_and_record(
         worker.wait(timeout=20)
 
 
+@pytest.mark.parametrize("ctrl_c", ["heard", "ignored"])  # ignored: started in the background (`&`)
 async def test_a_worker_asked_to_stop_with_sigterm_finishes_and_exits_cleanly(
-    shop_without_worker: Shop, sqlite_engine: Engine
+    shop_without_worker: Shop, sqlite_engine: Engine, ctrl_c: str
 ) -> None:
     shop = shop_without_worker
     worker = subprocess.Popen(
@@ -187,12 +188,17 @@ async def test_a_worker_asked_to_stop_with_sigterm_finishes_and_exits_cleanly(
         env=process_env(shop, sqlite_engine),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
+        preexec_fn=(lambda: signal.signal(signal.SIGINT, signal.SIG_IGN)) if ctrl_c == "ignored" else None,
     )
     try:
         placed = await shop.docket.place_order(await shop.op("alice"), place("o-1", ("WIDGET", 1)))
         assert placed.state is OrderState.waiting_confirmation
     finally:
         worker.send_signal(signal.SIGTERM)
-        code = await asyncio.to_thread(worker.wait, 30)
+        try:
+            code = await asyncio.to_thread(worker.wait, 30)
+        except subprocess.TimeoutExpired:
+            worker.kill()
+            raise
     assert code == 0
     assert worker.stderr is not None and "stopped" in worker.stderr.read().decode()
