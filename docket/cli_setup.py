@@ -13,7 +13,7 @@ from typing import Annotated, Any
 import typer
 from pydantic import ValidationError
 from sqlalchemy import func, select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError
 
 from docket.cli import (
     EXIT_UNAVAILABLE,
@@ -37,7 +37,7 @@ from docket.store.tables import OperatorRow
 def db_upgrade() -> None:
     """Apply the Alembic migrations (the only way the schema is created or changed)."""
     from docket.store.engine import make_engine
-    from docket.store.migrate import current_revision, upgrade
+    from docket.store.migrate import current_revision, unreachable, upgrade
 
     config = settings()
     if config.database.startswith("sqlite"):
@@ -46,6 +46,9 @@ def db_upgrade() -> None:
     try:
         upgrade(engine)
         out.print(f"database at revision {current_revision(engine)}")
+    except OperationalError as error:
+        where = engine.url.render_as_string(hide_password=True)
+        fail(f"cannot reach the database {where}: {unreachable(error)}", EXIT_UNAVAILABLE)
     finally:
         engine.dispose()
 

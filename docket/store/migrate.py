@@ -10,6 +10,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Engine
+from sqlalchemy.exc import OperationalError
 
 from docket.models.errors import StoreNotReady
 
@@ -48,7 +49,10 @@ def require_current(engine: Engine) -> None:
         if not Path(url.database).exists():  # type: ignore[arg-type]  # connecting would create it empty
             raise StoreNotReady(f"no docket store at {url.database}: create it with `docket db upgrade`")
     where = url.render_as_string(hide_password=True)
-    found = current_revision(engine)
+    try:
+        found = current_revision(engine)
+    except OperationalError as error:  # refused, unknown host, bad password, no such database
+        raise StoreNotReady(f"cannot reach the database {where}: {unreachable(error)}") from None
     if found == HEAD:
         return
     if found is None:
@@ -61,3 +65,9 @@ def require_current(engine: Engine) -> None:
         f"the database {where} is at schema revision {found}, which this docket does not know"
         f" (its newest is {HEAD}): it was migrated by a newer docket; run that one"
     )
+
+
+def unreachable(error: OperationalError) -> str:
+    """The driver's own words, first line: 'connection refused', 'database "x" does not exist'."""
+    said = str(error.orig).strip().splitlines()
+    return said[0] if said else type(error.orig).__name__

@@ -209,6 +209,22 @@ async def test_a_store_that_is_missing_or_not_migrated_is_named_with_the_command
     assert code == 0 and "api_tokens" in out, err
 
 
+async def test_a_database_that_cannot_be_reached_is_named_without_its_password() -> None:
+    import os
+
+    env = {
+        **os.environ,
+        "DOCKET_DATABASE_URL": "postgresql://clerk:s3cret@127.0.0.1:1/docket",
+        "DOCKET_OPERATOR": "hanna",
+    }
+    for args in (("order", "list"), ("db", "upgrade"), ("worker",)):
+        code, _, err = await run_cli(env, *args)
+        said = " ".join(err.split())
+        assert code == 1, (args, err)
+        assert "cannot reach the database postgresql+psycopg://clerk:***@127.0.0.1:1/docket" in said
+        assert "Connection refused" in said and "s3cret" not in said and "Traceback" not in err
+
+
 def test_the_schema_revision_docket_needs_is_alembics_head() -> None:
     from alembic.script import ScriptDirectory
 
