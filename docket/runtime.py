@@ -79,7 +79,7 @@ def dev_server(var_dir: Path, port: int = DEV_SERVER_PORT, ui_port: int = DEV_UI
     )
     try:
         deadline = time.monotonic() + 60
-        while not port_open("127.0.0.1", port):
+        while not _serving(port):  # the port opens a moment before the frontend takes calls
             if process.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"the Temporal dev server did not start; see {var_dir / 'temporal.log'}")
             time.sleep(0.1)
@@ -91,6 +91,13 @@ def dev_server(var_dir: Path, port: int = DEV_SERVER_PORT, ui_port: int = DEV_UI
         except subprocess.TimeoutExpired:
             process.kill()
         log.close()
+
+
+def _serving(port: int) -> bool:
+    if not port_open("127.0.0.1", port):
+        return False
+    health = [temporal_binary(), "operator", "cluster", "health", "--address", f"127.0.0.1:{port}"]
+    return subprocess.run(health, capture_output=True, timeout=10).returncode == 0
 
 
 @dataclass

@@ -8,11 +8,14 @@ from fastapi import Depends, FastAPI, Request
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import ValidationError
+from sqlalchemy.exc import OperationalError
+from temporalio.service import RPCError, RPCStatusCode
 
 from docket.adapters.payments import PaymentGateway, default_gateways
 from docket.commands import Docket
 from docket.models.access import Operator
 from docket.models.errors import DocketError
+from docket.store.migrate import unreachable
 
 STATUS = {
     "NotFound": 404,
@@ -61,11 +64,34 @@ def create_app(docket: Docket, gateways: dict[str, PaymentGateway] | None = None
         problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'input'}: {e['msg']}" for e in error.errors())
         return JSONResponse(status_code=422, content={"error": "InvalidInput", "message": problems})
 
+    @app.exception_handler(RPCError)
+    async def temporal_unavailable(_request: Request, error: RPCError) -> JSONResponse:
+        """Temporal down or overloaded: the caller may send the same request again; nothing is
+        applied twice (order ids, stock references and the lifecycles see to that)."""
+        if error.status not in UNAVAILABLE:
+            raise error
+        return _unavailable(f"the workflow service cannot take requests now ({error.status.name})")
+
+    @app.exception_handler(OperationalError)
+    async def database_unavailable(_request: Request, error: OperationalError) -> JSONResponse:
+        return _unavailable(f"the database cannot be used now: {unreachable(error)}")
+
     @app.get("/health", tags=["meta"])
     async def health() -> dict[str, str]:
         return {"status": "ok"}
 
     return app
+
+
+UNAVAILABLE = (RPCStatusCode.UNAVAILABLE, RPCStatusCode.DEADLINE_EXCEEDED, RPCStatusCode.RESOURCE_EXHAUSTED)
+
+
+def _unavailable(why: str) -> JSONResponse:
+    return JSONResponse(
+        status_code=503,
+        content={"error": "Unavailable", "message": f"{why}; send the same request again shortly"},
+        headers={"Retry-After": "5"},
+    )
 
 
 def docket_of(request: Request) -> Docket:

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import httpx
 import pytest
 import uvicorn
+from sqlalchemy import Engine
 
 from docket.api.app import create_app
 from tests.conftest import Shop, eventually
@@ -202,3 +204,45 @@ async def test_a_manual_refund_over_http_needs_a_note_and_a_refund_waiting(http:
     assert done.status_code == 200 and done.json()["state"] == "cancelled"
     shown = (await http.get("/orders/web-1", headers=as_("alice"))).json()
     assert (shown["payment"]["captured"], shown["payment"]["refunded"]) == ("39.80", "39.80")
+
+
+async def test_with_temporal_down_an_order_gets_503_and_the_same_request_later_goes_through(
+    sqlite_engine: Engine, tmp_path: Path
+) -> None:
+    """Temporal stops under a running API: the storefront is told to send again, and once Temporal
+    is back the same request places the order."""
+    from docket.connect import temporal_client
+    from docket.runtime import dev_server
+    from docket.settings import Settings
+    from docket.worker import build_worker
+    from tests.conftest import running_docket
+    from tests.servers import listening, port_of, served
+
+    ports = listening(), listening()
+    temporal_port, ui_port = port_of(ports[0]), port_of(ports[1])
+    for sock in ports:
+        sock.close()
+    with dev_server(tmp_path / "temporal", port=temporal_port, ui_port=ui_port) as address:
+        client = await temporal_client(Settings(temporal_address=address, var_dir=tmp_path))
+    async for shop in running_docket(sqlite_engine, client, with_worker=False):
+        async with (
+            served(create_app(shop.docket), listening()) as url,
+            httpx.AsyncClient(base_url=url, timeout=60) as http,
+        ):
+            answer = await http.post("/orders", json=ORDER, headers=as_("alice"))
+            assert (answer.status_code, answer.headers.get("Retry-After")) == (503, "5"), answer.text
+            assert answer.json()["error"] == "Unavailable"
+            assert "send the same request again shortly" in answer.json()["message"]
+
+            with dev_server(tmp_path / "temporal", port=temporal_port, ui_port=ui_port):
+                async with build_worker(
+                    client,
+                    shop.sessions,
+                    shop.task_queue,
+                    transport=shop.transport,
+                    renderer=shop.docket.renderer,
+                    gateways={},
+                ):
+                    again = await http.post("/orders", json=ORDER, headers=as_("alice"))
+                    assert again.status_code == 200, again.text
+                    assert again.json()["state"] == "waiting_confirmation"
