@@ -165,7 +165,12 @@ def order_place(
     single_parcel: Annotated[
         bool | None, typer.Option(help="Ship everything physical in one parcel.")
     ] = None,
-    order_id: Annotated[str | None, typer.Option(help="Idempotency key; generated if not given.")] = None,
+    order_id: Annotated[
+        str | None,
+        typer.Option(
+            help="Idempotency key; made up if not given, and printed first: give it to repeat safely."
+        ),
+    ] = None,
     from_json: Annotated[
         Path | None, typer.Option("--json", help="A PlaceOrder JSON file ('-': stdin).")
     ] = None,
@@ -182,8 +187,11 @@ def order_place(
                 raise InvalidInput(
                     "give --shop, --customer, at least one --line and --ship-to (or --json FILE)"
                 )
+            key = order_id or f"o-{uuid.uuid4().hex[:12]}"
+            if order_id is None:  # said before anything is sent: a run cut short can be repeated safely
+                err.print(f"order id {key} (to repeat this command safely: --order-id {key})")
             cmd = PlaceOrder(
-                order_id=order_id or f"o-{uuid.uuid4().hex[:12]}",
+                order_id=key,
                 shop_id=shop,
                 customer_id=customer,
                 lines=[parse_line(text, currency) for text in line],

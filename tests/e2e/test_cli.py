@@ -79,6 +79,24 @@ async def test_an_operator_places_confirms_and_reads_an_order_from_the_command_l
     assert code == 0 and "ledger OK" in out
 
 
+async def test_an_order_placed_without_an_id_says_the_id_that_repeats_it_safely(
+    shop: Shop, sqlite_engine: Engine
+) -> None:
+    import re
+
+    args = ("order", "place", "--shop", "alpha", "--customer", "c1", "--line", "WIDGET:1:19.90")
+    args += ("--ship-to", "Ada|1 Main St|Berlin|10115|DE")
+    code, out, err = await docket(shop, sqlite_engine, *args)
+    assert code == 0, err
+    said = re.search(r"order id (o-[0-9a-f]{12}) \(to repeat this command safely: --order-id \1\)", err)
+    assert said is not None, err
+
+    code, again, err = await docket(shop, sqlite_engine, *args, "--order-id", said[1])
+    assert code == 0 and again == out, err  # the same order, not a second one
+    code, listed, _ = await docket(shop, sqlite_engine, "order", "list", "--customer", "c1")
+    assert listed.count(said[1]) == 1 and "(page 1, 1 of 1)" in listed
+
+
 async def test_a_refused_command_prints_one_red_line_and_exits_non_zero(
     shop: Shop, sqlite_engine: Engine
 ) -> None:
