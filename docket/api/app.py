@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import datetime as dt
 from typing import Annotated
 
 from fastapi import Depends, FastAPI, Request
@@ -14,8 +16,8 @@ from temporalio.service import RPCError, RPCStatusCode
 from docket.adapters.payments import PaymentGateway, default_gateways
 from docket.commands import Docket
 from docket.models.access import Operator
-from docket.models.errors import DocketError
-from docket.store.migrate import unreachable
+from docket.models.errors import DocketError, StoreNotReady
+from docket.store.migrate import require_current, unreachable
 
 STATUS = {
     "NotFound": 404,
@@ -78,7 +80,16 @@ def create_app(docket: Docket, gateways: dict[str, PaymentGateway] | None = None
 
     @app.get("/health", tags=["meta"])
     async def health() -> dict[str, str]:
+        """Liveness: the process answers."""
         return {"status": "ok"}
+
+    @app.get("/ready", tags=["meta"], responses={503: {"description": "What cannot be reached, and why"}})
+    async def ready() -> JSONResponse:
+        """Readiness: the database is reachable at this docket's schema revision and Temporal
+        answers its health check. 503 names what is not ready (a load balancer waits for 200)."""
+        checks = {"database": await _database_ready(docket), "temporal": await _temporal_ready(docket)}
+        ok = all(said == "ok" for said in checks.values())
+        return JSONResponse(status_code=200 if ok else 503, content=checks)
 
     return app
 
@@ -92,6 +103,22 @@ def _unavailable(why: str) -> JSONResponse:
         content={"error": "Unavailable", "message": f"{why}; send the same request again shortly"},
         headers={"Retry-After": "5"},
     )
+
+
+async def _database_ready(docket: Docket) -> str:
+    try:
+        await asyncio.to_thread(require_current, docket.sessions.kw["bind"])
+    except StoreNotReady as error:
+        return str(error)
+    return "ok"
+
+
+async def _temporal_ready(docket: Docket) -> str:
+    try:
+        serving = await docket.temporal.service_client.check_health(timeout=dt.timedelta(seconds=2))
+    except RPCError as error:
+        return f"cannot reach Temporal: {error.status.name} {error.message}"
+    return "ok" if serving else "Temporal answers but does not serve workflows yet"
 
 
 def docket_of(request: Request) -> Docket:

@@ -229,6 +229,9 @@ async def test_with_temporal_down_an_order_gets_503_and_the_same_request_later_g
             served(create_app(shop.docket), listening()) as url,
             httpx.AsyncClient(base_url=url, timeout=60) as http,
         ):
+            ready = await http.get("/ready")
+            assert ready.status_code == 503 and ready.json()["database"] == "ok"
+            assert ready.json()["temporal"].startswith("cannot reach Temporal: UNAVAILABLE")
             answer = await http.post("/orders", json=ORDER, headers=as_("alice"))
             assert (answer.status_code, answer.headers.get("Retry-After")) == (503, "5"), answer.text
             assert answer.json()["error"] == "Unavailable"
@@ -243,6 +246,8 @@ async def test_with_temporal_down_an_order_gets_503_and_the_same_request_later_g
                     renderer=shop.docket.renderer,
                     gateways={},
                 ):
+                    ready = await http.get("/ready")
+                    assert (ready.status_code, ready.json()) == (200, {"database": "ok", "temporal": "ok"})
                     again = await http.post("/orders", json=ORDER, headers=as_("alice"))
                     assert again.status_code == 200, again.text
                     assert again.json()["state"] == "waiting_confirmation"
