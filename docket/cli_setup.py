@@ -204,6 +204,7 @@ def _until_interrupted(job: Callable[[], Any]) -> None:
     exits, instead of leaving them to time out and run again elsewhere."""
     signal.signal(signal.SIGTERM, _stop_as_on_ctrl_c)
     try:
-        job()
+        job()  # returns when its servers heard the signal first and ended on their own
     except KeyboardInterrupt:
-        err.print("stopped")
+        pass
+    err.print("stopped")
