@@ -41,12 +41,13 @@ from docket.models.schemas import (
     RetryRefund,
     ReturnOrder,
     StockLevel,
+    StockMoveKind,
     StockReceived,
 )
 from docket.rendering import Rendered, Renderer, RenderError, message_id
 from docket.store import outbox, queries, stock
 from docket.store.engine import SessionFactory, read_session, serialised_writes
-from docket.store.tables import Customer, Order, Product, Shop, ShopWarehouse, Warehouse
+from docket.store.tables import Customer, Order, Product, Shop, ShopWarehouse, StockMovement, Warehouse
 from docket.workflows.mail import MailWorkflow, mail_workflow_id
 from docket.workflows.order import OrderWorkflow, workflow_id
 from docket.workflows.stock import StockWorkflow, stock_workflow_id
@@ -174,7 +175,8 @@ class Docket:
 
     async def change_stock(self, operator: Operator, cmd: ReceiveStock | AdjustStock) -> StockReceived:
         """Receive, return to stock or adjust; the reference makes a repeat a no-op that answers
-        with the first result."""
+        with the first result. Another change under a reference already recorded is refused,
+        naming the first (a typed-over delivery note number must not pass as counted)."""
         operator.require(Action.manage_stock)
 
         def check(session: Session) -> None:
@@ -201,6 +203,7 @@ class Docket:
             return await handle.result()
         except WorkflowAlreadyStartedError:
             first = await self.temporal.get_workflow_handle_for(StockWorkflow.run, workflow).result()
+            await self.read(lambda session: _require_same_change(session, cmd))
             return first.model_copy(update={"duplicate": True})
         except WorkflowFailureError as failed:
             raise domain_error(failed) from None
@@ -352,6 +355,28 @@ def _check_catalogue(session: Session, cmd: PlaceOrder) -> None:
     if card and not cmd.payment_token:
         raise InvalidInput(
             f"payment flow {flow.value} through {shop.gateway} needs the customer's payment_token from the gateway"
+        )
+
+
+STOCK_CHANGES = (StockMoveKind.receive, StockMoveKind.return_, StockMoveKind.adjust)
+
+
+def _require_same_change(session: Session, cmd: ReceiveStock | AdjustStock) -> None:
+    """A repeated stock change must be the change first recorded under its reference."""
+    kind, delta = (
+        (StockMoveKind.adjust, cmd.delta) if isinstance(cmd, AdjustStock) else (cmd.kind, cmd.quantity)
+    )
+    first = session.execute(
+        select(StockMovement.kind, StockMovement.warehouse_id, StockMovement.sku, StockMovement.on_hand_delta)
+        .where(StockMovement.reference == cmd.reference, StockMovement.kind.in_(STOCK_CHANGES))
+        .order_by(StockMovement.movement_id)
+        .limit(1)
+    ).one()
+    if tuple(first) != (kind, cmd.warehouse_id, cmd.sku, delta):
+        raise InvalidInput(
+            f"reference {cmd.reference} already recorded another stock change ({first.kind.value}"
+            f" {first.on_hand_delta:+d} {first.sku} at {first.warehouse_id}): a reference records one"
+            " change; give this one its own"
         )
 
 

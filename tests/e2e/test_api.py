@@ -145,6 +145,12 @@ async def test_stock_received_over_http_is_idempotent_by_reference(http: httpx.A
         }
     )
     assert second["duplicate"] is True
+    typo = await http.post("/stock/receipts", json={**receipt, "quantity": 50}, headers=as_("alice"))
+    assert (typo.status_code, typo.json()["error"]) == (422, "InvalidInput")
+    assert (
+        "reference dn-7 already recorded another stock change (receive +5 WIDGET at north)"
+        in typo.json()["message"]
+    )
     count = {"reference": "c-1", "warehouse_id": "north", "sku": "WIDGET", "delta": -99, "note": "count"}
     answer = await http.post("/stock/adjustments", json=count, headers=as_("alice"))
     assert answer.status_code == 409

@@ -154,6 +154,17 @@ async def test_a_back_order_waits_and_received_stock_wakes_the_oldest_first(shop
         ReceiveStock(reference="po-1", warehouse_id="north", sku="GADGET", quantity=3, operator_id="alice"),
     )
     assert again.duplicate and again.level == received.level  # the same receipt twice counts once
+    before = await shop.docket.stock_levels(alice, "north", "GADGET")
+    for typo in (  # another change under a reference already recorded: refused, naming the first
+        ReceiveStock(reference="po-1", warehouse_id="north", sku="GADGET", quantity=30, operator_id="alice"),
+        ReceiveStock(reference="po-1", warehouse_id="north", sku="WIDGET", quantity=3, operator_id="alice"),
+    ):
+        with pytest.raises(
+            InvalidInput,
+            match=r"reference po-1 already recorded another stock change \(receive \+3 GADGET at north\)",
+        ):
+            await shop.docket.change_stock(alice, typo)
+    assert await shop.docket.stock_levels(alice, "north", "GADGET") == before  # nothing more counted
     await move(shop, "o-2", 1, "pack", "mark_ready", "ship", "deliver")
     await keep_history(shop, "o-2", "back_ordered_order")
 
