@@ -72,7 +72,7 @@ class Docket:
     async def place_order(self, operator: Operator, cmd: PlaceOrder) -> OrderView:
         """Start the order's workflow and answer with the order as placed. The order id is the
         idempotency key: the same order again answers with what was recorded the first time; the
-        same id with another shop, customer, payment flow or lines is refused, naming what differs
+        same id with another shop, customer, payment flow, currency or lines is refused, naming what differs
         (a storefront reusing an id must not believe a second order placed)."""
         operator.require(Action.place_order, cmd.shop_id)
         cmd = cmd.model_copy(update={"operator_id": operator.operator_id})

@@ -7,6 +7,7 @@ import json
 import time
 from collections.abc import AsyncIterator
 from decimal import Decimal
+from zoneinfo import ZoneInfo
 
 import pytest
 from sqlalchemy import Engine, select, update
@@ -63,8 +64,11 @@ async def test_a_preorder_waits_for_its_release_date_then_is_allocated(
 ) -> None:
     shop = skipping_shop
     alice = await shop.op("alice")
-    # The test server's clock is shared by the session: the release date is three days from it.
-    release = (await time_env.get_current_time()).date() + dt.timedelta(days=3)
+    # The test server's clock is shared by the session: the release date is three days from it, by
+    # the shop's own calendar (a release starts at midnight where the shop is; by the UTC date the
+    # test failed whenever the server's clock stood in the hour before midnight UTC).
+    today = (await time_env.get_current_time()).astimezone(ZoneInfo("Europe/Berlin")).date()
+    release = today + dt.timedelta(days=3)
     with shop.sessions.begin() as s:
         s.execute(update(Product).where(Product.sku == "FUTURE").values(release_date=release))
     placed = await shop.docket.place_order(alice, place("o-1", ("FUTURE", 2)))
