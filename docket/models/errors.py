@@ -17,8 +17,15 @@ class IllegalTransition(DocketError):
     allowed: tuple[str, ...] = ()
 
     @classmethod
-    def refusing(cls, lifecycle: str, state: str, trigger: str, allowed: list[str]) -> IllegalTransition:
-        allowed_text = ", ".join(allowed) if allowed else "nothing (final state)"
+    def refusing(
+        cls, lifecycle: str, state: str, trigger: str, allowed: list[str], final: bool = False
+    ) -> IllegalTransition:
+        if allowed:
+            allowed_text = ", ".join(allowed)
+        elif final:
+            allowed_text = "nothing (final state)"
+        else:
+            allowed_text = "nothing by hand (it moves on by itself, with payment, date or stock)"
         error = cls(f"{lifecycle} is {state}: cannot {trigger}; allowed from here: {allowed_text}")
         error.lifecycle, error.allowed = lifecycle, tuple(allowed)
         return error

@@ -125,6 +125,19 @@ DELIVERY_FINAL = frozenset({_D.shipped, _D.reservation_voided, _D.deallocated, _
 # The delivery moves an operator makes by hand; every other delivery move follows from payment,
 # dates and stock, and is made by the workflow.
 OPERATOR_DELIVERY_TRIGGERS = ("pack", "mark_ready", "ship", "deliver")
+# What a refusal offers: the moves an operator can ask for from a state, by the name they ask with.
+# A trigger the workflow picks for them (cancel_awaiting_refund when money was taken) is offered as
+# the move that leads to it; the moves the workflow makes by itself are not offered.
+ORDER_BY_HAND: dict[str, tuple[str, ...]] = {
+    "confirm_payment": ("confirm_payment",),
+    "cancel": ("cancel",),
+    "cancel_awaiting_refund": ("cancel",),
+    "return_goods": ("return_goods",),
+    "return_awaiting_refund": ("return_goods",),
+    "refund_cancelled": ("record_refund", "retry_refund"),
+    "refund_returned": ("record_refund", "retry_refund"),
+}
+DELIVERY_BY_HAND: dict[str, tuple[str, ...]] = {t: (t,) for t in OPERATOR_DELIVERY_TRIGGERS}
 # A delivery in one of these states is on its way: it can no longer be cancelled, only returned.
 ON_ITS_WAY = frozenset({_D.shipping, _D.shipping_waiting_payment, _D.shipped})
 
@@ -135,11 +148,19 @@ S = TypeVar("S", bound=StrEnum)
 class Lifecycle(Generic[S]):
     """A state table loaded into a `transitions` Machine (no model, no auto transitions)."""
 
-    def __init__(self, name: str, states: type[S], table: list[dict[str, object]], final: Iterable[S]):
+    def __init__(
+        self,
+        name: str,
+        states: type[S],
+        table: list[dict[str, object]],
+        final: Iterable[S],
+        by_hand: dict[str, tuple[str, ...]],
+    ):
         self.name = name
         self.states = states
         self.table = table
         self.final = frozenset(final)
+        self.by_hand = by_hand
         self._machine = Machine(
             model=None, states=list(states), transitions=table, initial=None, auto_transitions=False
         )
@@ -148,11 +169,18 @@ class Lifecycle(Generic[S]):
         """Triggers legal from `state`, in table order."""
         return [t for t in self._triggers_in_order() if self._machine.get_transitions(t, state.value)]
 
+    def allowed_by_hand(self, state: S) -> list[str]:
+        """The moves an operator can ask for from `state`, in table order."""
+        return list(dict.fromkeys(move for t in self.allowed(state) for move in self.by_hand.get(t, ())))
+
     def dest(self, state: S, trigger: str) -> S:
-        """Where `trigger` leads from `state`; IllegalTransition, naming the allowed triggers, if nowhere."""
+        """Where `trigger` leads from `state`; if nowhere, IllegalTransition naming the moves an
+        operator can ask for from here."""
         found = self._machine.get_transitions(trigger, state.value)
         if not found:
-            raise IllegalTransition.refusing(self.name, state.value, trigger, self.allowed(state))
+            raise IllegalTransition.refusing(
+                self.name, state.value, trigger, self.allowed_by_hand(state), final=state in self.final
+            )
         return self.states(str(found[0].dest))
 
     def edges(self) -> list[tuple[S, str, S]]:
@@ -167,5 +195,5 @@ class Lifecycle(Generic[S]):
         return list(dict.fromkeys(str(row["trigger"]) for row in self.table))
 
 
-ORDER = Lifecycle("order", OrderState, ORDER_TRANSITIONS, ORDER_FINAL)
-DELIVERY = Lifecycle("delivery", DeliveryState, DELIVERY_TRANSITIONS, DELIVERY_FINAL)
+ORDER = Lifecycle("order", OrderState, ORDER_TRANSITIONS, ORDER_FINAL, ORDER_BY_HAND)
+DELIVERY = Lifecycle("delivery", DeliveryState, DELIVERY_TRANSITIONS, DELIVERY_FINAL, DELIVERY_BY_HAND)

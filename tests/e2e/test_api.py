@@ -126,7 +126,7 @@ async def test_an_illegal_move_over_http_is_a_conflict_naming_what_is_allowed(
     assert answer.json()["message"] == "order web-1 is waiting_confirmation: deliveries move once it is paid"
     answer = await http.post("/orders/web-1/return", json={}, headers=as_("alice"))
     assert answer.status_code == 409
-    assert "allowed from here: confirm_payment, cancel, cancel_awaiting_refund" in answer.json()["message"]
+    assert answer.json()["message"].endswith("allowed from here: confirm_payment, cancel")
 
 
 async def test_stock_received_over_http_is_idempotent_by_reference(http: httpx.AsyncClient) -> None:

@@ -38,7 +38,20 @@ def test_only_final_states_are_dead_ends(lifecycle: Lifecycle, start) -> None:  
 def test_an_illegal_move_names_the_moves_allowed_from_here() -> None:
     with pytest.raises(IllegalTransition) as refused:
         DELIVERY.dest(DeliveryState.allocated, "ship")
-    assert str(refused.value) == "delivery is allocated: cannot ship; allowed from here: pack, deallocate"
+    assert str(refused.value) == "delivery is allocated: cannot ship; allowed from here: pack"
+
+
+def test_a_refusal_offers_the_moves_an_operator_asks_for_not_those_the_workflow_makes() -> None:
+    with pytest.raises(IllegalTransition) as refused:  # cancel_awaiting_refund is the workflow's pick
+        ORDER.dest(OrderState.waiting_confirmation, "return_goods")
+    assert str(refused.value).endswith("allowed from here: confirm_payment, cancel")
+    with pytest.raises(IllegalTransition, match="allowed from here: record_refund, retry_refund$"):
+        ORDER.dest(OrderState.cancelled_waiting_payment, "cancel")
+    with pytest.raises(
+        IllegalTransition,
+        match=r"delivery is wait_inventory: cannot pack; allowed from here: nothing by hand \(it moves on by",
+    ):
+        DELIVERY.dest(DeliveryState.wait_inventory, "pack")
 
 
 def test_a_final_state_says_nothing_is_allowed() -> None:
