@@ -45,7 +45,7 @@ def test_a_refusal_offers_the_moves_an_operator_asks_for_not_those_the_workflow_
     with pytest.raises(IllegalTransition) as refused:  # cancel_awaiting_refund is the workflow's pick
         ORDER.dest(OrderState.waiting_confirmation, "return_goods")
     assert str(refused.value).endswith("allowed from here: confirm_payment, cancel")
-    with pytest.raises(IllegalTransition, match="allowed from here: record_refund, retry_refund$"):
+    with pytest.raises(IllegalTransition, match=r"allowed from here: record_refund, retry_refund$"):
         ORDER.dest(OrderState.cancelled_waiting_payment, "cancel")
     with pytest.raises(
         IllegalTransition,
