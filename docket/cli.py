@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import signal
 import sys
 import uuid
 from collections.abc import Awaitable, Callable
@@ -101,12 +102,25 @@ def _validation_text(error: ValidationError) -> str:
     return "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'input'}: {e['msg']}" for e in error.errors())
 
 
-def run(job: Callable[[Running], Awaitable[T]], *, migrate: bool = False, lazy: bool = True) -> T:
+def stop_on_sigterm() -> None:
+    """SIGTERM (how systemd, Kubernetes and the like stop a process) cancels the running command
+    as Ctrl-C does: the worker stops polling and reports the activities it holds, then exits. Set
+    on the event loop, so it holds also where Ctrl-C is ignored (a process started with `&`)."""
+    task = asyncio.current_task()
+    assert task is not None
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
+
+
+def run(
+    job: Callable[[Running], Awaitable[T]], *, migrate: bool = False, lazy: bool = True, serve: bool = False
+) -> T:
     """Run one command against the store and Temporal; domain errors become one red line. The
     Temporal client connects on its first call (`lazy`), so reading the store needs no Temporal;
-    a worker needs a connected one."""
+    a worker needs a connected one. A command that `serve`s runs until Ctrl-C or SIGTERM."""
 
     async def go() -> T:
+        if serve:
+            stop_on_sigterm()
         async with connected(settings(), migrate=migrate, lazy=lazy) as running:
             return await job(running)
 

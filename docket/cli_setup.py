@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import json
-import signal
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
@@ -26,6 +25,7 @@ from docket.cli import (
     out,
     run,
     settings,
+    stop_on_sigterm,
 )
 from docket.models.errors import StoreNotReady
 from docket.runtime import Running, connected
@@ -88,7 +88,7 @@ def worker() -> None:
         err.print(f"worker on task queue {running.docket.task_queue} at {settings().temporal_address}")
         await run_worker(running)
 
-    _until_interrupted(lambda: run(job, lazy=False))
+    _until_interrupted(lambda: run(job, lazy=False, serve=True))
 
 
 @app.command()
@@ -102,7 +102,7 @@ def api() -> None:
         err.print(f"API on http://{config.api_host}:{config.api_port} (OpenAPI at /docs)")
         await serve_api(running, config.api_host, config.api_port)
 
-    _until_interrupted(lambda: run(job, lazy=False))
+    _until_interrupted(lambda: run(job, lazy=False, serve=True))
 
 
 @app.command()
@@ -119,6 +119,7 @@ def dev() -> None:
         config = config.model_copy(update={"temporal_address": address})
 
         async def go() -> None:
+            stop_on_sigterm()
             async with connected(config, migrate=True) as running:
                 out.print(f"Temporal  {address}  (Web UI http://127.0.0.1:8233)")
                 out.print(f"API       http://{config.api_host}:{config.api_port}  (OpenAPI /docs)")
@@ -192,19 +193,12 @@ def _mail_destination(config: Settings) -> str:
     return f"maildir {config.mail_folder} (one file per mail under new/)"
 
 
-def _stop_as_on_ctrl_c(_signal: int, _frame: Any) -> None:
-    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:  # started in the background (`&`)
-        raise KeyboardInterrupt
-    signal.raise_signal(signal.SIGINT)  # asyncio cancels the running job, as on Ctrl-C
-
-
 def _until_interrupted(job: Callable[[], Any]) -> None:
-    """Run until Ctrl-C, or SIGTERM (how process managers and containers stop a process), which
-    stops it the same way: the worker stops polling and reports the activities it holds before it
-    exits, instead of leaving them to time out and run again elsewhere."""
-    signal.signal(signal.SIGTERM, _stop_as_on_ctrl_c)
+    """Run until Ctrl-C or SIGTERM (`stop_on_sigterm`), which stop it the same way: the worker
+    stops polling and reports the activities it holds before it exits, instead of leaving them to
+    time out and run again elsewhere."""
     try:
         job()  # returns when its servers heard the signal first and ended on their own
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, asyncio.CancelledError):
         pass
     err.print("stopped")

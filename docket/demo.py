@@ -408,6 +408,9 @@ def run_demo(settings: Settings, out: Console) -> None:
                     "temporal_address": address,
                     "database_url": f"sqlite:///{database}",
                     "workflow_id_prefix": prefix,
+                    # its own queue: a `docket dev` on the same server must not run the demo's
+                    # workflows against its own store
+                    "task_queue": f"{prefix}orders",
                     "sandbox_url": f"http://127.0.0.1:{_free_port()}",
                 }
             )
