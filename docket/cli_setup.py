@@ -37,7 +37,7 @@ from docket.store.tables import OperatorRow
 def db_upgrade() -> None:
     """Apply the Alembic migrations (the only way the schema is created or changed)."""
     from docket.store.engine import make_engine
-    from docket.store.migrate import current_revision, unreachable, upgrade
+    from docket.store.migrate import cannot_reach, current_revision, upgrade
 
     config = settings()
     if config.database.startswith("sqlite"):
@@ -47,8 +47,7 @@ def db_upgrade() -> None:
         upgrade(engine)
         out.print(f"database at revision {current_revision(engine)}")
     except OperationalError as error:
-        where = engine.url.render_as_string(hide_password=True)
-        fail(f"cannot reach the database {where}: {unreachable(error)}", EXIT_UNAVAILABLE)
+        fail(str(cannot_reach(engine, error)), EXIT_UNAVAILABLE)
     finally:
         engine.dispose()
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 from concurrent.futures import ThreadPoolExecutor
 
 from temporalio.client import Client
@@ -15,13 +14,13 @@ from docket.adapters.payments import PaymentGateway
 from docket.rendering import Renderer
 from docket.store.engine import SessionFactory
 from docket.workflows.mail import MailWorkflow
-from docket.workflows.order import OrderWorkflow
+from docket.workflows.order import ACTIVITY_OPTIONS, OrderWorkflow
 from docket.workflows.stock import StockWorkflow
 
 WORKFLOWS = [OrderWorkflow, StockWorkflow, MailWorkflow]
-# A worker asked to stop lets the activities it holds finish and report for this long (a move's
-# activity times out after 15 s anyway) before it cancels them.
-SHUTDOWN_GRACE = dt.timedelta(seconds=15)
+# A worker asked to stop lets the activities it holds finish and report for as long as a move's
+# activity may take anyway, before it cancels them.
+SHUTDOWN_GRACE = ACTIVITY_OPTIONS["start_to_close_timeout"]
 
 
 def build_worker(

@@ -52,7 +52,7 @@ def require_current(engine: Engine) -> None:
     try:
         found = current_revision(engine)
     except OperationalError as error:  # refused, unknown host, bad password, no such database
-        raise StoreNotReady(f"cannot reach the database {where}: {unreachable(error)}") from None
+        raise cannot_reach(engine, error) from None
     if found == HEAD:
         return
     if found is None:
@@ -65,6 +65,11 @@ def require_current(engine: Engine) -> None:
         f"the database {where} is at schema revision {found}, which this docket does not know"
         f" (its newest is {HEAD}): it was migrated by a newer docket; run that one"
     )
+
+
+def cannot_reach(engine: Engine, error: OperationalError) -> StoreNotReady:
+    where = engine.url.render_as_string(hide_password=True)
+    return StoreNotReady(f"cannot reach the database {where}: {unreachable(error)}")
 
 
 def unreachable(error: OperationalError) -> str:

@@ -12,7 +12,12 @@ import uvicorn
 from sqlalchemy import Engine
 
 from docket.api.app import create_app
-from tests.conftest import Shop, eventually
+from docket.connect import temporal_client
+from docket.runtime import dev_server
+from docket.settings import Settings
+from docket.worker import build_worker
+from tests.conftest import Shop, eventually, running_docket
+from tests.servers import listening, port_of, served
 
 ORDER = {
     "order_id": "web-1",
@@ -217,12 +222,6 @@ async def test_with_temporal_down_an_order_gets_503_and_the_same_request_later_g
 ) -> None:
     """Temporal stops under a running API: the storefront is told to send again, and once Temporal
     is back the same request places the order."""
-    from docket.connect import temporal_client
-    from docket.runtime import dev_server
-    from docket.settings import Settings
-    from docket.worker import build_worker
-    from tests.conftest import running_docket
-    from tests.servers import listening, port_of, served
 
     ports = listening(), listening()
     temporal_port, ui_port = port_of(ports[0]), port_of(ports[1])

@@ -3,10 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import os
+import re
 import sys
+from pathlib import Path
 
-from sqlalchemy import Engine
+from alembic.script import ScriptDirectory
+from sqlalchemy import Engine, update
 
+from docket.store.engine import make_engine
+from docket.store.migrate import HEAD, REVISIONS, alembic_config, upgrade
+from docket.store.tables import Stock
 from tests.conftest import Shop, eventually, process_env
 from tests.orders import place
 
@@ -82,8 +90,6 @@ async def test_an_operator_places_confirms_and_reads_an_order_from_the_command_l
 async def test_an_order_placed_without_an_id_says_the_id_that_repeats_it_safely(
     shop: Shop, sqlite_engine: Engine
 ) -> None:
-    import re
-
     args = ("order", "place", "--shop", "alpha", "--customer", "c1", "--line", "WIDGET:1:19.90")
     args += ("--ship-to", "Ada|1 Main St|Berlin|10115|DE")
     code, out, err = await docket(shop, sqlite_engine, *args)
@@ -154,10 +160,6 @@ async def test_stock_is_taken_off_with_a_negative_count_written_as_it_is_said(
 
 
 async def test_the_example_catalogue_loads_and_prints_each_operators_token_once(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    import json
-    import os
-    from pathlib import Path
-
     example = Path(__file__).parents[2] / "docs" / "catalogue.example.json"
     env = {**os.environ, "DOCKET_DATABASE_URL": f"sqlite:///{tmp_path / 'docket.db'}"}
     for args in (("db", "upgrade"), ("catalogue", "load", str(example))):
@@ -169,10 +171,6 @@ async def test_the_example_catalogue_loads_and_prints_each_operators_token_once(
 
 
 async def test_a_catalogue_naming_an_unknown_time_zone_or_gateway_is_refused_whole(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    import json
-    import os
-    from pathlib import Path
-
     example = json.loads((Path(__file__).parents[2] / "docs" / "catalogue.example.json").read_text())
     example["shops"][0]["timezone"] = "Europe/Atlantis"
     example["shops"][1]["gateway"] = "stripe"
@@ -195,12 +193,6 @@ async def test_a_catalogue_naming_an_unknown_time_zone_or_gateway_is_refused_who
 async def test_a_store_that_is_missing_or_not_migrated_is_named_with_the_command_that_fixes_it(
     tmp_path,
 ) -> None:  # type: ignore[no-untyped-def]
-    import os
-    from pathlib import Path
-
-    from docket.store.engine import make_engine
-    from docket.store.migrate import HEAD, REVISIONS, upgrade
-
     example = Path(__file__).parents[2] / "docs" / "catalogue.example.json"
     store = tmp_path / "var" / "docket.db"
     env = {**os.environ, "DOCKET_DATABASE_URL": f"sqlite:///{store}", "DOCKET_OPERATOR": "hanna"}
@@ -228,8 +220,6 @@ async def test_a_store_that_is_missing_or_not_migrated_is_named_with_the_command
 
 
 async def test_a_database_that_cannot_be_reached_is_named_without_its_password() -> None:
-    import os
-
     env = {
         **os.environ,
         "DOCKET_DATABASE_URL": "postgresql://clerk:s3cret@127.0.0.1:1/docket",
@@ -244,10 +234,6 @@ async def test_a_database_that_cannot_be_reached_is_named_without_its_password()
 
 
 def test_the_schema_revision_docket_needs_is_alembics_head() -> None:
-    from alembic.script import ScriptDirectory
-
-    from docket.store.migrate import HEAD, REVISIONS, alembic_config
-
     scripts = ScriptDirectory.from_config(alembic_config())
     assert [HEAD] == scripts.get_heads()
     assert list(REVISIONS) == sorted(s.revision for s in scripts.walk_revisions())
@@ -256,9 +242,6 @@ def test_the_schema_revision_docket_needs_is_alembics_head() -> None:
 async def test_verify_exits_6_and_names_the_counter_that_disagrees_with_the_ledger(
     shop: Shop, sqlite_engine: Engine
 ) -> None:
-    from sqlalchemy import update
-
-    from docket.store.tables import Stock
 
     with shop.sessions.begin() as session:  # someone edits a counter behind the ledger's back
         session.execute(update(Stock).where(Stock.sku == "GADGET").values(on_hand=7))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from decimal import Decimal
 
 import pytest
@@ -12,6 +13,7 @@ from docket.models.errors import Forbidden, IllegalTransition, InvalidInput, Not
 from docket.models.lifecycles import DeliveryState as D
 from docket.models.lifecycles import OrderState
 from docket.models.schemas import (
+    AdjustStock,
     CancelOrder,
     DeliveryGroup,
     OrderRecord,
@@ -440,9 +442,6 @@ async def test_digital_products_are_refused_under_pay_per_shipment_and_nothing_i
 async def test_a_refused_stock_change_is_told_to_its_caller_and_logs_no_failure_in_the_worker(
     shop: Shop,
 ) -> None:
-    import logging
-
-    from docket.models.schemas import AdjustStock
 
     seen: list[logging.LogRecord] = []
     handler = logging.Handler(logging.DEBUG)
