@@ -26,6 +26,7 @@ from docket.models.schemas import (
     AdjustStock,
     CancelOrder,
     ConfirmPayment,
+    CustomerDetails,
     MailState,
     MoveDelivery,
     OrderLineIn,
@@ -50,7 +51,9 @@ mail_app = typer.Typer(
 )
 db_app = typer.Typer(help="The database schema.", no_args_is_help=True)
 catalogue_app = typer.Typer(help="Shops, warehouses, products, customers, operators.", no_args_is_help=True)
+customer_app = typer.Typer(help="Register customers and read them.", no_args_is_help=True)
 app.add_typer(order_app, name="order")
+app.add_typer(customer_app, name="customer")
 app.add_typer(stock_app, name="stock")
 app.add_typer(mail_app, name="mail")
 app.add_typer(payment_app, name="payment")
@@ -538,6 +541,36 @@ def mail_retry(
     async def job(running: Running) -> None:
         cmd = RetryMail(outbox_ids=outbox_ids or [], order_id=order)
         out.print(show.mail_retried(await running.docket.retry_mail(await acting(running, operator), cmd)))
+
+    run(job)
+
+
+# --- customers --------------------------------------------------------------------------------
+
+
+@customer_app.command("save")
+def customer_save(
+    customer_id: str,
+    name: Annotated[str, typer.Option(help="As the mails address them.")],
+    email: Annotated[str, typer.Option(help="Where the order mails go.")],
+    operator: AsOperator = None,
+) -> None:
+    """Register a customer, or change their name and e-mail address (the same again changes nothing)."""
+
+    async def job(running: Running) -> None:
+        who = await acting(running, operator)
+        saved = await running.docket.save_customer(who, customer_id, CustomerDetails(name=name, email=email))
+        out.print(show.customer(saved.customer, saved.outcome))
+
+    run(job)
+
+
+@customer_app.command("show")
+def customer_show(customer_id: str, operator: AsOperator = None) -> None:
+    """A customer's name and the address docket's mails go to (their orders: `order list --customer`)."""
+
+    async def job(running: Running) -> None:
+        out.print(show.customer(await running.docket.customer(await acting(running, operator), customer_id)))
 
     run(job)
 

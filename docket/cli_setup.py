@@ -12,10 +12,14 @@ from typing import Annotated, Any
 import typer
 from pydantic import ValidationError
 from sqlalchemy import func, select
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session
 
 from docket.cli import (
+    EXIT,
+    EXIT_REFUSED,
     EXIT_UNAVAILABLE,
+    T,
     _validation_text,
     app,
     catalogue_app,
@@ -27,7 +31,7 @@ from docket.cli import (
     settings,
     stop_on_sigterm,
 )
-from docket.models.errors import StoreNotReady
+from docket.models.errors import DocketError, StoreNotReady
 from docket.runtime import Running, connected
 from docket.settings import Settings
 from docket.store.tables import OperatorRow
@@ -54,28 +58,54 @@ def db_upgrade() -> None:
 
 @catalogue_app.command("load")
 def catalogue_load(path: Path) -> None:
-    """Load shops, warehouses, products, customers, operators and opening stock from JSON.
-    Prints each operator's API token once: only its hash is stored."""
+    """Load shops, warehouses, products, customers, operators and opening stock from JSON: what the
+    store lacks is created, what it has is brought to what the file says, the rest is left alone.
+    Prints the API token of each operator it creates (only its hash is stored)."""
     from docket.store import catalogue
-    from docket.store.engine import make_engine, make_session_factory
-    from docket.store.migrate import require_current
 
     try:
         loaded = catalogue.Catalogue.model_validate_json(path.read_text())
     except ValidationError as error:
         fail(_validation_text(error), 2)
+    done = _in_store(
+        lambda session: catalogue.load(session, loaded, dt.datetime.now(dt.UTC)), "nothing loaded"
+    )
+    summary = "; ".join(
+        f"{what} {', '.join(f'{kind}: {len(ids)}' for kind, ids in by_kind.items())}"
+        for what, by_kind in (("created", done.created), ("changed", done.changed))
+        if by_kind
+    )
+    err.print(summary or "nothing to change: the store already holds this catalogue")
+    out.print_json(done.model_dump_json())
+
+
+@catalogue_app.command("token")
+def catalogue_token(operator_id: str) -> None:
+    """Give an operator a new API token (printed once); the old one stops working at once."""
+    from docket.store import catalogue
+
+    token = _in_store(lambda session: catalogue.reissue_token(session, operator_id), "no token issued")
+    out.print_json(json.dumps({"api_tokens": {operator_id: token}}))
+
+
+def _in_store(work: Callable[[Session], T], refused: str) -> T:
+    """One transaction on the store the settings name, for the set-up commands that need no
+    Temporal; a refusal or a store that is not ready ends the command, saying so."""
+    from docket.store.engine import make_engine, make_session_factory
+    from docket.store.migrate import require_current
+
     engine = make_engine(settings().database)
     try:
         require_current(engine)
         with make_session_factory(engine).begin() as session:
-            tokens = catalogue.load(session, loaded, dt.datetime.now(dt.UTC))
+            return work(session)
     except StoreNotReady as error:
-        fail(f"nothing loaded: {error}", EXIT_UNAVAILABLE)
-    except IntegrityError as error:
-        fail(f"nothing loaded: the catalogue names entries that already exist ({error.orig})", 2)
+        fail(f"{refused}: {error}", EXIT_UNAVAILABLE)
+    except DocketError as error:
+        fail(str(error), EXIT.get(error.kind, EXIT_REFUSED))
     finally:
         engine.dispose()
-    out.print_json(json.dumps({"api_tokens": tokens}))
+    raise AssertionError("unreachable")
 
 
 @app.command()

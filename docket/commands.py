@@ -25,6 +25,9 @@ from docket.models.schemas import (
     AdjustStock,
     CancelOrder,
     ConfirmPayment,
+    CustomerDetails,
+    CustomerSaved,
+    CustomerView,
     LedgerReport,
     MailPage,
     MailRetried,
@@ -45,7 +48,7 @@ from docket.models.schemas import (
     StockReceived,
 )
 from docket.rendering import Rendered, Renderer, RenderError, message_id
-from docket.store import outbox, queries, stock
+from docket.store import catalogue, outbox, queries, stock
 from docket.store.engine import SessionFactory, read_session, serialised_writes
 from docket.store.tables import Customer, Order, Product, Shop, ShopWarehouse, StockMovement, Warehouse
 from docket.workflows.mail import MailWorkflow, mail_workflow_id
@@ -295,6 +298,25 @@ class Docket:
             id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
         )
 
+    # --- customers (shared by all shops) -------------------------------------------------------
+
+    async def save_customer(
+        self, operator: Operator, customer_id: str, details: CustomerDetails
+    ) -> CustomerSaved:
+        """Register a customer, or change the name and address docket mails; saving the same
+        details again changes nothing."""
+        operator.require(Action.save_customers)
+
+        def save() -> CustomerSaved:
+            with serialised_writes(self.sessions), self.sessions.begin() as session:
+                return catalogue.save_customer(session, customer_id, details)
+
+        return await asyncio.to_thread(save)
+
+    async def customer(self, operator: Operator, customer_id: str) -> CustomerView:
+        operator.require(Action.read_orders)
+        return await self.read(lambda session: catalogue.customer(session, customer_id))
+
     # --- operators and reads --------------------------------------------------------------------
 
     async def operator(self, operator_id: str) -> Operator:
@@ -338,7 +360,10 @@ def _check_catalogue(session: Session, cmd: PlaceOrder) -> None:
     if shop is None:
         raise NotFound(f"unknown shop {cmd.shop_id}")
     if session.get(Customer, cmd.customer_id) is None:
-        raise NotFound(f"unknown customer {cmd.customer_id}")
+        raise NotFound(
+            f"unknown customer {cmd.customer_id}: register them first "
+            "(PUT /customers/{customer_id}, or `docket customer save`)"
+        )
     skus = {line.sku for line in cmd.lines}
     query = select(Product.sku, Product.digital).where(Product.sku.in_(skus))
     digital = {sku: is_digital for sku, is_digital in session.execute(query)}

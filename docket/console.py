@@ -8,6 +8,7 @@ from rich.text import Text
 
 from docket.models.schemas import (
     CallbackView,
+    CustomerView,
     LedgerReport,
     MailPage,
     MailRetried,
@@ -16,6 +17,7 @@ from docket.models.schemas import (
     OrderView,
     OutboxView,
     RenderedMail,
+    Saved,
     StockLevel,
     StockReceived,
 )
@@ -180,6 +182,13 @@ def stock_levels(levels: list[StockLevel]) -> Table:
     for s in levels:
         table.add_row(s.warehouse_id, s.sku, str(s.on_hand), str(s.reserved), str(s.available))
     return table
+
+
+def customer(view: CustomerView, outcome: Saved | None = None) -> Text:
+    text = Text(f"{view.customer_id}: {view.name} <{view.email}>")
+    if outcome is not None:
+        text.append(f" ({outcome.value})", style="yellow" if outcome is Saved.unchanged else "green")
+    return text
 
 
 def stock_received(received: StockReceived) -> Text:

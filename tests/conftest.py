@@ -150,7 +150,9 @@ async def running_docket(
     Mail goes to `transport`; by default to a maildir of its own."""
     sessions = make_session_factory(engine)
     with sessions.begin() as session:
-        tokens = cat.load(session, catalogue_for_tests(**catalogue_options), dt.datetime.now(dt.UTC))  # type: ignore[arg-type]
+        tokens = cat.load(
+            session, catalogue_for_tests(**catalogue_options), dt.datetime.now(dt.UTC)
+        ).api_tokens  # type: ignore[arg-type]
     queue = f"docket-test-{uuid.uuid4().hex[:8]}"
     renderer = Renderer("docket@shop.test", templates)
     transport = transport or MaildirTransport(Path(tempfile.mkdtemp(prefix="docket-mail-")))

@@ -35,7 +35,7 @@ bearer = HTTPBearer(auto_error=False, description="An operator's API token")
 
 
 def create_app(docket: Docket, gateways: dict[str, PaymentGateway] | None = None) -> FastAPI:
-    from docket.api import mail, orders, payments, stock
+    from docket.api import customers, mail, orders, payments, stock
     from docket.callbacks import Callbacks
 
     app = FastAPI(
@@ -47,6 +47,7 @@ def create_app(docket: Docket, gateways: dict[str, PaymentGateway] | None = None
     app.state.docket = docket
     app.state.callbacks = Callbacks(docket, gateways if gateways is not None else default_gateways())
     app.include_router(orders.router)
+    app.include_router(customers.router)
     app.include_router(stock.router)
     app.include_router(mail.router)
     app.include_router(payments.router)

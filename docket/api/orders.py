@@ -6,9 +6,10 @@ import datetime as dt
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from docket.api.app import CurrentDocket, CurrentOperator
+from docket.models.inputs import Input
 from docket.models.lifecycles import OrderState
 from docket.models.schemas import (
     MAX_PAGE,
@@ -33,8 +34,8 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 
-class Body(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class Body(Input):
+    """A staff request's body."""
 
 
 class NoteBody(Body):

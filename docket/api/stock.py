@@ -6,9 +6,10 @@ from typing import Any
 
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from docket.api.app import CurrentDocket, CurrentOperator
+from docket.models.inputs import Input
 from docket.models.schemas import (
     AdjustStock,
     LedgerReport,
@@ -27,8 +28,7 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 
-class Body(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class Body(Input):
     reference: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$", description="Idempotency key")
     warehouse_id: str
     sku: str

@@ -29,13 +29,16 @@ class Action(StrEnum):
     retry_mail = "retry mail"
     record_refund = "record manual refunds"
     replay_callbacks = "replay payment callbacks"
+    save_customers = "register and change customers"
 
 
 _ALL = frozenset(Action)
 GRANTS: dict[Role, frozenset[Action]] = {
     Role.admin: _ALL,
     Role.shop_admin: _ALL,
-    Role.call_centre: frozenset({Action.read_orders, Action.place_order, Action.read_stock}),
+    Role.call_centre: frozenset(
+        {Action.read_orders, Action.place_order, Action.read_stock, Action.save_customers}
+    ),
     Role.call_centre_process: frozenset(
         {
             Action.read_orders,
@@ -48,7 +51,7 @@ GRANTS: dict[Role, frozenset[Action]] = {
     Role.call_centre_confirm: frozenset(
         {Action.read_orders, Action.confirm_payment, Action.return_order, Action.record_refund}
     ),
-    Role.storefront: frozenset({Action.place_order, Action.read_orders}),
+    Role.storefront: frozenset({Action.place_order, Action.read_orders, Action.save_customers}),
 }
 DELIVERY_TRIGGER_ACTION = {
     "pack": Action.process_delivery,

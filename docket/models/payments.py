@@ -11,6 +11,8 @@ from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict
 
+from docket.models.inputs import Input
+
 
 class Operation(StrEnum):
     authorize = "authorize"
@@ -60,7 +62,7 @@ class Answer(BaseModel):
     settled: bool = True
 
 
-class CallbackFact(BaseModel):
+class CallbackFact(Input):
     """A gateway's callback, once its signature holds: a payment fact about one order."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)

@@ -12,20 +12,52 @@ from pydantic import (
     ConfigDict,
     Field,
     StringConstraints,
+    ValidationError,
+    ValidatorFunctionWrapHandler,
+    WrapValidator,
     computed_field,
     field_validator,
     model_validator,
 )
+from pydantic_core import PydanticCustomError
 
+from docket.models.inputs import Input
 from docket.models.lifecycles import DeliveryState, OrderState
 from docket.models.payments import Operation, PaymentStatus, Result
 
-Identifier = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")]
+
+def _says(message: str) -> WrapValidator:
+    """A value that does not match a pattern is told what is allowed, not shown the regex."""
+
+    def check(value: Any, handler: ValidatorFunctionWrapHandler) -> Any:
+        try:
+            return handler(value)
+        except ValidationError as error:
+            if any(e["type"] == "string_pattern_mismatch" for e in error.errors()):
+                raise PydanticCustomError("string_pattern_mismatch", message) from None
+            raise
+
+    return WrapValidator(check)
+
+
+IDENTIFIER_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$"
+Identifier = Annotated[
+    str,
+    StringConstraints(pattern=IDENTIFIER_PATTERN),
+    _says("use 1 to 64 letters, digits and _ . : - (starting with a letter or digit)"),
+]
 Currency = Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")]
 Note = Annotated[str, StringConstraints(max_length=2000)]
+# Mail goes to it: one @, something either side, no spaces. Whether the mailbox exists only the
+# mail server can say (a refused address is recorded on the mail, and staff see it).
+Email = Annotated[
+    str,
+    StringConstraints(pattern=r"^[^@\s]+@[^@\s]+$", max_length=320),
+    _says("not an e-mail address: write it as name@example.com"),
+]
 
 
-class Command(BaseModel):
+class Command(Input):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
@@ -196,6 +228,32 @@ class AdjustStock(Command):
 
 class View(BaseModel):
     model_config = ConfigDict(frozen=True)
+
+
+class CustomerDetails(Command):
+    """What docket keeps of a customer: the name and address its mails use."""
+
+    name: Annotated[str, StringConstraints(min_length=1, max_length=200)]
+    email: Email
+
+
+class CustomerView(View):
+    customer_id: str
+    name: str
+    email: str
+
+
+class Saved(StrEnum):
+    """What saving a catalogue entry did."""
+
+    created = "created"
+    changed = "changed"
+    unchanged = "unchanged"
+
+
+class CustomerSaved(View):
+    customer: CustomerView
+    outcome: Saved
 
 
 class LineView(View):

@@ -1,32 +1,64 @@
-"""Loading a catalogue: shops, warehouses, products, customers, operators, opening stock."""
+"""The catalogue: shops, warehouses, products, customers, operators, opening stock.
+
+Loading a catalogue file creates what it names that the store does not have yet and brings what it
+has to what the file says (only the fields the file gives); entries the file does not name are left
+as they are, so the same file loaded twice changes nothing the second time. The whole file is
+checked first and loads in one transaction, or nothing loads.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
 import secrets
+from collections import Counter
+from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, Field, field_validator
+from sqlalchemy import delete, func, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from docket.adapters.payments import GATEWAYS
 from docket.models.access import Role
-from docket.models.schemas import PaymentFlow, StockMoveKind
+from docket.models.errors import InvalidInput, NotFound
+from docket.models.inputs import Input
+from docket.models.schemas import (
+    CustomerDetails,
+    CustomerSaved,
+    CustomerView,
+    Email,
+    Identifier,
+    PaymentFlow,
+    Saved,
+    StockMoveKind,
+)
 from docket.store.queries import token_hash
 from docket.store.stock import MoveContext, lock_stock, record
-from docket.store.tables import Customer, OperatorRow, Product, Shop, ShopWarehouse, Warehouse
+from docket.store.tables import (
+    Base,
+    Customer,
+    OperatorRow,
+    Product,
+    Shop,
+    ShopWarehouse,
+    StockMovement,
+    Warehouse,
+)
+
+OPENING = "opening"  # the reference of opening stock in the ledger
 
 
-class ShopIn(BaseModel):
-    shop_id: str
+class ShopIn(Input):
+    shop_id: Identifier
     name: str
     timezone: str = "UTC"
     payment_flow: PaymentFlow = PaymentFlow.offline
     payment_deadline_hours: int = Field(default=72, gt=0)
     return_days: int = Field(default=30, ge=0)
     single_parcel: bool = False
-    admin_emails: list[str] = []
-    warehouses: list[str]
+    admin_emails: list[Email] = []
+    warehouses: list[Identifier] = Field(min_length=1)
     gateway: str = "sandbox"
     gateway_secrets: dict[str, str] = {}
     callback_sources: list[str] = []
@@ -59,14 +91,14 @@ class ShopIn(BaseModel):
         return secrets
 
 
-class WarehouseIn(BaseModel):
-    warehouse_id: str
+class WarehouseIn(Input):
+    warehouse_id: Identifier
     name: str
-    fulfilment_emails: list[str] = []
+    fulfilment_emails: list[Email] = []
 
 
-class ProductIn(BaseModel):
-    sku: str
+class ProductIn(Input):
+    sku: Identifier
     name: str
     digital: bool = False
     online: bool = True
@@ -74,28 +106,26 @@ class ProductIn(BaseModel):
     release_date: dt.date | None = None
 
 
-class CustomerIn(BaseModel):
-    customer_id: str
-    name: str
-    email: str
+class CustomerIn(CustomerDetails):
+    customer_id: Identifier
 
 
-class OperatorIn(BaseModel):
-    operator_id: str
+class OperatorIn(Input):
+    operator_id: Identifier
     name: str
-    email: str | None = None
+    email: Email | None = None
     roles: list[Role]
-    shops: list[str] = []
-    token: str | None = None
+    shops: list[Identifier] = []
+    token: str | None = Field(default=None, min_length=1)
 
 
-class OpeningStock(BaseModel):
-    warehouse_id: str
-    sku: str
+class OpeningStock(Input):
+    warehouse_id: Identifier
+    sku: Identifier
     on_hand: int = Field(ge=0)
 
 
-class Catalogue(BaseModel):
+class Catalogue(Input):
     warehouses: list[WarehouseIn] = []
     shops: list[ShopIn] = []
     products: list[ProductIn] = []
@@ -104,36 +134,205 @@ class Catalogue(BaseModel):
     stock: list[OpeningStock] = []
 
 
-def load(session: Session, catalogue: Catalogue, at: dt.datetime) -> dict[str, str]:
-    """Insert the catalogue; returns each operator's API token (generated where none was given)."""
-    session.add_all(Warehouse(**w.model_dump()) for w in catalogue.warehouses)
+class Loaded(BaseModel):
+    """What a load did, by kind: ids created and ids changed; the API tokens it set."""
+
+    created: dict[str, list[str]] = {}
+    changed: dict[str, list[str]] = {}
+    api_tokens: dict[str, str] = {}
+
+    def note(self, kind: str, key: str, saved: Saved) -> None:
+        if saved is not Saved.unchanged:
+            getattr(self, saved.value).setdefault(kind, []).append(key)
+
+
+def load(session: Session, catalogue: Catalogue, at: dt.datetime) -> Loaded:
+    """Create or bring up to date what `catalogue` names, in the caller's transaction. Raises
+    InvalidInput naming every problem (and writes nothing) when the file does not hold together
+    with itself or with the store."""
+    _check(session, catalogue)
+    loaded = Loaded()
+    for w in catalogue.warehouses:
+        loaded.note("warehouses", w.warehouse_id, _put(session, Warehouse, w, w.warehouse_id))
     for shop in catalogue.shops:
-        session.add(Shop(**shop.model_dump(exclude={"warehouses"})))
-    session.add_all(Product(**p.model_dump()) for p in catalogue.products)
-    session.add_all(Customer(**c.model_dump()) for c in catalogue.customers)
-    session.flush()
-    for shop in catalogue.shops:
-        session.add_all(
-            ShopWarehouse(shop_id=shop.shop_id, warehouse_id=w, preference=i)
-            for i, w in enumerate(shop.warehouses)
-        )
-    tokens = {}
+        saved = _put(session, Shop, shop, shop.shop_id, exclude={"warehouses"})
+        session.flush()
+        if _ship_from(session, shop.shop_id, shop.warehouses) and saved is Saved.unchanged:
+            saved = Saved.changed
+        loaded.note("shops", shop.shop_id, saved)
+    for p in catalogue.products:
+        loaded.note("products", p.sku, _put(session, Product, p, p.sku))
+    for c in catalogue.customers:
+        loaded.note("customers", c.customer_id, _put(session, Customer, c, c.customer_id))
     for op in catalogue.operators:
-        token = op.token or secrets.token_urlsafe(24)
-        tokens[op.operator_id] = token
-        session.add(
-            OperatorRow(
-                operator_id=op.operator_id,
-                name=op.name,
-                email=op.email,
-                roles=[r.value for r in op.roles],
-                shops=op.shops,
-                token_hash=token_hash(token),
-            )
-        )
+        loaded.note("operators", op.operator_id, _put_operator(session, op, loaded.api_tokens))
     session.flush()
-    locked = lock_stock(session, [(s.warehouse_id, s.sku) for s in catalogue.stock])
-    ctx = MoveContext(at=at, note="opening stock", reference="opening")
-    for s in catalogue.stock:
+    _opening_stock(session, catalogue.stock, at, loaded)
+    return loaded
+
+
+def save_customer(session: Session, customer_id: str, details: CustomerDetails) -> CustomerSaved:
+    """Create the customer or bring it to `details`; two first saves at once both succeed."""
+    entry = CustomerIn(customer_id=customer_id, **details.model_dump())
+    try:
+        with session.begin_nested():
+            saved = _put(session, Customer, entry, customer_id)
+    except IntegrityError:  # created by someone else since we looked: now it is there to change
+        saved = _put(session, Customer, entry, customer_id)
+    row = session.get_one(Customer, customer_id)
+    view = CustomerView(customer_id=row.customer_id, name=row.name, email=row.email)
+    return CustomerSaved(customer=view, outcome=saved)
+
+
+def customer(session: Session, customer_id: str) -> CustomerView:
+    row = session.get(Customer, customer_id)
+    if row is None:
+        raise NotFound(f"unknown customer {customer_id}")
+    return CustomerView(customer_id=row.customer_id, name=row.name, email=row.email)
+
+
+def reissue_token(session: Session, operator_id: str) -> str:
+    """A new API token for the operator; the old one stops working at once."""
+    row = session.get(OperatorRow, operator_id, with_for_update=True)
+    if row is None:
+        known = ", ".join(session.scalars(select(OperatorRow.operator_id).order_by(OperatorRow.operator_id)))
+        raise NotFound(f"unknown operator {operator_id}; operators: {known or 'none yet'}")
+    token = secrets.token_urlsafe(24)
+    row.token_hash = token_hash(token)
+    return token
+
+
+def _put(
+    session: Session, table: type[Base], entry: BaseModel, key: str, exclude: set[str] | None = None
+) -> Saved:
+    """Insert the row, or set the fields the entry was given where they differ."""
+    row = session.get(table, key)
+    if row is None:
+        session.add(table(**entry.model_dump(exclude=exclude)))
+        session.flush()
+        return Saved.created
+    given = entry.model_dump(exclude_unset=True, exclude=exclude)
+    changes = {name: value for name, value in given.items() if getattr(row, name) != value}
+    for name, value in changes.items():
+        setattr(row, name, value)
+    return Saved.changed if changes else Saved.unchanged
+
+
+def _ship_from(session: Session, shop_id: str, warehouses: list[str]) -> bool:
+    """Set the shop's warehouses, in order of preference; True when they changed."""
+    now = list(
+        session.scalars(
+            select(ShopWarehouse.warehouse_id)
+            .where(ShopWarehouse.shop_id == shop_id)
+            .order_by(ShopWarehouse.preference)
+        )
+    )
+    if now == warehouses:
+        return False
+    session.execute(delete(ShopWarehouse).where(ShopWarehouse.shop_id == shop_id))
+    session.add_all(
+        ShopWarehouse(shop_id=shop_id, warehouse_id=w, preference=i) for i, w in enumerate(warehouses)
+    )
+    return True
+
+
+def _put_operator(session: Session, op: OperatorIn, tokens: dict[str, str]) -> Saved:
+    """A new operator gets the file's token or a new one; a known one keeps its token unless the
+    file gives another. Either way a token set here is answered once, in `tokens`."""
+    row = session.get(OperatorRow, op.operator_id)
+    fields: dict[str, Any] = op.model_dump(exclude_unset=True, exclude={"operator_id", "token"})
+    if "roles" in fields:
+        fields["roles"] = [r.value for r in op.roles]
+    if row is None:
+        token = op.token or secrets.token_urlsafe(24)
+        session.add(OperatorRow(operator_id=op.operator_id, token_hash=token_hash(token), **fields))
+        tokens[op.operator_id] = token
+        return Saved.created
+    if op.token is not None and token_hash(op.token) != row.token_hash:
+        fields["token_hash"] = token_hash(op.token)
+        tokens[op.operator_id] = op.token
+    changes = {name: value for name, value in fields.items() if getattr(row, name) != value}
+    for name, value in changes.items():
+        setattr(row, name, value)
+    return Saved.changed if changes else Saved.unchanged
+
+
+def _opening_stock(session: Session, opening: list[OpeningStock], at: dt.datetime, loaded: Loaded) -> None:
+    """Opening stock is recorded once per warehouse and SKU (reference `opening`); the same figure
+    again changes nothing (`_check` refused another)."""
+    recorded = _recorded_opening(session, opening)
+    fresh = [s for s in opening if (s.warehouse_id, s.sku) not in recorded and s.on_hand]
+    locked = lock_stock(session, [(s.warehouse_id, s.sku) for s in fresh])
+    ctx = MoveContext(at=at, note="opening stock", reference=OPENING)
+    for s in fresh:
         record(session, locked[(s.warehouse_id, s.sku)], StockMoveKind.receive, ctx, on_hand=s.on_hand)
-    return tokens
+        loaded.note("stock", f"{s.warehouse_id}/{s.sku}", Saved.created)
+
+
+def _recorded_opening(session: Session, opening: list[OpeningStock]) -> dict[tuple[str, str], int]:
+    if not opening:
+        return {}
+    m = StockMovement
+    rows = session.execute(
+        select(m.warehouse_id, m.sku, func.sum(m.on_hand_delta))
+        .where(
+            m.reference == OPENING,
+            m.kind == StockMoveKind.receive,
+            m.warehouse_id.in_({s.warehouse_id for s in opening}),
+            m.sku.in_({s.sku for s in opening}),
+        )
+        .group_by(m.warehouse_id, m.sku)
+    )
+    return {(w, sku): int(total) for w, sku, total in rows}
+
+
+def _check(session: Session, catalogue: Catalogue) -> None:
+    """Every problem at once: entries named twice, names of things neither in the file nor in the
+    store, opening stock the store already records differently."""
+    problems: list[str] = []
+    for kind, keys in (
+        ("warehouse", [w.warehouse_id for w in catalogue.warehouses]),
+        ("shop", [s.shop_id for s in catalogue.shops]),
+        ("product", [p.sku for p in catalogue.products]),
+        ("customer", [c.customer_id for c in catalogue.customers]),
+        ("operator", [o.operator_id for o in catalogue.operators]),
+        ("opening stock of", [f"{s.sku} at {s.warehouse_id}" for s in catalogue.stock]),
+    ):
+        problems += [f"{kind} {key} is named {n} times" for key, n in Counter(keys).items() if n > 1]
+    tokens = Counter(o.token for o in catalogue.operators if o.token)
+    problems += [f"{n} operators are given the same token" for n in tokens.values() if n > 1]
+
+    warehouses = _known(session, Warehouse.warehouse_id, catalogue.warehouses, "warehouse_id")
+    shops = _known(session, Shop.shop_id, catalogue.shops, "shop_id")
+    skus = _known(session, Product.sku, catalogue.products, "sku")
+    for shop in catalogue.shops:
+        problems += [
+            f"shop {shop.shop_id} ships from unknown warehouse {w}"
+            for w in shop.warehouses
+            if w not in warehouses
+        ]
+    for op in catalogue.operators:
+        problems += [
+            f"operator {op.operator_id} works for unknown shop {s}" for s in op.shops if s not in shops
+        ]
+    for s in catalogue.stock:
+        if s.warehouse_id not in warehouses:
+            problems.append(f"opening stock of {s.sku} is in unknown warehouse {s.warehouse_id}")
+        if s.sku not in skus:
+            problems.append(f"opening stock names unknown product {s.sku}")
+    recorded = _recorded_opening(session, catalogue.stock)
+    for s in catalogue.stock:
+        was = recorded.get((s.warehouse_id, s.sku))
+        if was is not None and was != s.on_hand:
+            problems.append(
+                f"opening stock of {s.sku} at {s.warehouse_id} was recorded as {was}, the file says "
+                f"{s.on_hand} (opening stock is recorded once: change it with `docket stock receive` "
+                "or `docket stock adjust`)"
+            )
+    if problems:
+        raise InvalidInput("nothing loaded: " + "; ".join(problems))
+
+
+def _known(session: Session, column: Any, entries: list[Any], key: str) -> set[str]:
+    """The ids the file names and the store has."""
+    return {getattr(e, key) for e in entries} | set(session.scalars(select(column)))

@@ -122,6 +122,40 @@ async def test_bad_requests_get_a_status_and_a_message_that_says_what_is_wrong(
     assert (await http.post("/orders", content=b"{not json", headers=as_("alice"))).status_code == 422
 
 
+async def test_a_storefront_registers_a_new_customer_and_places_their_order(http: httpx.AsyncClient) -> None:
+    first_order = {**ORDER, "order_id": "web-new", "customer_id": "new-buyer"}
+    answer = await http.post("/orders", json=first_order, headers=as_("web"))
+    assert answer.status_code == 404
+    assert answer.json()["message"].startswith("unknown customer new-buyer: register them first")
+
+    grace = {"name": "Grace Buyer", "email": "grace@example.test"}
+    saved = await http.put("/customers/new-buyer", json=grace, headers=as_("web"))
+    assert (saved.status_code, saved.json()["outcome"]) == (201, "created")
+    again = await http.put("/customers/new-buyer", json=grace, headers=as_("web"))
+    assert (again.status_code, again.json()["outcome"]) == (200, "unchanged")
+
+    placed = await http.post("/orders", json=first_order, headers=as_("web"))
+    assert placed.status_code == 200, placed.text
+    moved = {**grace, "email": "grace@elsewhere.test"}
+    changed = await http.put("/customers/new-buyer", json=moved, headers=as_("carol"))
+    assert (changed.status_code, changed.json()["outcome"]) == (200, "changed")
+    shown = await http.get("/customers/new-buyer", headers=as_("alice"))
+    assert shown.json() == {"customer_id": "new-buyer", **moved}
+
+    answer = await http.put("/customers/new-buyer", json=grace, headers=as_("pat"))
+    assert (answer.status_code, answer.json()["message"]) == (
+        403,
+        "operator pat (call_centre_process) may not register and change customers",
+    )
+    answer = await http.put("/customers/new buyer", json={"name": "", "email": "grace"}, headers=as_("web"))
+    assert answer.status_code == 422
+    said = {tuple(d["loc"]): d["msg"] for d in answer.json()["detail"]}
+    assert said[("path", "customer_id")].startswith("use 1 to 64 letters, digits and _ . : -")
+    assert said[("body", "email")] == "not an e-mail address: write it as name@example.com"
+    assert ("body", "name") in said
+    assert (await http.get("/customers/nobody", headers=as_("alice"))).status_code == 404
+
+
 async def test_an_illegal_move_over_http_is_a_conflict_naming_what_is_allowed(
     http: httpx.AsyncClient,
 ) -> None:

@@ -11,7 +11,9 @@ from pathlib import Path
 
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, update
+from sqlalchemy.orm import Session
 
+from docket.store import queries
 from docket.store.engine import make_engine
 from docket.store.migrate import HEAD, REVISIONS, alembic_config, upgrade
 from docket.store.tables import Stock
@@ -168,6 +170,66 @@ async def test_the_example_catalogue_loads_and_prints_each_operators_token_once(
     tokens = json.loads(out)["api_tokens"]
     assert set(tokens) == {"root", "hanna", "otto", "cleo", "paul", "conrad", "web"}
     assert all(len(token) >= 32 for token in tokens.values())
+
+
+async def test_a_catalogue_is_loaded_again_with_changes_and_a_lost_token_is_replaced(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    example = json.loads((Path(__file__).parents[2] / "docs" / "catalogue.example.json").read_text())
+    file = tmp_path / "catalogue.json"
+    file.write_text(json.dumps(example))
+    env = {**os.environ, "DOCKET_DATABASE_URL": f"sqlite:///{tmp_path / 'docket.db'}"}
+    for args in (("db", "upgrade"), ("catalogue", "load", str(file))):
+        assert (await run_cli(env, *args))[0] == 0
+
+    code, out, err = await run_cli(env, "catalogue", "load", str(file))
+    assert code == 0, err
+    assert "nothing to change: the store already holds this catalogue" in err
+    assert json.loads(out) == {"created": {}, "changed": {}, "api_tokens": {}}
+
+    example["products"].append({"sku": "POSTER", "name": "Harbour poster"})
+    example["customers"][0]["email"] = "grace@hopper.test"
+    example["operators"].append(
+        {"operator_id": "nina", "name": "Nina", "roles": ["call_centre"], "shops": ["harbour"]}
+    )
+    file.write_text(json.dumps(example))
+    code, out, err = await run_cli(env, "catalogue", "load", str(file))
+    assert code == 0, err
+    loaded = json.loads(out)
+    assert loaded["created"] == {"products": ["POSTER"], "operators": ["nina"]}
+    assert loaded["changed"] == {"customers": ["grace"]}
+    assert list(loaded["api_tokens"]) == ["nina"]  # the others keep the tokens they have
+    assert "created products: 1, operators: 1; changed customers: 1" in err
+
+    code, out, err = await run_cli(env, "catalogue", "token", "hanna")
+    assert code == 0, err
+    token = json.loads(out)["api_tokens"]["hanna"]
+    engine = make_engine(env["DOCKET_DATABASE_URL"])
+    with Session(engine) as session:
+        hanna = queries.operator_by_token(session, token)
+    engine.dispose()
+    assert hanna is not None and hanna.operator_id == "hanna"
+
+    code, _, err = await run_cli(env, "catalogue", "token", "hana")
+    assert code == 3 and "unknown operator hana; operators: cleo, conrad, hanna, nina" in err
+
+
+async def test_a_customer_is_registered_and_read_from_the_command_line(
+    shop: Shop, sqlite_engine: Engine
+) -> None:
+    args = ("customer", "save", "new-1", "--name", "Grace Buyer", "--email", "grace@example.test")
+    code, out, err = await docket(shop, sqlite_engine, *args, operator="carol")
+    assert code == 0, err
+    assert "new-1: Grace Buyer <grace@example.test> (created)" in out
+    code, out, _ = await docket(shop, sqlite_engine, *args, operator="carol")
+    assert "(unchanged)" in out
+
+    code, out, err = await docket(shop, sqlite_engine, "customer", "show", "new-1", operator="pat")
+    assert code == 0 and "new-1: Grace Buyer <grace@example.test>" in out, err
+
+    bad = ("customer", "save", "new-2", "--name", "X", "--email", "grace at example")
+    code, _, err = await docket(shop, sqlite_engine, *bad, operator="carol")
+    assert code == 2 and "email: not an e-mail address: write it as name@example.com" in err
+    code, _, err = await docket(shop, sqlite_engine, *args, operator="pat")
+    assert code == 4 and "may not register and change customers" in err
 
 
 async def test_a_catalogue_naming_an_unknown_time_zone_or_gateway_is_refused_whole(tmp_path) -> None:  # type: ignore[no-untyped-def]

@@ -7,7 +7,15 @@ from decimal import Decimal
 import pytest
 from pydantic import ValidationError
 
-from docket.models.schemas import AdjustStock, MoveDelivery, OrderLineIn, PlaceOrder
+from docket.models.schemas import (
+    AdjustStock,
+    CancelOrder,
+    CustomerDetails,
+    MoveDelivery,
+    OrderLineIn,
+    PlaceOrder,
+)
+from docket.store.catalogue import Catalogue, ProductIn
 from tests.orders import ADDRESS
 
 
@@ -86,4 +94,49 @@ def test_a_command_line_order_line_takes_a_sku_holding_a_colon() -> None:
 
     assert parse_line("BOOK:ISBN:2:19.90", "EUR") == OrderLineIn(
         sku="BOOK:ISBN", quantity=2, unit_price=Decimal("19.90"), currency="EUR"
+    )
+
+
+@pytest.mark.parametrize(
+    ("model", "data"),
+    [
+        (CancelOrder, {"order_id": "o-1", "operator_id": "pat", "reason": "said\x00so"}),
+        (
+            PlaceOrder,
+            {
+                "order_id": "o-1",
+                "shop_id": "alpha",
+                "customer_id": "c1",
+                "lines": [line()],
+                "shipping_address": {**ADDRESS.model_dump(), "line1": "1 Main\x00St"},
+            },
+        ),
+        (CustomerDetails, {"name": "Ada", "email": "ada@example.test\x00"}),
+        (Catalogue, {"products": [{"sku": "LAMP", "name": "Lamp\x00"}]}),
+    ],
+)
+def test_text_holding_a_nul_character_is_refused_at_the_door(model: type, data: dict[str, object]) -> None:
+    """PostgreSQL cannot store it: accepted, the move would fail in its activity for ever."""
+    with pytest.raises(ValidationError, match=r"text may not contain the NUL character \(\\u0000\)"):
+        model.model_validate(data)
+
+
+def test_a_misspelt_catalogue_field_is_named_not_dropped() -> None:
+    with pytest.raises(ValidationError) as refused:
+        Catalogue.model_validate({"products": [{"sku": "LAMP", "name": "Lamp", "backorder_alowed": True}]})
+    [problem] = refused.value.errors()
+    assert (problem["loc"], problem["msg"]) == (
+        ("products", 0, "backorder_alowed"),
+        "Extra inputs are not permitted",
+    )
+
+
+def test_ids_and_addresses_say_what_they_may_be() -> None:
+    with pytest.raises(ValidationError) as refused:
+        CustomerDetails(name="Ada", email="ada at example")
+    assert refused.value.errors()[0]["msg"] == "not an e-mail address: write it as name@example.com"
+    with pytest.raises(ValidationError) as refused:
+        ProductIn(sku="MY LAMP", name="Lamp")
+    assert refused.value.errors()[0]["msg"] == (
+        "use 1 to 64 letters, digits and _ . : - (starting with a letter or digit)"
     )

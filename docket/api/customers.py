@@ -1,0 +1,45 @@
+"""Customer routes: a storefront or a call centre registers the customers it places orders for."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Path, Response
+
+from docket.api.app import CurrentDocket, CurrentOperator
+from docket.models.schemas import CustomerDetails, CustomerSaved, CustomerView, Identifier, Saved
+
+router = APIRouter(prefix="/customers", tags=["customers"])
+ERRORS: dict[int | str, dict[str, Any]] = {
+    401: {"description": "No or unknown API token"},
+    403: {"description": "The operator may not register or read customers"},
+    404: {"description": "Unknown customer"},
+}
+CustomerId = Annotated[Identifier, Path(description="The storefront's own customer id")]
+
+
+@router.put(
+    "/{customer_id}",
+    response_model=CustomerSaved,
+    status_code=200,
+    responses={**ERRORS, 201: {"model": CustomerSaved, "description": "Registered"}},
+)
+async def save_customer(
+    customer_id: CustomerId,
+    details: CustomerDetails,
+    response: Response,
+    operator: CurrentOperator,
+    docket: CurrentDocket,
+) -> CustomerSaved:
+    """Register the customer (201), or bring their name and e-mail address to these (200). The
+    same details again change nothing (`outcome: unchanged`). Customers are shared by all shops."""
+    saved = await docket.save_customer(operator, customer_id, details)
+    if saved.outcome is Saved.created:
+        response.status_code = 201
+    return saved
+
+
+@router.get("/{customer_id}", response_model=CustomerView, responses=ERRORS)
+async def show_customer(customer_id: str, operator: CurrentOperator, docket: CurrentDocket) -> CustomerView:
+    """The customer's name and the address docket's mails go to."""
+    return await docket.customer(operator, customer_id)

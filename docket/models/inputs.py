@@ -1,0 +1,34 @@
+"""The base of every model that takes input from outside: CLI, API, catalogue files, gateways."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, model_validator
+
+NUL = "\x00"
+
+
+class Input(BaseModel):
+    """Unknown fields are refused (a misspelt field would otherwise be dropped without a word),
+    and so is the NUL character anywhere in the text: PostgreSQL cannot store it, and a move
+    carrying one would fail in its activity, again and again, after it was accepted."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_nul(cls, data: Any) -> Any:
+        if _holds_nul(data):
+            raise ValueError("text may not contain the NUL character (\\u0000)")
+        return data
+
+
+def _holds_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return NUL in value
+    if isinstance(value, dict):
+        return any(_holds_nul(k) or _holds_nul(v) for k, v in value.items())
+    if isinstance(value, (list, tuple)):
+        return any(_holds_nul(v) for v in value)
+    return False

@@ -1,0 +1,166 @@
+"""Loading a catalogue again, and customers saved one by one, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+import time
+
+import pytest
+from sqlalchemy import Engine, func, select, text
+
+from docket.models.errors import InvalidInput, NotFound
+from docket.models.schemas import CustomerDetails, Saved
+from docket.store import catalogue, queries, stock
+from docket.store.catalogue import OpeningStock, OperatorIn, ProductIn, ShopIn
+from docket.store.engine import SessionFactory, make_session_factory
+from docket.store.tables import Customer, Product, Shop, ShopWarehouse, StockMovement
+from tests.catalogue import catalogue_for_tests
+
+NOW = dt.datetime(2026, 11, 23, 9, 0, tzinfo=dt.UTC)
+
+
+@pytest.fixture
+def sessions(engine: Engine) -> SessionFactory:
+    factory = make_session_factory(engine)
+    with factory.begin() as session:
+        catalogue.load(session, catalogue_for_tests(), NOW)
+    return factory
+
+
+def test_the_same_catalogue_loaded_again_changes_nothing(sessions: SessionFactory) -> None:
+    def ledger_rows() -> int | None:
+        with sessions() as s:
+            return s.scalar(select(func.count()).select_from(StockMovement))
+
+    first = ledger_rows()
+    with sessions.begin() as s:
+        again = catalogue.load(s, catalogue_for_tests(), NOW)
+
+    assert (again.created, again.changed, again.api_tokens) == ({}, {}, {})
+    with sessions() as s:
+        [level] = stock.levels(s, "north", "WIDGET")
+    assert (level.on_hand, level.reserved) == (10, 0)  # the opening stock counted once
+    assert first and ledger_rows() == first
+
+
+def test_a_changed_catalogue_creates_what_is_new_and_changes_only_the_fields_it_gives(
+    sessions: SessionFactory,
+) -> None:
+    changed = catalogue_for_tests(widget_backorder=True)
+    changed.products.append(ProductIn(sku="POSTER", name="Poster"))
+    changed.shops[1] = ShopIn(shop_id="beta", name="Beta", warehouses=["north", "south"])
+
+    with sessions.begin() as s:
+        loaded = catalogue.load(s, changed, NOW)
+
+    assert loaded.created == {"products": ["POSTER"]}
+    assert loaded.changed == {"shops": ["beta"], "products": ["WIDGET"]}
+    with sessions() as s:
+        beta = s.get_one(Shop, "beta")
+        ships_from = s.scalars(
+            select(ShopWarehouse.warehouse_id)
+            .where(ShopWarehouse.shop_id == "beta")
+            .order_by(ShopWarehouse.preference)
+        ).all()
+        assert s.get_one(Product, "WIDGET").backorder_allowed is True
+    assert ships_from == ["north", "south"]
+    # fields the file leaves out keep what the store had (beta was loaded as one parcel, 0 return days)
+    assert (beta.single_parcel, beta.return_days, beta.admin_emails) == (True, 0, ["admin@beta.test"])
+
+
+def test_a_catalogue_that_does_not_hold_together_is_refused_whole_naming_every_problem(
+    sessions: SessionFactory,
+) -> None:
+    bad = catalogue_for_tests()
+    bad.products.append(ProductIn(sku="POSTER", name="Poster"))  # new, and would be fine
+    bad.shops.append(ShopIn(shop_id="gamma", name="Gamma", warehouses=["west"]))
+    bad.operators.append(OperatorIn(operator_id="nina", name="Nina", roles=["call_centre"], shops=["gama"]))
+    bad.stock = [OpeningStock(warehouse_id="north", sku="WIDGET", on_hand=12)]  # 10 were recorded
+    bad.products.append(ProductIn(sku="WIDGET", name="Widget again"))
+
+    with sessions.begin() as s, pytest.raises(InvalidInput) as refused:
+        catalogue.load(s, bad, NOW)
+
+    said = str(refused.value)
+    assert said.startswith("nothing loaded: ")
+    assert "product WIDGET is named 2 times" in said
+    assert "shop gamma ships from unknown warehouse west" in said
+    assert "operator nina works for unknown shop gama" in said
+    assert "opening stock of WIDGET at north was recorded as 10, the file says 12" in said
+    with sessions() as s:
+        assert s.get(Product, "POSTER") is None
+        assert s.get(Shop, "gamma") is None
+
+
+def test_an_operator_loaded_again_keeps_the_token_until_one_is_given_or_reissued(
+    sessions: SessionFactory,
+) -> None:
+    file = catalogue_for_tests()
+    with sessions.begin() as s:
+        assert catalogue.load(s, file, NOW).api_tokens == {}
+    with sessions() as s:
+        assert queries.operator_by_token(s, "alice-token") is not None
+
+    with sessions.begin() as s:
+        new = catalogue.reissue_token(s, "alice")
+    with sessions() as s:
+        assert queries.operator_by_token(s, "alice-token") is None  # the old one stopped working
+        alice = queries.operator_by_token(s, new)
+        assert alice is not None and alice.operator_id == "alice"
+
+    with (
+        sessions.begin() as s,
+        pytest.raises(NotFound, match="unknown operator nobody; operators: alice, bob"),
+    ):
+        catalogue.reissue_token(s, "nobody")
+
+
+def test_saving_a_customer_creates_changes_or_leaves_it(sessions: SessionFactory) -> None:
+    ada = CustomerDetails(name="Ada Lovelace", email="ada@lovelace.test")
+    outcomes = []
+    for details in (ada, ada, ada.model_copy(update={"email": "ada@king.test"})):
+        with sessions.begin() as s:
+            outcomes.append(catalogue.save_customer(s, "ada-l", details).outcome)
+
+    assert outcomes == [Saved.created, Saved.unchanged, Saved.changed]
+    with sessions() as s:
+        assert s.get_one(Customer, "ada-l").email == "ada@king.test"
+
+
+@pytest.mark.postgres
+def test_a_customer_saved_while_another_save_of_it_commits_is_changed_not_refused(
+    postgres_engine: Engine,
+) -> None:
+    """A storefront retrying a registration that timed out sends it again while the first is still
+    being written: the second waits for the first and then changes what it wrote."""
+    sessions = make_session_factory(postgres_engine)
+    with sessions.begin() as s:
+        catalogue.load(s, catalogue_for_tests(), NOW)
+    second: list[Saved] = []
+
+    def save_again() -> None:
+        with sessions.begin() as s:
+            second.append(
+                catalogue.save_customer(s, "eve", CustomerDetails(name="Eve", email="eve@b.test")).outcome
+            )
+
+    with sessions.begin() as first:
+        assert (
+            catalogue.save_customer(first, "eve", CustomerDetails(name="Eve", email="eve@a.test")).outcome
+            is Saved.created
+        )
+        racer = threading.Thread(target=save_again)
+        racer.start()
+        while racer.is_alive() and not _waiting_for_a_lock(postgres_engine):  # its insert waits on ours
+            time.sleep(0.01)
+    racer.join()
+
+    assert second == [Saved.changed]
+    with sessions() as s:
+        assert s.get_one(Customer, "eve").email == "eve@b.test"
+
+
+def _waiting_for_a_lock(engine: Engine) -> bool:
+    with engine.connect() as connection:
+        return bool(connection.scalar(text("SELECT count(*) FROM pg_locks WHERE NOT granted")))
