@@ -16,19 +16,19 @@ class Input(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    @model_validator(mode="before")
-    @classmethod
-    def _no_nul(cls, data: Any) -> Any:
-        if _holds_nul(data):
+    @model_validator(mode="after")
+    def _no_nul(self) -> Input:
+        if any(_holds_nul(value) for value in self.__dict__.values()):
             raise ValueError("text may not contain the NUL character (\\u0000)")
-        return data
+        return self
 
 
 def _holds_nul(value: Any) -> bool:
+    """In this model's own text; a model inside it has checked its own."""
     if isinstance(value, str):
         return NUL in value
     if isinstance(value, dict):
         return any(_holds_nul(k) or _holds_nul(v) for k, v in value.items())
-    if isinstance(value, (list, tuple)):
+    if isinstance(value, (list, tuple, set, frozenset)):
         return any(_holds_nul(v) for v in value)
     return False
