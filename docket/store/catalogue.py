@@ -179,15 +179,17 @@ def save_customer(session: Session, customer_id: str, details: CustomerDetails) 
             saved = _put(session, Customer, entry, customer_id)
     except IntegrityError:  # created by someone else since we looked: now it is there to change
         saved = _put(session, Customer, entry, customer_id)
-    row = session.get_one(Customer, customer_id)
-    view = CustomerView(customer_id=row.customer_id, name=row.name, email=row.email)
-    return CustomerSaved(customer=view, outcome=saved)
+    return CustomerSaved(customer=_view(session.get_one(Customer, customer_id)), outcome=saved)
 
 
 def customer(session: Session, customer_id: str) -> CustomerView:
     row = session.get(Customer, customer_id)
     if row is None:
         raise NotFound(f"unknown customer {customer_id}")
+    return _view(row)
+
+
+def _view(row: Customer) -> CustomerView:
     return CustomerView(customer_id=row.customer_id, name=row.name, email=row.email)
 
 
@@ -211,8 +213,11 @@ def _put(
         session.add(table(**entry.model_dump(exclude=exclude)))
         session.flush()
         return Saved.created
-    given = entry.model_dump(exclude_unset=True, exclude=exclude)
-    changes = {name: value for name, value in given.items() if getattr(row, name) != value}
+    return _set(row, entry.model_dump(exclude_unset=True, exclude=exclude))
+
+
+def _set(row: Base, fields: dict[str, Any]) -> Saved:
+    changes = {name: value for name, value in fields.items() if getattr(row, name) != value}
     for name, value in changes.items():
         setattr(row, name, value)
     return Saved.changed if changes else Saved.unchanged
@@ -251,10 +256,7 @@ def _put_operator(session: Session, op: OperatorIn, tokens: dict[str, str]) -> S
     if op.token is not None and token_hash(op.token) != row.token_hash:
         fields["token_hash"] = token_hash(op.token)
         tokens[op.operator_id] = op.token
-    changes = {name: value for name, value in fields.items() if getattr(row, name) != value}
-    for name, value in changes.items():
-        setattr(row, name, value)
-    return Saved.changed if changes else Saved.unchanged
+    return _set(row, fields)
 
 
 def _opening_stock(session: Session, opening: list[OpeningStock], at: dt.datetime, loaded: Loaded) -> None:
