@@ -575,6 +575,24 @@ def customer_show(customer_id: str, operator: AsOperator = None) -> None:
     run(job)
 
 
+@customer_app.command("find")
+def customer_find(
+    text: Annotated[
+        str | None, typer.Argument(help="Part of the id, name or e-mail address, any case.")
+    ] = None,
+    page: Annotated[int, typer.Option(min=1, max=MAX_PAGE)] = 1,
+    page_size: Annotated[int, typer.Option(min=1, max=500)] = 50,
+    operator: AsOperator = None,
+) -> None:
+    """Customers by name whose id, name or e-mail address holds TEXT; every customer without it."""
+
+    async def job(running: Running) -> None:
+        who = await acting(running, operator)
+        out.print(show.customer_page(await running.docket.find_customers(who, text, page, page_size)))
+
+    run(job)
+
+
 # --- payments ---------------------------------------------------------------------------------
 
 

@@ -26,6 +26,7 @@ from docket.models.schemas import (
     CancelOrder,
     ConfirmPayment,
     CustomerDetails,
+    CustomerPage,
     CustomerSaved,
     CustomerView,
     LedgerReport,
@@ -316,6 +317,13 @@ class Docket:
     async def customer(self, operator: Operator, customer_id: str) -> CustomerView:
         operator.require(Action.read_orders)
         return await self.read(lambda session: catalogue.customer(session, customer_id))
+
+    async def find_customers(
+        self, operator: Operator, text: str | None, page: int = 1, page_size: int = 50
+    ) -> CustomerPage:
+        """A caller gives a name or an e-mail address: the customers it may be."""
+        operator.require(Action.read_orders)
+        return await self.read(lambda session: catalogue.find_customers(session, text, page, page_size))
 
     # --- operators and reads --------------------------------------------------------------------
 

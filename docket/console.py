@@ -8,6 +8,7 @@ from rich.text import Text
 
 from docket.models.schemas import (
     CallbackView,
+    CustomerPage,
     CustomerView,
     LedgerReport,
     MailPage,
@@ -189,6 +190,17 @@ def customer(view: CustomerView, outcome: Saved | None = None) -> Text:
     if outcome is not None:
         text.append(f" ({outcome.value})", style="yellow" if outcome is Saved.unchanged else "green")
     return text
+
+
+def customer_page(page: CustomerPage) -> Table | Text:
+    if not page.total:
+        return Text("no customer found")
+    table = _table(
+        f"customers (page {page.page}, {len(page.customers)} of {page.total})", "customer", "name", "e-mail"
+    )
+    for c in page.customers:
+        table.add_row(c.customer_id, c.name, c.email)
+    return table
 
 
 def stock_received(received: StockReceived) -> Text:

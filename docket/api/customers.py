@@ -4,10 +4,18 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path, Response
+from fastapi import APIRouter, Path, Query, Response
 
 from docket.api.app import CurrentDocket, CurrentOperator
-from docket.models.schemas import CustomerDetails, CustomerSaved, CustomerView, Identifier, Saved
+from docket.models.schemas import (
+    MAX_PAGE,
+    CustomerDetails,
+    CustomerPage,
+    CustomerSaved,
+    CustomerView,
+    Identifier,
+    Saved,
+)
 
 router = APIRouter(prefix="/customers", tags=["customers"])
 ERRORS: dict[int | str, dict[str, Any]] = {
@@ -37,6 +45,21 @@ async def save_customer(
     if saved.outcome is Saved.created:
         response.status_code = 201
     return saved
+
+
+@router.get("", response_model=CustomerPage, responses=ERRORS)
+async def find_customers(
+    operator: CurrentOperator,
+    docket: CurrentDocket,
+    q: Annotated[
+        str | None, Query(max_length=200, description="Part of the id, name or e-mail address, any case")
+    ] = None,
+    page: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 1,
+    page_size: Annotated[int, Query(ge=1, le=500)] = 50,
+) -> CustomerPage:
+    """Customers by name whose id, name or e-mail address holds `q` (a caller on the phone says who
+    they are); every customer without `q`."""
+    return await docket.find_customers(operator, q, page, page_size)
 
 
 @router.get("/{customer_id}", response_model=CustomerView, responses=ERRORS)

@@ -256,6 +256,13 @@ class CustomerSaved(View):
     outcome: Saved
 
 
+class CustomerPage(View):
+    customers: list[CustomerView]
+    page: int
+    page_size: int
+    total: int
+
+
 class LineView(View):
     line_no: int
     sku: str

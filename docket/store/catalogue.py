@@ -15,7 +15,7 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, Field, field_validator
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -25,6 +25,7 @@ from docket.models.errors import InvalidInput, NotFound
 from docket.models.inputs import Input
 from docket.models.schemas import (
     CustomerDetails,
+    CustomerPage,
     CustomerSaved,
     CustomerView,
     Email,
@@ -187,6 +188,27 @@ def customer(session: Session, customer_id: str) -> CustomerView:
     if row is None:
         raise NotFound(f"unknown customer {customer_id}")
     return _view(row)
+
+
+def find_customers(session: Session, text: str | None, page: int = 1, page_size: int = 50) -> CustomerPage:
+    """Customers whose id, name or e-mail address holds `text` (any case), by name; every
+    customer without it. A scan: fine for the customers of a shop, not for millions."""
+    query = select(Customer)
+    if text:
+        wanted = text.lower()
+        query = query.where(
+            or_(
+                *(
+                    func.lower(column).contains(wanted, autoescape=True)
+                    for column in (Customer.customer_id, Customer.name, Customer.email)
+                )
+            )
+        )
+    total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
+    rows = session.scalars(
+        query.order_by(Customer.name, Customer.customer_id).offset((page - 1) * page_size).limit(page_size)
+    )
+    return CustomerPage(customers=[_view(r) for r in rows], page=page, page_size=page_size, total=total)
 
 
 def _view(row: Customer) -> CustomerView:

@@ -141,6 +141,8 @@ async def test_a_storefront_registers_a_new_customer_and_places_their_order(http
     assert (changed.status_code, changed.json()["outcome"]) == (200, "changed")
     shown = await http.get("/customers/new-buyer", headers=as_("alice"))
     assert shown.json() == {"customer_id": "new-buyer", **moved}
+    found = (await http.get("/customers", params={"q": "ELSEWHERE"}, headers=as_("carol"))).json()
+    assert (found["customers"], found["total"]) == ([{"customer_id": "new-buyer", **moved}], 1)
 
     answer = await http.put("/customers/new-buyer", json=grace, headers=as_("pat"))
     assert (answer.status_code, answer.json()["message"]) == (

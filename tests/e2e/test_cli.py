@@ -224,6 +224,11 @@ async def test_a_customer_is_registered_and_read_from_the_command_line(
 
     code, out, err = await docket(shop, sqlite_engine, "customer", "show", "new-1", operator="pat")
     assert code == 0 and "new-1: Grace Buyer <grace@example.test>" in out, err
+    code, out, err = await docket(shop, sqlite_engine, "customer", "find", "grace", operator="pat")
+    assert code == 0, err
+    assert "customers (page 1, 1 of 1)" in out and re.search(
+        r"new-1 +│ Grace Buyer +│ grace@example.test", out
+    )
 
     bad = ("customer", "save", "new-2", "--name", "X", "--email", "grace at example")
     code, _, err = await docket(shop, sqlite_engine, *bad, operator="carol")

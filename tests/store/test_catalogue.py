@@ -164,3 +164,30 @@ def test_a_customer_saved_while_another_save_of_it_commits_is_changed_not_refuse
 def _waiting_for_a_lock(engine: Engine) -> bool:
     with engine.connect() as connection:
         return bool(connection.scalar(text("SELECT count(*) FROM pg_locks WHERE NOT granted")))
+
+
+def test_a_caller_is_found_by_part_of_their_name_address_or_id_in_any_case(sessions: SessionFactory) -> None:
+    people = [
+        ("k-1", "Grace Hopper", "grace@navy.test"),
+        ("k-2", "Alan Turing", "alan@bletchley.test"),
+        ("k-3", "Grace Kelly", "kelly_g@monaco.test"),
+        ("k-4", "100% Cotton Ltd", "orders@cotton.test"),
+    ]
+    with sessions.begin() as s:
+        for customer_id, name, email in people:
+            catalogue.save_customer(s, customer_id, CustomerDetails(name=name, email=email))
+
+    def found(text: str | None, **paging: int) -> list[str]:
+        with sessions() as s:
+            return [c.customer_id for c in catalogue.find_customers(s, text, **paging).customers]
+
+    assert found("GRACE") == ["k-1", "k-3"]  # by name, any case
+    assert found("bletchley") == ["k-2"]  # by e-mail address
+    assert found("K-4") == ["k-4"]  # by id
+    assert found("y_g") == ["k-3"] and found("_") == ["k-3"]  # _ and % are plain text, not wildcards
+    assert found("0%") == ["k-4"]
+    assert found("nobody") == []
+    with sessions() as s:
+        page = catalogue.find_customers(s, "grace", page=2, page_size=1)
+    assert ([c.customer_id for c in page.customers], page.total) == (["k-3"], 2)
+    assert len(found(None)) == 5  # everyone, with the catalogue's own customer
