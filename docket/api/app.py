@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-from typing import Annotated
+from collections.abc import Sequence
+from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import ValidationError
@@ -64,8 +67,16 @@ def create_app(docket: Docket, gateways: dict[str, PaymentGateway] | None = None
     @app.exception_handler(ValidationError)
     async def invalid_command(_request: Request, error: ValidationError) -> JSONResponse:
         """A path or query value that makes no valid command (an order id with a space, say)."""
-        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'input'}: {e['msg']}" for e in error.errors())
-        return JSONResponse(status_code=422, content={"error": "InvalidInput", "message": problems})
+        return JSONResponse(
+            status_code=422, content={"error": "InvalidInput", "message": _problems(error.errors())}
+        )
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(_request: Request, error: RequestValidationError) -> JSONResponse:
+        """A malformed request answers in the shape every other refusal has, `error` and a
+        `message` naming each problem, and keeps FastAPI's `detail` list for programs."""
+        content = {"error": "InvalidInput", "message": _problems(error.errors()), "detail": error.errors()}
+        return JSONResponse(status_code=422, content=jsonable_encoder(content))
 
     @app.exception_handler(RPCError)
     async def temporal_unavailable(_request: Request, error: RPCError) -> JSONResponse:
@@ -93,6 +104,10 @@ def create_app(docket: Docket, gateways: dict[str, PaymentGateway] | None = None
         return JSONResponse(status_code=200 if ok else 503, content=checks)
 
     return app
+
+
+def _problems(errors: Sequence[Any]) -> str:
+    return "; ".join(f"{'.'.join(map(str, e['loc'])) or 'input'}: {e['msg']}" for e in errors)
 
 
 UNAVAILABLE = (RPCStatusCode.UNAVAILABLE, RPCStatusCode.DEADLINE_EXCEEDED, RPCStatusCode.RESOURCE_EXHAUSTED)

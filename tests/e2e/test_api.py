@@ -151,6 +151,8 @@ async def test_a_storefront_registers_a_new_customer_and_places_their_order(http
     )
     answer = await http.put("/customers/new buyer", json={"name": "", "email": "grace"}, headers=as_("web"))
     assert answer.status_code == 422
+    assert answer.json()["error"] == "InvalidInput"  # the shape of every refusal, with FastAPI's detail
+    assert "body.email: not an e-mail address: write it as name@example.com" in answer.json()["message"]
     said = {tuple(d["loc"]): d["msg"] for d in answer.json()["detail"]}
     assert said[("path", "customer_id")].startswith("use 1 to 64 letters, digits and _ . : -")
     assert said[("body", "email")] == "not an e-mail address: write it as name@example.com"
