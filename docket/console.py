@@ -88,15 +88,14 @@ def order_summary(view: OrderView) -> Table:
 
 
 def order_record(record: OrderRecord) -> Group:
-    history = _table("history", "at", "who", "what", "move", "from", "to", "note", whole={"at": 19})
+    history = _table("history", "at", "who", "what", "move", "note", whole={"at": 19})
     for h in record.history:
+        move = Text(f"{h.trigger}: {h.from_state or '-'} → ")  # wraps between words on a narrow terminal
         history.add_row(
             h.at.strftime(STAMP),
             h.operator_id or "docket",
             h.entity,
-            h.trigger,
-            h.from_state or "-",
-            state(h.to_state),
+            move.append_text(state(h.to_state)),
             h.note or "",
         )
     movements = _table(

@@ -73,7 +73,8 @@ async def test_an_operator_places_confirms_and_reads_an_order_from_the_command_l
     assert "in_progress" in out
 
     code, out, _ = await docket(shop, sqlite_engine, "order", "show", "cli-1")
-    assert "confirm_payment" in out and "conny" in out and "reserve" in out
+    assert "conny" in out and "reserve: new → reserved" in out
+    assert "confirm_payment: waiting_confirmation → in_progress" in out  # a move reads as one phrase
 
     narrow = process_env(shop, sqlite_engine) | {"DOCKET_OPERATOR": "alice", "COLUMNS": "80"}
     for args in (("order", "show", "cli-1"), ("order", "list")):  # a narrow terminal cuts nothing short
