@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import json
 from collections.abc import Sequence
 from typing import Annotated, Any
 
-from fastapi import Depends, FastAPI, Request
+from fastapi import Depends, FastAPI, Request, Response
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -72,11 +73,13 @@ def create_app(docket: Docket, gateways: dict[str, PaymentGateway] | None = None
         )
 
     @app.exception_handler(RequestValidationError)
-    async def invalid_request(_request: Request, error: RequestValidationError) -> JSONResponse:
+    async def invalid_request(_request: Request, error: RequestValidationError) -> Response:
         """A malformed request answers in the shape every other refusal has, `error` and a
         `message` naming each problem, and keeps FastAPI's `detail` list for programs."""
         content = {"error": "InvalidInput", "message": _problems(error.errors()), "detail": error.errors()}
-        return JSONResponse(status_code=422, content=jsonable_encoder(content))
+        # ASCII: the input it repeats may hold what UTF-8 cannot encode (an unpaired surrogate)
+        body = json.dumps(jsonable_encoder(content), ensure_ascii=True)
+        return Response(body, status_code=422, media_type="application/json")
 
     @app.exception_handler(RPCError)
     async def temporal_unavailable(_request: Request, error: RPCError) -> JSONResponse:

@@ -158,6 +158,11 @@ async def test_a_storefront_registers_a_new_customer_and_places_their_order(http
     assert said[("body", "email")] == "not an e-mail address: write it as name@example.com"
     assert ("body", "name") in said
     assert (await http.get("/customers/nobody", headers=as_("alice"))).status_code == 404
+    body = b'{"name": "Grace \\ud800", "email": "grace@example.test"}'  # an unpaired surrogate
+    json_body = {"Content-Type": "application/json", **as_("web")}
+    answer = await http.put("/customers/new-buyer", content=body, headers=json_body)
+    assert answer.status_code == 422, answer.text  # was a 500: the answer repeating it could not be encoded
+    assert answer.json()["message"].startswith("body.name: Input should be a valid string")
 
 
 async def test_an_illegal_move_over_http_is_a_conflict_naming_what_is_allowed(

@@ -140,3 +140,9 @@ def test_ids_and_addresses_say_what_they_may_be() -> None:
     assert refused.value.errors()[0]["msg"] == (
         "use 1 to 64 letters, digits and _ . : - (starting with a letter or digit)"
     )
+
+
+def test_text_that_is_not_unicode_is_refused_at_the_door() -> None:
+    """What a command line makes of a byte that is not UTF-8 (argv is decoded with surrogateescape)."""
+    with pytest.raises(ValidationError, match="unable to parse raw data as a unicode string"):
+        CancelOrder(order_id="o-1", operator_id="pat", reason=b"caf\xe9".decode(errors="surrogateescape"))
