@@ -14,7 +14,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import ValidationError
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DataError, OperationalError
 from temporalio.service import RPCError, RPCStatusCode
 
 from docket.adapters.payments import PaymentGateway, default_gateways
@@ -88,6 +88,16 @@ def create_app(docket: Docket, gateways: dict[str, PaymentGateway] | None = None
         if error.status not in UNAVAILABLE:
             raise error
         return _unavailable(f"the workflow service cannot take requests now ({error.status.name})")
+
+    @app.exception_handler(DataError)
+    async def value_the_database_refuses(_request: Request, error: DataError) -> JSONResponse:
+        """A path or query value the database cannot compare (text holding NUL, on PostgreSQL):
+        the request is wrong, not the server."""
+        said = str(error.orig).splitlines()[0] if error.orig else "refused"
+        return JSONResponse(
+            status_code=422,
+            content={"error": "InvalidInput", "message": f"a value the database cannot take: {said}"},
+        )
 
     @app.exception_handler(OperationalError)
     async def database_unavailable(_request: Request, error: OperationalError) -> JSONResponse:

@@ -10,6 +10,7 @@ import httpx
 import pytest
 import uvicorn
 from sqlalchemy import Engine
+from temporalio.testing import WorkflowEnvironment
 
 from docket.api.app import create_app
 from docket.connect import temporal_client
@@ -299,3 +300,22 @@ async def test_with_temporal_down_an_order_gets_503_and_the_same_request_later_g
                     again = await http.post("/orders", json=ORDER, headers=as_("alice"))
                     assert again.status_code == 200, again.text
                     assert again.json()["state"] == "waiting_confirmation"
+
+
+@pytest.mark.postgres
+async def test_a_nul_character_in_a_path_or_query_is_bad_input_on_postgresql(
+    postgres_engine: Engine, temporal_env: WorkflowEnvironment
+) -> None:
+    """PostgreSQL refuses to compare text holding NUL; the asker gets 422, not a server error."""
+    async for shop in running_docket(postgres_engine, temporal_env.client, with_worker=False):
+        transport = httpx.ASGITransport(app=create_app(shop.docket))
+        async with httpx.AsyncClient(transport=transport, base_url="http://docket") as http:
+            for url, params in (
+                ("/orders/o%00", None),
+                ("/orders", {"customer_id": "c\x00"}),
+                ("/customers", {"q": "a\x00"}),
+                ("/stock", {"sku": "W\x00"}),
+            ):
+                answer = await http.get(url, params=params, headers=as_("alice"))
+                assert answer.status_code == 422, (url, answer.text)
+                assert answer.json()["message"].startswith("a value the database cannot take: ")
