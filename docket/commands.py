@@ -321,8 +321,9 @@ class Docket:
     async def find_customers(
         self, operator: Operator, text: str | None, page: int = 1, page_size: int = 50
     ) -> CustomerPage:
-        """A caller gives a name or an e-mail address: the customers it may be."""
-        operator.require(Action.read_orders)
+        """A caller gives a name or an e-mail address: the customers it may be. Staff only: a
+        storefront reads the customers it registers by id, it does not browse them all."""
+        operator.require(Action.find_customers)
         return await self.read(lambda session: catalogue.find_customers(session, text, page, page_size))
 
     # --- operators and reads --------------------------------------------------------------------

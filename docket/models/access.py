@@ -30,6 +30,7 @@ class Action(StrEnum):
     record_refund = "record manual refunds"
     replay_callbacks = "replay payment callbacks"
     save_customers = "register and change customers"
+    find_customers = "search customers"
 
 
 _ALL = frozenset(Action)
@@ -37,7 +38,13 @@ GRANTS: dict[Role, frozenset[Action]] = {
     Role.admin: _ALL,
     Role.shop_admin: _ALL,
     Role.call_centre: frozenset(
-        {Action.read_orders, Action.place_order, Action.read_stock, Action.save_customers}
+        {
+            Action.read_orders,
+            Action.place_order,
+            Action.read_stock,
+            Action.save_customers,
+            Action.find_customers,
+        }
     ),
     Role.call_centre_process: frozenset(
         {
@@ -46,10 +53,17 @@ GRANTS: dict[Role, frozenset[Action]] = {
             Action.cancel_order,
             Action.read_stock,
             Action.retry_mail,
+            Action.find_customers,
         }
     ),
     Role.call_centre_confirm: frozenset(
-        {Action.read_orders, Action.confirm_payment, Action.return_order, Action.record_refund}
+        {
+            Action.read_orders,
+            Action.confirm_payment,
+            Action.return_order,
+            Action.record_refund,
+            Action.find_customers,
+        }
     ),
     Role.storefront: frozenset({Action.place_order, Action.read_orders, Action.save_customers}),
 }

@@ -144,6 +144,11 @@ async def test_a_storefront_registers_a_new_customer_and_places_their_order(http
     assert shown.json() == {"customer_id": "new-buyer", **moved}
     found = (await http.get("/customers", params={"q": "ELSEWHERE"}, headers=as_("carol"))).json()
     assert (found["customers"], found["total"]) == ([{"customer_id": "new-buyer", **moved}], 1)
+    answer = await http.get("/customers", params={"q": "grace"}, headers=as_("web"))
+    assert (answer.status_code, answer.json()["message"]) == (
+        403,
+        "operator web (storefront) may not search customers",  # it reads the ones it registers, by id
+    )
 
     answer = await http.put("/customers/new-buyer", json=grace, headers=as_("pat"))
     assert (answer.status_code, answer.json()["message"]) == (
