@@ -567,10 +567,15 @@ def customer_save(
 
 @customer_app.command("show")
 def customer_show(customer_id: str, operator: AsOperator = None) -> None:
-    """A customer's name and the address docket's mails go to (their orders: `order list --customer`)."""
+    """A customer's name, the address docket's mails go to, and their latest orders in the shops
+    the operator works for (all of them: `order list --customer`)."""
 
     async def job(running: Running) -> None:
-        out.print(show.customer(await running.docket.customer(await acting(running, operator), customer_id)))
+        who = await acting(running, operator)
+        out.print(show.customer(await running.docket.customer(who, customer_id)))
+        out.print(
+            show.order_page(await running.docket.list_orders(who, customer_id=customer_id, page_size=10))
+        )
 
     run(job)
 

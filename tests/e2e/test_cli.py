@@ -223,8 +223,11 @@ async def test_a_customer_is_registered_and_read_from_the_command_line(
     code, out, _ = await docket(shop, sqlite_engine, *args, operator="carol")
     assert "(unchanged)" in out
 
+    cmd = place("o-new", ("WIDGET", 1)).model_copy(update={"customer_id": "new-1"})
+    await shop.docket.place_order(await shop.op("carol"), cmd)
     code, out, err = await docket(shop, sqlite_engine, "customer", "show", "new-1", operator="pat")
     assert code == 0 and "new-1: Grace Buyer <grace@example.test>" in out, err
+    assert re.search(r"o-new +│ alpha +│ new-1 +│ .* waiting_confirmation", out)  # their latest orders
     code, out, err = await docket(shop, sqlite_engine, "customer", "find", "grace", operator="pat")
     assert code == 0, err
     assert "customers (page 1, 1 of 1)" in out and re.search(
