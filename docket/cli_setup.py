@@ -12,7 +12,7 @@ from typing import Annotated, Any
 import typer
 from pydantic import ValidationError
 from sqlalchemy import func, select
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
 from docket.cli import (
@@ -103,6 +103,8 @@ def _in_store(work: Callable[[Session], T], refused: str) -> T:
         fail(f"{refused}: {error}", EXIT_UNAVAILABLE)
     except DocketError as error:
         fail(str(error), EXIT.get(error.kind, EXIT_REFUSED))
+    except IntegrityError as error:  # written by someone else meanwhile: run it again
+        fail(f"{refused}: the store changed meanwhile ({error.orig})", EXIT_REFUSED)
     finally:
         engine.dispose()
     raise AssertionError("unreachable")

@@ -325,6 +325,12 @@ def _check(session: Session, catalogue: Catalogue) -> None:
         problems += [f"{kind} {key} is named {n} times" for key, n in Counter(keys).items() if n > 1]
     tokens = Counter(o.token for o in catalogue.operators if o.token)
     problems += [f"{n} operators are given the same token" for n in tokens.values() if n > 1]
+    for op in catalogue.operators:
+        holder = op.token and session.scalar(
+            select(OperatorRow.operator_id).where(OperatorRow.token_hash == token_hash(op.token))
+        )
+        if holder and holder != op.operator_id:
+            problems.append(f"operator {op.operator_id} is given the token operator {holder} holds")
 
     warehouses = _known(session, Warehouse.warehouse_id, catalogue.warehouses, "warehouse_id")
     shops = _known(session, Shop.shop_id, catalogue.shops, "shop_id")

@@ -78,6 +78,7 @@ def test_a_catalogue_that_does_not_hold_together_is_refused_whole_naming_every_p
     bad.operators.append(OperatorIn(operator_id="nina", name="Nina", roles=["call_centre"], shops=["gama"]))
     bad.stock = [OpeningStock(warehouse_id="north", sku="WIDGET", on_hand=12)]  # 10 were recorded
     bad.products.append(ProductIn(sku="WIDGET", name="Widget again"))
+    bad.operators.append(OperatorIn(operator_id="mallory", name="Mallory", roles=[], token="alice-token"))
 
     with sessions.begin() as s, pytest.raises(InvalidInput) as refused:
         catalogue.load(s, bad, NOW)
@@ -88,6 +89,7 @@ def test_a_catalogue_that_does_not_hold_together_is_refused_whole_naming_every_p
     assert "shop gamma ships from unknown warehouse west" in said
     assert "operator nina works for unknown shop gama" in said
     assert "opening stock of WIDGET at north was recorded as 10, the file says 12" in said
+    assert "operator mallory is given the token operator alice holds" in said
     with sessions() as s:
         assert s.get(Product, "POSTER") is None
         assert s.get(Shop, "gamma") is None
