@@ -25,6 +25,7 @@ from docket.models.schemas import (
     Address,
     CancelOrder,
     ConfirmPayment,
+    CustomerDetails,
     MoveDelivery,
     OrderLineIn,
     OrderView,
@@ -93,8 +94,7 @@ def demo_catalogue(today: dt.date) -> cat.Catalogue:
             cat.ProductIn(sku="TENT", name="Two-person tent"),
             cat.ProductIn(sku="OLD-MAP", name="Discontinued map", online=False),
         ],
-        customers=[
-            cat.CustomerIn(customer_id="grace", name="Grace Hopper", email="grace@example.test"),
+        customers=[  # Grace is new: the storefront registers her before her first order
             cat.CustomerIn(customer_id="alan", name="Alan Turing", email="alan@example.test"),
         ],
         operators=[
@@ -164,14 +164,17 @@ class Demo:
 
 
 async def scenarios(demo: Demo) -> None:
-    # 1. A standard order, from the storefront to the customer's door.
+    # 1. A new customer's first order, from the storefront to her door.
+    grace = CustomerDetails(name="Grace Hopper", email="grace@example.test")
+    await demo.step("registering Grace", demo.docket.save_customer(await demo.as_("web"), "grace", grace))
     o = await demo.place("web", demo.order("harbour", "grace", ("ATLAS", 2, "39.90")))
     reserved = o.deliveries[0].lines[0].reserved
     o = await demo.confirm("conrad", o.order_id, "bank transfer received")
     o = await demo.move("paul", o.order_id, 1, "pack", "mark_ready", "ship", "deliver")
     demo.tell(
         "1. standard delivery (D1)",
-        f"placed by the storefront; {reserved} ATLAS reserved in Hamburg.",
+        f"the storefront registered Grace, a new customer, and placed her first order; {reserved} ATLAS "
+        "reserved in Hamburg.",
         "Conrad confirmed the bank transfer: stock allocated. Paul packed and shipped it.",
         show.order_summary(o),
     )
