@@ -567,12 +567,13 @@ def customer_save(
 
 @customer_app.command("show")
 def customer_show(customer_id: str, operator: AsOperator = None) -> None:
-    """A customer's name, the address docket's mails go to, and their latest orders in the shops
-    the operator works for (all of them: `order list --customer`)."""
+    """A customer's name, the address docket's mails go to, who registered and changed them, and
+    their latest orders in the shops the operator works for (all: `order list --customer`)."""
 
     async def job(running: Running) -> None:
         who = await acting(running, operator)
         out.print(show.customer(await running.docket.customer(who, customer_id)))
+        out.print(show.customer_history(await running.docket.customer_history(who, customer_id)))
         out.print(
             show.order_page(await running.docket.list_orders(who, customer_id=customer_id, page_size=10))
         )

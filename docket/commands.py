@@ -25,6 +25,7 @@ from docket.models.schemas import (
     AdjustStock,
     CancelOrder,
     ConfirmPayment,
+    CustomerChangeView,
     CustomerDetails,
     CustomerPage,
     CustomerSaved,
@@ -310,13 +311,19 @@ class Docket:
 
         def save() -> CustomerSaved:
             with serialised_writes(self.sessions), self.sessions.begin() as session:
-                return catalogue.save_customer(session, customer_id, details)
+                return catalogue.save_customer(
+                    session, customer_id, details, operator.operator_id, dt.datetime.now(dt.UTC)
+                )
 
         return await asyncio.to_thread(save)
 
     async def customer(self, operator: Operator, customer_id: str) -> CustomerView:
         operator.require(Action.read_orders)
         return await self.read(lambda session: catalogue.customer(session, customer_id))
+
+    async def customer_history(self, operator: Operator, customer_id: str) -> list[CustomerChangeView]:
+        operator.require(Action.read_orders)
+        return await self.read(lambda session: catalogue.customer_history(session, customer_id))
 
     async def find_customers(
         self, operator: Operator, text: str | None, page: int = 1, page_size: int = 50

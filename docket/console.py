@@ -8,6 +8,7 @@ from rich.text import Text
 
 from docket.models.schemas import (
     CallbackView,
+    CustomerChangeView,
     CustomerPage,
     CustomerView,
     LedgerReport,
@@ -189,6 +190,13 @@ def customer(view: CustomerView, outcome: Saved | None = None) -> Text:
     if outcome is not None:
         text.append(f" ({outcome.value})", style="yellow" if outcome is Saved.unchanged else "green")
     return text
+
+
+def customer_history(changes: list[CustomerChangeView]) -> Table:
+    table = _table("changes", "at", "who", "what", "name", "e-mail", whole={"at": 19})
+    for c in changes:
+        table.add_row(c.at.strftime(STAMP), c.operator_id or "catalogue", c.outcome.value, c.name, c.email)
+    return table
 
 
 def customer_page(page: CustomerPage) -> Table | Text:

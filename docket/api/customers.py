@@ -9,6 +9,7 @@ from fastapi import APIRouter, Path, Query, Response
 from docket.api.app import CurrentDocket, CurrentOperator
 from docket.models.schemas import (
     MAX_PAGE,
+    CustomerChangeView,
     CustomerDetails,
     CustomerPage,
     CustomerSaved,
@@ -66,3 +67,11 @@ async def find_customers(
 async def show_customer(customer_id: str, operator: CurrentOperator, docket: CurrentDocket) -> CustomerView:
     """The customer's name and the address docket's mails go to."""
     return await docket.customer(operator, customer_id)
+
+
+@router.get("/{customer_id}/history", response_model=list[CustomerChangeView], responses=ERRORS)
+async def customer_history(
+    customer_id: str, operator: CurrentOperator, docket: CurrentDocket
+) -> list[CustomerChangeView]:
+    """Who registered or changed the customer, when, and the name and address it then had."""
+    return await docket.customer_history(operator, customer_id)

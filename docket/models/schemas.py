@@ -256,6 +256,14 @@ class CustomerSaved(View):
     outcome: Saved
 
 
+class CustomerChangeView(View):
+    at: dt.datetime
+    operator_id: str | None  # None: a catalogue file
+    outcome: Saved
+    name: str
+    email: str
+
+
 class CustomerPage(View):
     customers: list[CustomerView]
     page: int

@@ -24,6 +24,7 @@ from docket.models.access import Role
 from docket.models.errors import InvalidInput, NotFound
 from docket.models.inputs import Input
 from docket.models.schemas import (
+    CustomerChangeView,
     CustomerDetails,
     CustomerPage,
     CustomerSaved,
@@ -39,6 +40,7 @@ from docket.store.stock import MoveContext, lock_stock, record
 from docket.store.tables import (
     Base,
     Customer,
+    CustomerChange,
     OperatorRow,
     Product,
     Shop,
@@ -164,7 +166,9 @@ def load(session: Session, catalogue: Catalogue, at: dt.datetime) -> Loaded:
     for p in catalogue.products:
         loaded.note("products", p.sku, _put(session, Product, p, p.sku))
     for c in catalogue.customers:
-        loaded.note("customers", c.customer_id, _put(session, Customer, c, c.customer_id))
+        saved = _put(session, Customer, c, c.customer_id)
+        _record_change(session, c.customer_id, saved, None, at)
+        loaded.note("customers", c.customer_id, saved)
     for op in catalogue.operators:
         loaded.note("operators", op.operator_id, _put_operator(session, op, loaded.api_tokens))
     session.flush()
@@ -172,15 +176,53 @@ def load(session: Session, catalogue: Catalogue, at: dt.datetime) -> Loaded:
     return loaded
 
 
-def save_customer(session: Session, customer_id: str, details: CustomerDetails) -> CustomerSaved:
-    """Create the customer or bring it to `details`; two first saves at once both succeed."""
+def save_customer(
+    session: Session, customer_id: str, details: CustomerDetails, operator_id: str, at: dt.datetime
+) -> CustomerSaved:
+    """Create the customer or bring it to `details`, recording who did; two first saves at once
+    both succeed."""
     entry = CustomerIn(customer_id=customer_id, **details.model_dump())
     try:
         with session.begin_nested():
             saved = _put(session, Customer, entry, customer_id)
     except IntegrityError:  # created by someone else since we looked: now it is there to change
         saved = _put(session, Customer, entry, customer_id)
+    _record_change(session, customer_id, saved, operator_id, at)
     return CustomerSaved(customer=_view(session.get_one(Customer, customer_id)), outcome=saved)
+
+
+def customer_history(session: Session, customer_id: str) -> list[CustomerChangeView]:
+    """Every registration and change of the customer, oldest first."""
+    customer(session, customer_id)  # unknown: NotFound
+    rows = session.scalars(
+        select(CustomerChange)
+        .where(CustomerChange.customer_id == customer_id)
+        .order_by(CustomerChange.change_id)
+    )
+    return [
+        CustomerChangeView(
+            at=r.at, operator_id=r.operator_id, outcome=Saved(r.outcome), name=r.name, email=r.email
+        )
+        for r in rows
+    ]
+
+
+def _record_change(
+    session: Session, customer_id: str, saved: Saved, operator_id: str | None, at: dt.datetime
+) -> None:
+    if saved is Saved.unchanged:
+        return
+    row = session.get_one(Customer, customer_id)
+    session.add(
+        CustomerChange(
+            at=at,
+            customer_id=customer_id,
+            operator_id=operator_id,
+            outcome=saved.value,
+            name=row.name,
+            email=row.email,
+        )
+    )
 
 
 def customer(session: Session, customer_id: str) -> CustomerView:

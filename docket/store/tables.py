@@ -100,6 +100,20 @@ class Customer(Base):
     email: Mapped[str] = mapped_column(String(320))
 
 
+class CustomerChange(Base):
+    """Who registered or changed a customer, when, and the name and address it then had: an
+    address changed on the phone is where the order mails go, so it is never changed unseen."""
+
+    __tablename__ = "customer_changes"
+    change_id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    at: Mapped[dt.datetime] = mapped_column(UtcDateTime)
+    customer_id: Mapped[str] = mapped_column(Id, index=True)
+    operator_id: Mapped[str | None] = mapped_column(Id)  # None: a catalogue file
+    outcome: Mapped[str] = mapped_column(String(16))
+    name: Mapped[str] = mapped_column(String(200))
+    email: Mapped[str] = mapped_column(String(320))
+
+
 class OperatorRow(Base):
     __tablename__ = "operators"
     operator_id: Mapped[str] = mapped_column(Id, primary_key=True)

@@ -142,6 +142,11 @@ async def test_a_storefront_registers_a_new_customer_and_places_their_order(http
     assert (changed.status_code, changed.json()["outcome"]) == (200, "changed")
     shown = await http.get("/customers/new-buyer", headers=as_("alice"))
     assert shown.json() == {"customer_id": "new-buyer", **moved}
+    history = (await http.get("/customers/new-buyer/history", headers=as_("alice"))).json()
+    assert [(h["operator_id"], h["outcome"], h["email"]) for h in history] == [
+        ("web", "created", "grace@example.test"),
+        ("carol", "changed", "grace@elsewhere.test"),
+    ]
     found = (await http.get("/customers", params={"q": "ELSEWHERE"}, headers=as_("carol"))).json()
     assert (found["customers"], found["total"]) == ([{"customer_id": "new-buyer", **moved}], 1)
     answer = await http.get("/customers", params={"q": "grace"}, headers=as_("web"))

@@ -228,6 +228,7 @@ async def test_a_customer_is_registered_and_read_from_the_command_line(
     code, out, err = await docket(shop, sqlite_engine, "customer", "show", "new-1", operator="pat")
     assert code == 0 and "new-1: Grace Buyer <grace@example.test>" in out, err
     assert re.search(r"o-new +│ alpha +│ new-1 +│ .* waiting_confirmation", out)  # their latest orders
+    assert re.search(r"│ carol +│ created +│ Grace Buyer +│ grace@example.test", out)  # who registered them
     code, out, err = await docket(shop, sqlite_engine, "customer", "find", "grace", operator="pat")
     assert code == 0, err
     assert "customers (page 1, 1 of 1)" in out and re.search(

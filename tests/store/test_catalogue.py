@@ -118,16 +118,27 @@ def test_an_operator_loaded_again_keeps_the_token_until_one_is_given_or_reissued
         catalogue.reissue_token(s, "nobody")
 
 
-def test_saving_a_customer_creates_changes_or_leaves_it(sessions: SessionFactory) -> None:
+def test_saving_a_customer_creates_changes_or_leaves_it_and_says_who_did(sessions: SessionFactory) -> None:
     ada = CustomerDetails(name="Ada Lovelace", email="ada@lovelace.test")
     outcomes = []
-    for details in (ada, ada, ada.model_copy(update={"email": "ada@king.test"})):
+    for who, details in (
+        ("web", ada),
+        ("web", ada),
+        ("carol", ada.model_copy(update={"email": "ada@king.test"})),
+    ):
         with sessions.begin() as s:
-            outcomes.append(catalogue.save_customer(s, "ada-l", details).outcome)
+            outcomes.append(catalogue.save_customer(s, "ada-l", details, who, NOW).outcome)
 
     assert outcomes == [Saved.created, Saved.unchanged, Saved.changed]
     with sessions() as s:
         assert s.get_one(Customer, "ada-l").email == "ada@king.test"
+        history = catalogue.customer_history(s, "ada-l")
+        loaded_from_file = catalogue.customer_history(s, "c1")
+    assert [(h.operator_id, h.outcome, h.email) for h in history] == [
+        ("web", Saved.created, "ada@lovelace.test"),
+        ("carol", Saved.changed, "ada@king.test"),  # the address the mails went to before is kept
+    ]
+    assert [(h.operator_id, h.outcome) for h in loaded_from_file] == [(None, Saved.created)]
 
 
 @pytest.mark.postgres
@@ -144,12 +155,16 @@ def test_a_customer_saved_while_another_save_of_it_commits_is_changed_not_refuse
     def save_again() -> None:
         with sessions.begin() as s:
             second.append(
-                catalogue.save_customer(s, "eve", CustomerDetails(name="Eve", email="eve@b.test")).outcome
+                catalogue.save_customer(
+                    s, "eve", CustomerDetails(name="Eve", email="eve@b.test"), "web", NOW
+                ).outcome
             )
 
     with sessions.begin() as first:
         assert (
-            catalogue.save_customer(first, "eve", CustomerDetails(name="Eve", email="eve@a.test")).outcome
+            catalogue.save_customer(
+                first, "eve", CustomerDetails(name="Eve", email="eve@a.test"), "web", NOW
+            ).outcome
             is Saved.created
         )
         racer = threading.Thread(target=save_again)
@@ -177,7 +192,7 @@ def test_a_caller_is_found_by_part_of_their_name_address_or_id_in_any_case(sessi
     ]
     with sessions.begin() as s:
         for customer_id, name, email in people:
-            catalogue.save_customer(s, customer_id, CustomerDetails(name=name, email=email))
+            catalogue.save_customer(s, customer_id, CustomerDetails(name=name, email=email), "carol", NOW)
 
     def found(text: str | None, **paging: int) -> list[str]:
         with sessions() as s:
