@@ -19,6 +19,7 @@ from rich.console import Console
 from docket import console as show
 from docket.models.access import Operator
 from docket.models.errors import DocketError, InvalidInput
+from docket.models.inputs import problems
 from docket.models.lifecycles import OrderState
 from docket.models.schemas import (
     MAX_PAGE,
@@ -102,7 +103,7 @@ def fail(message: str, code: int) -> None:
 
 
 def _validation_text(error: ValidationError) -> str:
-    return "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'input'}: {e['msg']}" for e in error.errors())
+    return problems(error.errors())
 
 
 def stop_on_sigterm() -> None:

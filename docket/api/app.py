@@ -5,8 +5,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import json
-from collections.abc import Sequence
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import Depends, FastAPI, Request, Response
 from fastapi.encoders import jsonable_encoder
@@ -21,6 +20,7 @@ from docket.adapters.payments import PaymentGateway, default_gateways
 from docket.commands import Docket
 from docket.models.access import Operator
 from docket.models.errors import DocketError, StoreNotReady
+from docket.models.inputs import problems
 from docket.store.migrate import require_current, unreachable
 
 STATUS = {
@@ -69,14 +69,14 @@ def create_app(docket: Docket, gateways: dict[str, PaymentGateway] | None = None
     async def invalid_command(_request: Request, error: ValidationError) -> JSONResponse:
         """A path or query value that makes no valid command (an order id with a space, say)."""
         return JSONResponse(
-            status_code=422, content={"error": "InvalidInput", "message": _problems(error.errors())}
+            status_code=422, content={"error": "InvalidInput", "message": problems(error.errors())}
         )
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(_request: Request, error: RequestValidationError) -> Response:
         """A malformed request answers in the shape every other refusal has, `error` and a
         `message` naming each problem, and keeps FastAPI's `detail` list for programs."""
-        content = {"error": "InvalidInput", "message": _problems(error.errors()), "detail": error.errors()}
+        content = {"error": "InvalidInput", "message": problems(error.errors()), "detail": error.errors()}
         # ASCII: the input it repeats may hold what UTF-8 cannot encode (an unpaired surrogate)
         body = json.dumps(jsonable_encoder(content), ensure_ascii=True)
         return Response(body, status_code=422, media_type="application/json")
@@ -117,10 +117,6 @@ def create_app(docket: Docket, gateways: dict[str, PaymentGateway] | None = None
         return JSONResponse(status_code=200 if ok else 503, content=checks)
 
     return app
-
-
-def _problems(errors: Sequence[Any]) -> str:
-    return "; ".join(f"{'.'.join(map(str, e['loc'])) or 'input'}: {e['msg']}" for e in errors)
 
 
 UNAVAILABLE = (RPCStatusCode.UNAVAILABLE, RPCStatusCode.DEADLINE_EXCEEDED, RPCStatusCode.RESOURCE_EXHAUSTED)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, model_validator
@@ -32,3 +33,8 @@ def _holds_nul(value: Any) -> bool:
     if isinstance(value, (list, tuple, set, frozenset)):
         return any(_holds_nul(v) for v in value)
     return False
+
+
+def problems(errors: Iterable[Mapping[str, Any]]) -> str:
+    """Pydantic's errors as one line, each named by its place: `lines.0.quantity: ...; email: ...`."""
+    return "; ".join(f"{'.'.join(map(str, e['loc'])) or 'input'}: {e['msg']}" for e in errors)

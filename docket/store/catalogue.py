@@ -153,13 +153,12 @@ def load(session: Session, catalogue: Catalogue, at: dt.datetime) -> Loaded:
     """Create or bring up to date what `catalogue` names, in the caller's transaction. Raises
     InvalidInput naming every problem (and writes nothing) when the file does not hold together
     with itself or with the store."""
-    _check(session, catalogue)
+    recorded = _check(session, catalogue)
     loaded = Loaded()
     for w in catalogue.warehouses:
         loaded.note("warehouses", w.warehouse_id, _put(session, Warehouse, w, w.warehouse_id))
     for shop in catalogue.shops:
         saved = _put(session, Shop, shop, shop.shop_id, exclude={"warehouses"})
-        session.flush()
         if _ship_from(session, shop.shop_id, shop.warehouses) and saved is Saved.unchanged:
             saved = Saved.changed
         loaded.note("shops", shop.shop_id, saved)
@@ -172,7 +171,7 @@ def load(session: Session, catalogue: Catalogue, at: dt.datetime) -> Loaded:
     for op in catalogue.operators:
         loaded.note("operators", op.operator_id, _put_operator(session, op, loaded.api_tokens))
     session.flush()
-    _opening_stock(session, catalogue.stock, at, loaded)
+    _opening_stock(session, catalogue.stock, recorded, at, loaded)
     return loaded
 
 
@@ -323,10 +322,15 @@ def _put_operator(session: Session, op: OperatorIn, tokens: dict[str, str]) -> S
     return _set(row, fields)
 
 
-def _opening_stock(session: Session, opening: list[OpeningStock], at: dt.datetime, loaded: Loaded) -> None:
+def _opening_stock(
+    session: Session,
+    opening: list[OpeningStock],
+    recorded: dict[tuple[str, str], int],
+    at: dt.datetime,
+    loaded: Loaded,
+) -> None:
     """Opening stock is recorded once per warehouse and SKU (reference `opening`); the same figure
     again changes nothing (`_check` refused another)."""
-    recorded = _recorded_opening(session, opening)
     fresh = [s for s in opening if (s.warehouse_id, s.sku) not in recorded and s.on_hand]
     locked = lock_stock(session, [(s.warehouse_id, s.sku) for s in fresh])
     ctx = MoveContext(at=at, note="opening stock", reference=OPENING)
@@ -352,9 +356,10 @@ def _recorded_opening(session: Session, opening: list[OpeningStock]) -> dict[tup
     return {(w, sku): int(total) for w, sku, total in rows}
 
 
-def _check(session: Session, catalogue: Catalogue) -> None:
+def _check(session: Session, catalogue: Catalogue) -> dict[tuple[str, str], int]:
     """Every problem at once: entries named twice, names of things neither in the file nor in the
-    store, opening stock the store already records differently."""
+    store, opening stock the store already records differently. Answers the opening stock the
+    store records for the file's items."""
     problems: list[str] = []
     for kind, keys in (
         ("warehouse", [w.warehouse_id for w in catalogue.warehouses]),
@@ -403,6 +408,7 @@ def _check(session: Session, catalogue: Catalogue) -> None:
             )
     if problems:
         raise InvalidInput("nothing loaded: " + "; ".join(problems))
+    return recorded
 
 
 def _known(session: Session, column: Any, entries: list[Any], key: str) -> set[str]:
