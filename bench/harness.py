@@ -11,6 +11,8 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import time
+import urllib.request
 from collections.abc import AsyncIterator, Iterator
 from decimal import Decimal
 from pathlib import Path
@@ -30,13 +32,29 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+_METRICS: dict[str, str] = {}  # a dev server's address: where it serves its metrics
+
+
 @contextlib.contextmanager
 def embedded() -> Iterator[Settings]:
     """A dev server and a store of their own, in a scratch directory."""
     with tempfile.TemporaryDirectory(prefix="docket-bench-") as scratch:
         var = Path(scratch)
-        with dev_server(var, port=free_port(), ui_port=free_port()) as address:
+        metrics = free_port()
+        with dev_server(var, port=free_port(), ui_port=free_port(), metrics_port=metrics) as address:
+            _METRICS[address] = f"http://127.0.0.1:{metrics}/metrics"
             yield Settings(var_dir=var, temporal_address=address, task_queue="bench")
+
+
+def eager_activities(settings: Settings) -> int:
+    """How many activities the embedded dev server has so far handed to a worker eagerly, with
+    the answer to the workflow task that scheduled them, instead of through its task queue."""
+    time.sleep(2)  # the server publishes its counters a moment late
+    with urllib.request.urlopen(_METRICS[settings.temporal_address]) as answer:
+        lines = answer.read().decode().splitlines()
+    return int(
+        sum(float(line.rsplit(" ", 1)[1]) for line in lines if line.startswith("activity_eager_execution"))
+    )
 
 
 def worker_process(settings: Settings) -> subprocess.Popen[bytes]:

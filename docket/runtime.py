@@ -45,9 +45,12 @@ def port_open(host: str, port: int) -> bool:
 
 
 @contextlib.contextmanager
-def dev_server(var_dir: Path, port: int = DEV_SERVER_PORT, ui_port: int = DEV_UI_PORT):  # type: ignore[no-untyped-def]
+def dev_server(  # type: ignore[no-untyped-def]
+    var_dir: Path, port: int = DEV_SERVER_PORT, ui_port: int = DEV_UI_PORT, metrics_port: int | None = None
+):
     """Start the Temporal dev server persisting to var/temporal.db (WAL, synchronous=normal);
-    stop it on the way out. If something already listens on the port, use that."""
+    stop it on the way out. If something already listens on the port, use that. With
+    `metrics_port` it serves its Prometheus metrics there."""
     if port_open("127.0.0.1", port):
         yield f"127.0.0.1:{port}"
         return
@@ -72,6 +75,7 @@ def dev_server(var_dir: Path, port: int = DEV_SERVER_PORT, ui_port: int = DEV_UI
             str(ui_port),
             "--log-level",
             "error",
+            *(["--metrics-port", str(metrics_port)] if metrics_port else []),
         ],
         stdout=log,
         stderr=log,
