@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from enum import StrEnum
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from transitions import Machine
 
@@ -140,6 +140,19 @@ ORDER_BY_HAND: dict[str, tuple[str, ...]] = {
 DELIVERY_BY_HAND: dict[str, tuple[str, ...]] = {t: (t,) for t in OPERATOR_DELIVERY_TRIGGERS}
 # A delivery in one of these states is on its way: it can no longer be cancelled, only returned.
 ON_ITS_WAY = frozenset({_D.shipping, _D.shipping_waiting_payment, _D.shipped})
+
+
+def why_not_cancel(order_id: str, deliveries: Iterable[Any]) -> str | None:
+    """Why an order cannot be cancelled because a delivery is on its way (None if none is), said
+    before the order table's refusal: `partially_shipped: cannot cancel` does not say what to do."""
+    deliveries = list(deliveries)
+    on_its_way = [d for d in deliveries if d.state in ON_ITS_WAY]
+    if not on_its_way:
+        return None
+    listed = ", ".join(f"delivery {d.delivery_no} is {d.state.value}" for d in on_its_way)
+    rest = [d for d in deliveries if d.state not in ON_ITS_WAY and d.state not in DELIVERY_FINAL]
+    also = " (which also withdraws what has not shipped)" if rest else ""
+    return f"order {order_id} cannot be cancelled: {listed}; take it back as a return{also}"
 
 
 S = TypeVar("S", bound=StrEnum)

@@ -17,7 +17,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 
 from docket.models.errors import InvalidInput, NotFound, OrderRejected, Refused, StaleState
 from docket.models.fulfilment import automatic_triggers, release_moment
-from docket.models.lifecycles import DELIVERY, ON_ITS_WAY, ORDER, DeliveryState, OrderState
+from docket.models.lifecycles import DELIVERY, ON_ITS_WAY, ORDER, DeliveryState, OrderState, why_not_cancel
 from docket.models.payments import CAPTURES, REFUNDS, Operation, Result, Txn, refundable
 from docket.models.schemas import (
     CancelOrder,
@@ -263,12 +263,11 @@ def cancel_order(session: Session, cmd: CancelOrder, move_id: str, at: dt.dateti
     """Cancel: reservations are released, allocated stock is credited back; refused once any
     delivery is on its way."""
     order = locked_order(session, cmd.order_id)
-    ORDER.dest(order.state, "cancel")  # refuse early, naming what is allowed
     deliveries = queries.order_deliveries(session, order.order_id)
-    on_its_way = [d for d in deliveries if d.state in ON_ITS_WAY]
-    if on_its_way:
-        listed = ", ".join(f"delivery {d.delivery_no} is {d.state.value}" for d in on_its_way)
-        raise Refused(f"order {order.order_id} cannot be cancelled: {listed}; take it back as a return")
+    refusal = why_not_cancel(order.order_id, deliveries)
+    if refusal:
+        raise Refused(refusal)
+    ORDER.dest(order.state, "cancel")  # refuse early, naming what is allowed
     ctx = MoveContext(at=at, operator_id=cmd.operator_id, note=cmd.reason)
     for delivery in deliveries:
         withdraw(session, order, delivery, ctx, move_id)

@@ -13,7 +13,7 @@ from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from docket.models.errors import IllegalTransition
-    from docket.models.lifecycles import DELIVERY, ON_ITS_WAY, ORDER, DeliveryState, OrderState
+    from docket.models.lifecycles import DELIVERY, ORDER, DeliveryState, OrderState, why_not_cancel
     from docket.models.messages import (
         AdvanceOrder,
         CancelOrderMove,
@@ -266,14 +266,11 @@ class OrderWorkflow:
 
     @cancel.validator
     def _check_cancel(self, command: CancelOrder) -> None:
-        view = self._check_order(command.order_id, "cancel")
-        on_its_way = [d for d in view.deliveries if d.state in ON_ITS_WAY]
-        if on_its_way:
-            listed = ", ".join(f"delivery {d.delivery_no} is {d.state.value}" for d in on_its_way)
-            raise ApplicationError(
-                f"order {view.order_id} cannot be cancelled: {listed}; take it back as a return",
-                type="Refused",
-            )
+        view = self._check_order(command.order_id, None)
+        refusal = why_not_cancel(view.order_id, view.deliveries)
+        if refusal:
+            raise ApplicationError(refusal, type="Refused")
+        _check(lambda: ORDER.dest(view.state, "cancel"), "order")
 
     @workflow.update
     async def return_goods(self, command: ReturnOrder) -> OrderView:

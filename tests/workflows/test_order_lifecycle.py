@@ -60,6 +60,29 @@ async def test_an_order_becomes_partially_shipped_then_completed_as_its_deliveri
     assert view.deliveries[1].state is D.wait_date
 
 
+async def test_cancelling_a_partially_shipped_order_says_to_take_it_back_as_a_return(shop: Shop) -> None:
+    alice = await shop.op("alice")
+    await shop.docket.place_order(alice, place("o-1", ("WIDGET", 1), ("FUTURE", 1)))
+    await confirm(shop, "o-1")
+    await move(shop, "o-1", 1, "pack", "mark_ready", "ship", "deliver")
+    before = settled(await shop.docket.order_record(alice, "o-1"))
+
+    with pytest.raises(
+        Refused,
+        match=r"order o-1 cannot be cancelled: delivery 1 is shipped; take it back as a return "
+        r"\(which also withdraws what has not shipped\)",
+    ):
+        await shop.docket.cancel_order(alice, CancelOrder(order_id="o-1", operator_id="alice", reason="r"))
+    assert settled(await shop.docket.order_record(alice, "o-1")) == before
+
+    returned = await shop.docket.return_order(
+        alice, ReturnOrder(order_id="o-1", operator_id="alice", note="the rest is not wanted")
+    )
+    # paid offline: waiting for the money to go back by hand; the pre-order no longer holds stock
+    assert returned.state is OrderState.returned_waiting_payment
+    assert [d.state for d in returned.deliveries] == [D.returned, D.reservation_voided]
+
+
 async def test_placing_the_same_order_twice_returns_the_first_result_and_reserves_once(shop: Shop) -> None:
     alice = await shop.op("alice")
     first = await shop.docket.place_order(alice, place("o-1", ("WIDGET", 3)))
