@@ -176,9 +176,19 @@ def parse_address(text: str) -> Address:
 def order_place(
     shop: Annotated[str | None, typer.Option(help="Shop the order is placed in.")] = None,
     customer: Annotated[str | None, typer.Option(help="Customer id.")] = None,
-    line: Annotated[list[str] | None, typer.Option(help="SKU:QUANTITY:UNIT_PRICE, repeatable.")] = None,
+    line: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="A line: SKU, quantity and unit price joined by colons, as in ATLAS:2:39.90. Repeatable."
+        ),
+    ] = None,
     currency: Annotated[str, typer.Option(help="Currency of every line.")] = "EUR",
-    ship_to: Annotated[str | None, typer.Option(help="'Name|Street|City|Postcode|CC'.")] = None,
+    ship_to: Annotated[
+        str | None,
+        typer.Option(
+            help="Name, street, city, postcode and country code joined by |, as in 'Ada|1 Main St|Berlin|10115|DE'."
+        ),
+    ] = None,
     payment_flow: Annotated[PaymentFlow | None, typer.Option(help="Default: the shop's.")] = None,
     single_parcel: Annotated[
         bool | None, typer.Option(help="Ship everything physical in one parcel.")

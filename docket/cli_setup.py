@@ -199,8 +199,9 @@ def sandbox_gateway(
     copies: Annotated[int, typer.Option(min=1, max=10, help="Send every callback this many times.")] = 1,
     shuffle: Annotated[bool, typer.Option(help="Send callbacks out of order.")] = False,
 ) -> None:
-    """A simulated card gateway (tokens tok_ok, tok_declined, tok_review_ok, tok_review_fail,
-    tok_late_fail) with its own books, calling docket back with signed callbacks."""
+    """A simulated card gateway with its own books, calling docket back with signed callbacks.
+    Payment tokens: tok_ok, tok_declined, tok_review_ok, tok_review_fail, tok_late_fail,
+    tok_refund_fail, tok_capture_fail, tok_batch (docs/payments.md says what each does)."""
     import uvicorn
 
     from docket.sandbox import create_sandbox
