@@ -186,7 +186,7 @@ def order_place(
     ship_to: Annotated[
         str | None,
         typer.Option(
-            help="Name, street, city, postcode and country code joined by |, as in 'Ada|1 Main St|Berlin|10115|DE'."
+            help="Name, street, city, postcode and country code joined by |, as in 'Ada | 1 Main St | Berlin | 10115 | DE'."
         ),
     ] = None,
     payment_flow: Annotated[PaymentFlow | None, typer.Option(help="Default: the shop's.")] = None,
