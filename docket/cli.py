@@ -190,6 +190,10 @@ def order_place(
         ),
     ] = None,
     payment_flow: Annotated[PaymentFlow | None, typer.Option(help="Default: the shop's.")] = None,
+    payment_token: Annotated[
+        str | None,
+        typer.Option(help="The card's token from the shop's gateway (its payment form or terminal)."),
+    ] = None,
     single_parcel: Annotated[
         bool | None, typer.Option(help="Ship everything physical in one parcel.")
     ] = None,
@@ -225,6 +229,7 @@ def order_place(
                 lines=[parse_line(text, currency) for text in line],
                 shipping_address=parse_address(ship_to),
                 payment_flow=payment_flow,
+                payment_token=payment_token,
                 single_parcel=single_parcel,
             )
         view = await running.docket.place_order(await acting(running, operator), cmd)

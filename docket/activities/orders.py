@@ -4,6 +4,7 @@ applied at most once per move id."""
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -127,7 +128,8 @@ class OrderActivities:
 
     @activity.defn(name="retry_refund")
     def retry_refund(self, move: RetryRefundMove) -> Moved:
-        moved = self._move(move, charges.retry_refund, move.order_id, refunds=True)
+        retry = functools.partial(charges.retry_refund, operator_id=move.operator_id)
+        moved = self._move(move, retry, move.order_id, refunds=True)
         assert isinstance(moved, Moved)  # only workflows that deliver mail retry refunds
         return moved
 

@@ -52,9 +52,11 @@ class ChargeMove(Move):
 
 
 class RetryRefundMove(Move):
-    """Ask again for the refund a cancelled or returned order still waits for."""
+    """Ask again for the refund a cancelled or returned order still waits for: asked by an
+    operator, or by the workflow's timer (no operator)."""
 
     order_id: str
+    operator_id: str | None = None
 
 
 class PaymentCallbackMove(Move):

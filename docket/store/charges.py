@@ -310,7 +310,7 @@ def settle_refund(
     if answer.message:
         txn.note = f"{txn.note or ''} gateway: {answer.message}".strip()
     session.flush()
-    ctx = MoveContext(at=at, note=answer.message)
+    ctx = MoveContext(at=at, operator_id=txn.operator_id, note=answer.message)  # who asked for it
     if txn.operation is Operation.reverse_authorization:  # an authorization released: no money moved
         return queries.order_view(session, order.order_id), False
     if txn.operation is Operation.void_capture and answer.result is Result.failed:
@@ -356,12 +356,15 @@ def _refund_instead(
     )
 
 
-def retry_refund(session: Session, order_id: str, move_id: str, at: dt.datetime) -> OrderView:
-    """Ask again for what a cancelled or returned order still owes (a new refund, a new key)."""
+def retry_refund(
+    session: Session, order_id: str, move_id: str, at: dt.datetime, operator_id: str | None = None
+) -> OrderView:
+    """Ask again for what a cancelled or returned order still owes (a new refund, a new key): for
+    the operator who asked, or for the workflow's timer."""
     order = locked_order(session, order_id)
     if order.state not in REFUND_ENDS:
         raise Refused(f"order {order.order_id} is {order.state.value}: no refund is waiting to be made")
     if pending_refunds(session, order_id):
         return queries.order_view(session, order_id)  # one is on its way already
-    refund_owed(session, order, MoveContext(at=at, note="refund retried"), move_id)
+    refund_owed(session, order, MoveContext(at=at, operator_id=operator_id, note="refund retried"), move_id)
     return queries.order_view(session, order_id)

@@ -287,7 +287,9 @@ class OrderWorkflow:
     @workflow.update
     async def retry_refund(self, command: RetryRefund) -> OrderView:
         self._refund_retry_at = None
-        move = RetryRefundMove(**self._move("refund-retry"), order_id=command.order_id)
+        move = RetryRefundMove(
+            **self._move("refund-retry"), order_id=command.order_id, operator_id=command.operator_id
+        )
         return await self._command("retry_refund", move)
 
     @retry_refund.validator

@@ -26,7 +26,8 @@ from docket.sandbox import create_sandbox
 from docket.store.tables import PaymentCallback
 from docket.store.tables import Shop as ShopRow
 from tests.catalogue import ALPHA_SECRET
-from tests.conftest import Shop, eventually, running_docket
+from tests.conftest import Shop, eventually, process_env, running_docket
+from tests.e2e.test_cli import run_cli
 from tests.orders import move, place
 from tests.servers import listening, port_of, served
 
@@ -91,6 +92,21 @@ async def test_a_prepaid_order_is_charged_once_and_goes_ahead(payments: Payments
 
     await move(payments.shop, "p-1", 1, "pack", "mark_ready", "ship", "deliver")
     assert await payments.state("p-1") is OrderState.completed
+
+
+async def test_a_clerk_places_a_card_order_from_the_command_line_with_its_token(
+    payments: Payments, sqlite_engine: Engine
+) -> None:
+    env = process_env(payments.shop, sqlite_engine) | {"DOCKET_OPERATOR": "alice"}
+    args = ("order", "place", "--order-id", "p-1", "--shop", "alpha", "--customer", "c1")
+    args += ("--line", "WIDGET:2:9.50", "--ship-to", "Ada | 1 Main St | Berlin | 10115 | DE")
+    code, out, err = await run_cli(env, *args, "--payment-flow", "prepayment", "--payment-token", "tok_ok")
+    assert code == 0, err
+    assert "in_progress" in out
+    record = await payments.record("p-1")
+    assert [(p.operation.value, p.amount, p.result.value) for p in record.payments] == [
+        ("authorize_capture", Decimal("19.00"), "ok")
+    ]
 
 
 async def test_a_payment_held_for_review_waits_and_goes_ahead_when_the_gateway_calls_back(
@@ -327,11 +343,9 @@ async def test_a_refused_refund_waits_is_reported_and_is_asked_again(payments: P
     done = await payments.shop.docket.retry_refund(alice, RetryRefund(order_id="p-1", operator_id="alice"))
     assert done.state is OrderState.returned
     record = await payments.record("p-1")
-    assert [p.result.value for p in record.payments if p.operation.value == "refund"] == [
-        "failed",
-        "failed",
-        "ok",
-    ]
+    refunds = [(p.result.value, p.operator_id) for p in record.payments if p.operation.value == "refund"]
+    assert refunds == [("failed", "conny"), ("failed", "alice"), ("ok", "alice")]  # who asked each time
+    assert (record.history[-1].trigger, record.history[-1].operator_id) == ("refund_returned", "alice")
     assert (record.payment.captured, record.payment.refunded) == (Decimal("19.00"), Decimal("19.00"))
     books = (await payments.sandbox.get("/books/p-1")).json()
     assert Decimal(books["refunded"]) == Decimal("19.00")
