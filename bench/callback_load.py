@@ -1,5 +1,5 @@
 """The load generator of bench.callbacks, run as a process of its own: sends signed callbacks at a
-fixed rate (or as fast as it can) and prints each one's latency, as JSON.
+fixed rate (or as fast as it can) and prints each one's latency (and when it started, by the wall clock), as JSON.
 
     python -m bench.callback_load URL SECRET FACTS.json [--rate 50] [--concurrency 50]
 """
@@ -22,7 +22,7 @@ async def main(url: str, secret: str, facts: list[dict[str, object]], rate: floa
     latencies: list[float] = []
     statuses: dict[int, int] = {}
     async with httpx.AsyncClient(timeout=30, limits=httpx.Limits(max_connections=concurrency)) as client:
-        started = time.perf_counter()
+        started, started_at = time.perf_counter(), time.time()
 
         async def one(n: int, fact: dict[str, object]) -> None:
             if rate:
@@ -38,7 +38,11 @@ async def main(url: str, secret: str, facts: list[dict[str, object]], rate: floa
 
         await asyncio.gather(*(one(n, fact) for n, fact in enumerate(facts)))
         elapsed = time.perf_counter() - started
-    print(json.dumps({"latencies": latencies, "elapsed": elapsed, "statuses": statuses}))
+    print(
+        json.dumps(
+            {"latencies": latencies, "elapsed": elapsed, "started_at": started_at, "statuses": statuses}
+        )
+    )
 
 
 if __name__ == "__main__":

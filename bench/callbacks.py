@@ -1,6 +1,8 @@
 """Gateway callbacks per second through `POST /payments/sandbox/callback` to a recorded state
-change, with p50/p99 latency, on the embedded defaults (dev server, SQLite store, the API and the
-worker in this process). The load comes from a second process on loopback (bench.callback_load).
+change, with p50/p99 latency, on the embedded defaults (dev server, SQLite store, the API in this
+process, `docket worker` in a process of its own; with --one-process, in this one). The load comes
+from another process on loopback (bench.callback_load). For each phase it also prints the worker's
+garbage collections while the load ran (bench.gc_probe): how many, and the longest pause.
 
 Each callback settles one prepaid order held for review (`waiting_payment` -> `in_progress`,
 allocation included): authenticated, stored, handed to the order's workflow as an update, applied
@@ -22,7 +24,8 @@ from pathlib import Path
 import uvicorn
 from sqlalchemy import select, update
 
-from bench.harness import embedded, free_port, order, percentile, store, worker_process
+from bench.gc_probe import pauses
+from bench.harness import embedded, free_port, order, percentile, store, worker_gc_log, worker_process
 from docket.api.app import create_app
 from docket.models.lifecycles import OrderState
 from docket.runtime import run_worker
@@ -132,11 +135,16 @@ async def main(count: int, rate: float, one_process: bool) -> None:
                         f"p50 {statistics.median(latencies):6.1f} ms  p99 {percentile(latencies, 99):6.1f} ms  "
                         f"max {max(latencies):6.1f} ms  statuses {result['statuses']}  settled {settled}/{count}"
                     )
+                    if not one_process:
+                        start, took = float(result["started_at"]), float(result["elapsed"])  # type: ignore[arg-type]
+                        print(f"  {'':<20} {pauses(worker_gc_log(settings), start, start + took)}")
                     if pace:
                         met = percentile(latencies, 99) < TARGET_P99_MS and settled == count
                         print(
                             f"  target p99 < {TARGET_P99_MS} ms at {rate:.0f}/s: {'met' if met else 'NOT met'}"
                         )
+                if not one_process:
+                    print(f"  {'whole run':<20} {pauses(worker_gc_log(settings), 0, float('inf'))}")
             finally:
                 server.should_exit = True
                 if one_process:

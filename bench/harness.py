@@ -57,8 +57,14 @@ def eager_activities(settings: Settings) -> int:
     )
 
 
+def worker_gc_log(settings: Settings) -> Path:
+    """Where `worker_process` records the worker's garbage collections (bench.gc_probe)."""
+    return settings.var_dir / "worker-gc.log"
+
+
 def worker_process(settings: Settings) -> subprocess.Popen[bytes]:
-    """`docket worker` in a process of its own, as deployed beside `docket api`, on `settings`."""
+    """`docket worker` in a process of its own, as deployed beside `docket api`, on `settings`,
+    its garbage collections recorded in `worker_gc_log(settings)`."""
     env = {
         **os.environ,
         "DOCKET_VAR_DIR": str(settings.var_dir),
@@ -66,9 +72,10 @@ def worker_process(settings: Settings) -> subprocess.Popen[bytes]:
         "DOCKET_TEMPORAL_ADDRESS": settings.temporal_address,
         "DOCKET_TASK_QUEUE": settings.task_queue,
         "DOCKET_SANDBOX_URL": settings.sandbox_url,
+        "DOCKET_BENCH_GC_LOG": str(worker_gc_log(settings)),
     }
     return subprocess.Popen(
-        [sys.executable, "-m", "docket.cli", "worker"],
+        [sys.executable, "-m", "bench.gc_probe", "worker"],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

@@ -23,7 +23,7 @@ from docket.rendering import Renderer
 from docket.settings import Settings
 from docket.store.engine import make_engine, make_session_factory
 from docket.store.migrate import require_current, upgrade
-from docket.worker import build_worker
+from docket.worker import build_worker, settle_heap
 
 DEV_SERVER_PORT = 7233
 DEV_UI_PORT = 8233
@@ -144,6 +144,7 @@ async def run_worker(running: Running) -> None:
         gateways=running.gateways,
         activity_threads=running.activity_threads,
     )
+    settle_heap()
     await worker.run()
 
 
