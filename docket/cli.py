@@ -251,15 +251,32 @@ def order_show(
     run(job)
 
 
+def moment(value: str) -> dt.datetime:
+    try:
+        return dt.datetime.fromisoformat(value)
+    except ValueError:
+        raise typer.BadParameter(
+            f"{value!r} is not a date or time: give an ISO date or time, such as 2026-11-24 or "
+            "2026-11-24T09:30 (UTC unless it carries an offset, such as 2026-11-24T09:30+01:00)"
+        ) from None
+
+
 @order_app.command("list")
 def order_list(
     shop: Annotated[str | None, typer.Option()] = None,
     state: Annotated[OrderState | None, typer.Option()] = None,
     customer: Annotated[str | None, typer.Option()] = None,
     since: Annotated[
-        dt.datetime | None, typer.Option(help="Placed at or after (ISO date or time, UTC).")
+        dt.datetime | None,
+        typer.Option(
+            parser=moment,
+            metavar="DATE",
+            help="Placed at or after: an ISO date or time (UTC unless it has an offset).",
+        ),
     ] = None,
-    until: Annotated[dt.datetime | None, typer.Option(help="Placed before.")] = None,
+    until: Annotated[
+        dt.datetime | None, typer.Option(parser=moment, metavar="DATE", help="Placed before.")
+    ] = None,
     page: Annotated[int, typer.Option(min=1, max=MAX_PAGE)] = 1,
     page_size: Annotated[int, typer.Option(min=1, max=500)] = 50,
     operator: AsOperator = None,

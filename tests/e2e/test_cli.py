@@ -20,6 +20,8 @@ from docket.store.tables import Stock
 from tests.conftest import Shop, eventually, process_env
 from tests.orders import place
 
+ADA = "Ada|1 Main St|Berlin|10115|DE"
+
 
 async def docket(
     shop: Shop, engine: Engine, *args: str, operator: str | None = "alice"
@@ -63,7 +65,7 @@ async def test_an_operator_places_confirms_and_reads_an_order_from_the_command_l
         "--line",
         "GADGET:3:5.00",
         "--ship-to",
-        "Ada|1 Main St|Berlin|10115|DE",
+        ADA,
     )
     assert code == 0, err
     assert "waiting_confirmation" in out and "D3" in out
@@ -94,7 +96,7 @@ async def test_an_order_placed_without_an_id_says_the_id_that_repeats_it_safely(
     shop: Shop, sqlite_engine: Engine
 ) -> None:
     args = ("order", "place", "--shop", "alpha", "--customer", "c1", "--line", "WIDGET:1:19.90")
-    args += ("--ship-to", "Ada|1 Main St|Berlin|10115|DE")
+    args += ("--ship-to", ADA)
     code, out, err = await docket(shop, sqlite_engine, *args)
     assert code == 0, err
     said = re.search(r"order id (o-[0-9a-f]{12}) \(to repeat this command safely: --order-id \1\)", err)
@@ -104,6 +106,23 @@ async def test_an_order_placed_without_an_id_says_the_id_that_repeats_it_safely(
     assert code == 0 and again == out, err  # the same order, not a second one
     code, listed, _ = await docket(shop, sqlite_engine, "order", "list", "--customer", "c1")
     assert listed.count(said[1]) == 1 and "(page 1, 1 of 1)" in listed
+
+
+async def test_orders_are_listed_by_the_dates_they_were_placed_and_a_date_is_explained(
+    shop: Shop, sqlite_engine: Engine
+) -> None:
+    args = ("order", "place", "--order-id", "cli-d", "--shop", "alpha", "--customer", "c1")
+    code, _, err = await docket(shop, sqlite_engine, *args, "--line", "WIDGET:1:19.90", "--ship-to", ADA)
+    assert code == 0, err
+
+    code, _, err = await docket(shop, sqlite_engine, "order", "list", "--since", "yesterday")
+    assert code == 2 and "'yesterday' is not a date or time: give an ISO date or time, such as" in err
+    code, listed, _ = await docket(
+        shop, sqlite_engine, "order", "list", "--since", "2000-01-01", "--until", "2000-01-02"
+    )
+    assert code == 0 and "cli-d" not in listed
+    code, listed, _ = await docket(shop, sqlite_engine, "order", "list", "--since", "2000-01-01T00:00+01:00")
+    assert code == 0 and "cli-d" in listed
 
 
 async def test_a_refused_command_prints_one_red_line_and_exits_non_zero(
@@ -127,7 +146,7 @@ async def test_a_refused_command_prints_one_red_line_and_exits_non_zero(
         "--line",
         "WIDGET:two:1",
         "--ship-to",
-        "Ada|1 Main St|Berlin|10115|DE",
+        ADA,
     )
     assert code == 2 and "write SKU:QUANTITY:UNIT_PRICE" in err
 
