@@ -28,7 +28,7 @@ from bench.gc_probe import pauses
 from bench.harness import embedded, free_port, order, percentile, store, worker_gc_log, worker_process
 from docket.api.app import create_app
 from docket.models.lifecycles import OrderState
-from docket.runtime import run_worker
+from docket.runtime import run_worker, settle_heap
 from docket.sandbox import create_sandbox
 from docket.store.tables import Order, PaymentTransaction, Shop
 
@@ -115,6 +115,7 @@ async def main(count: int, rate: float, one_process: bool) -> None:
                     log_level="error",
                 )
             )
+            settle_heap()  # as `docket api` does before it serves
             api = asyncio.create_task(server.serve())
             url = f"http://127.0.0.1:{api_port}/payments/sandbox/callback"
             print(f"callbacks: {count} orders held for review, each settled by one signed callback")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import shutil
 import socket
 import subprocess
@@ -23,10 +24,30 @@ from docket.rendering import Renderer
 from docket.settings import Settings
 from docket.store.engine import make_engine, make_session_factory
 from docket.store.migrate import require_current, upgrade
-from docket.worker import build_worker, settle_heap
+from docket.worker import build_worker
 
 DEV_SERVER_PORT = 7233
 DEV_UI_PORT = 8233
+# Young collections between two of the middle generation (Python's default: 10). What lives
+# through a young collection moves to the middle generation, what lives through a middle one to
+# the old generation, and once that has grown by a quarter Python runs a full collection, which
+# stops the process while it scans every object: in a worker, with the workflows in the SDK's
+# cache, 200-400 ms; in the API, what its imports loaded, 60-100 ms.
+# Under load the objects of requests in flight (a callback lives 50-500 ms) were swept into the old
+# generation a few times a second, and a full collection came every few seconds; five times fewer
+# middle collections let most of them die first (docs/performance.md).
+MIDDLE_COLLECTION_EVERY = 50
+
+
+def settle_heap() -> None:
+    """For a process about to serve for a long time (a worker, the API): what is loaded by now
+    (modules, classes, the app or the worker itself) lives as long as the process, so the
+    collector stops scanning it (gc.freeze); and objects move to the old generation less often
+    (MIDDLE_COLLECTION_EVERY)."""
+    gc.collect()
+    gc.freeze()
+    young, _, old = gc.get_threshold()
+    gc.set_threshold(young, MIDDLE_COLLECTION_EVERY, old)
 
 
 def temporal_binary() -> str:
@@ -160,6 +181,7 @@ async def serve_api(running: Running, host: str, port: int) -> None:
         log_level="warning",
         lifespan="off",
     )
+    settle_heap()
     await uvicorn.Server(config).serve()
 
 

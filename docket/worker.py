@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gc
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 
@@ -30,24 +29,6 @@ SHUTDOWN_GRACE = ACTIVITY_OPTIONS["start_to_close_timeout"]
 # eagerly in bench.orders); with four, all of them go eagerly and wait their few milliseconds
 # for a thread here instead (docs/performance.md).
 SLOTS_PER_THREAD = 4
-# Young collections between two of the middle generation (Python's default: 10). What lives
-# through a young collection moves to the middle generation, what lives through a middle one to
-# the old generation, and once that has grown by a quarter Python runs a full collection, which
-# stops the process while it scans every object: with the workflows in the SDK's cache, 200-400 ms.
-# Under load the objects of requests in flight (a callback lives 50-500 ms) were swept into the old
-# generation a few times a second, and a full collection came every few seconds; five times fewer
-# middle collections let most of them die first (docs/performance.md).
-MIDDLE_COLLECTION_EVERY = 50
-
-
-def settle_heap() -> None:
-    """For a process about to run a worker for a long time: what is loaded by now (modules,
-    classes, the worker itself) lives as long as the process, so the collector stops scanning it
-    (gc.freeze); and objects move to the old generation less often (MIDDLE_COLLECTION_EVERY)."""
-    gc.collect()
-    gc.freeze()
-    young, _, old = gc.get_threshold()
-    gc.set_threshold(young, MIDDLE_COLLECTION_EVERY, old)
 
 
 def build_worker(
