@@ -246,6 +246,8 @@ class OrderWorkflow:
     @move_delivery.validator
     def _check_move_delivery(self, command: MoveDelivery) -> None:
         view = self._check_order(command.order_id, None)
+        if not self._settled():
+            return
         if view.state not in PAID:
             raise ApplicationError(
                 f"order {view.order_id} is {view.state.value}: deliveries move once it is paid",
@@ -267,6 +269,8 @@ class OrderWorkflow:
     @cancel.validator
     def _check_cancel(self, command: CancelOrder) -> None:
         view = self._check_order(command.order_id, None)
+        if not self._settled():
+            return
         refusal = why_not_cancel(view.order_id, view.deliveries)
         if refusal:
             raise ApplicationError(refusal, type="Refused")
@@ -295,6 +299,8 @@ class OrderWorkflow:
     @retry_refund.validator
     def _check_retry_refund(self, command: RetryRefund) -> None:
         view = self._check_order(command.order_id, None)
+        if not self._settled():
+            return
         if view.state not in WAITING_FOR_REFUND:
             raise ApplicationError(
                 f"order {view.order_id} is {view.state.value}: no refund is waiting to be made",
@@ -304,6 +310,8 @@ class OrderWorkflow:
     @record_refund.validator
     def _check_refund(self, command: RecordRefund) -> None:
         view = self._check_order(command.order_id, None)
+        if not self._settled():
+            return
         if view.state not in WAITING_FOR_REFUND:
             raise ApplicationError(
                 f"order {view.order_id} is {view.state.value}: no refund is waiting to be made",
@@ -359,9 +367,15 @@ class OrderWorkflow:
             raise ApplicationError(
                 f"this is order {self._view.order_id}, not {order_id}", type="InvalidInput"
             )
-        if trigger is not None:
+        if trigger is not None and self._settled():
             _check(lambda: ORDER.dest(self._view.state, trigger), "order")  # type: ignore[union-attr]
         return self._view
+
+    def _settled(self) -> bool:
+        """No move is in flight. While one is, the view here is about to change (the store may have
+        committed it already, and an operator seen it): a command is then let in to wait its turn,
+        and the store checks it against what is committed."""
+        return not self._lock.locked()
 
     async def _command(self, activity_name: str, move: Move) -> OrderView:
         async with self._lock:

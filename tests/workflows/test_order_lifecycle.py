@@ -25,6 +25,7 @@ from docket.store.tables import AuditRow, StockMovement
 from docket.store.tables import Shop as ShopRow
 from tests.conftest import Shop, eventually, keep_history
 from tests.orders import confirm, move, place, view_of
+from tests.smtp import SmtpServer
 
 
 async def test_a_standard_order_is_reserved_confirmed_allocated_packed_shipped_and_completed(
@@ -192,6 +193,32 @@ async def test_a_back_order_waits_and_received_stock_wakes_the_oldest_first(shop
     assert await shop.docket.stock_levels(alice, "north", "GADGET") == before  # nothing more counted
     await move(shop, "o-2", 1, "pack", "mark_ready", "ship", "deliver")
     await keep_history(shop, "o-2", "back_ordered_order")
+
+
+async def test_a_back_order_shown_allocated_can_be_packed_at_once_while_its_mail_still_goes_out(
+    mailing_shop: Shop, smtp: SmtpServer
+) -> None:
+    shop = mailing_shop
+    alice = await shop.op("alice")
+    for n in (1, 2):
+        await shop.docket.place_order(alice, place(f"o-{n}", ("GADGET", 2)))
+        await confirm(shop, f"o-{n}")
+    assert (await view_of(shop, "o-2")).deliveries[0].state is D.wait_inventory
+    smtp.inbox.delay = 1.0  # the allocation's mail takes a while: its move is still in flight
+
+    receipt = ReceiveStock(
+        reference="po-9", warehouse_id="north", sku="GADGET", quantity=2, operator_id="alice"
+    )
+    await shop.docket.change_stock(alice, receipt)
+
+    async def o2_allocated():  # type: ignore[no-untyped-def]
+        return (await view_of(shop, "o-2")).deliveries[0].state is D.allocated
+
+    await eventually(o2_allocated)  # what `docket order show` says
+    await move(shop, "o-2", 1, "pack")  # not refused as still waiting for stock
+    assert (await view_of(shop, "o-2")).deliveries[0].state is D.packing
+    with pytest.raises(IllegalTransition, match="cannot pack"):  # the store still refuses what is illegal
+        await move(shop, "o-2", 1, "pack")
 
 
 async def test_a_digital_delivery_ships_as_soon_as_the_payment_is_confirmed(shop: Shop) -> None:
