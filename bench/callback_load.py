@@ -1,5 +1,6 @@
 """The load generator of bench.callbacks, run as a process of its own: sends signed callbacks at a
-fixed rate (or as fast as it can) and prints each one's latency (and when it started, by the wall clock), as JSON.
+fixed rate (or as fast as it can) and prints each one's latency, and when it started by the wall
+clock, as JSON.
 
     python -m bench.callback_load URL SECRET FACTS.json [--rate 50] [--concurrency 50]
 """

@@ -199,6 +199,21 @@ def process_env(shop: Shop, engine: Engine) -> dict[str, str]:
     return env
 
 
+async def run_cli(env: dict[str, str], *args: str) -> tuple[int, str, str]:
+    """`docket ARGS` as a process of its own with `env`: its exit code, stdout and stderr."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "docket.cli",
+        *args,
+        env={"COLUMNS": "200"} | env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await process.communicate()
+    return process.returncode or 0, out.decode(), err.decode()
+
+
 @pytest.fixture
 async def shop(
     sqlite_engine: Engine, temporal_env: WorkflowEnvironment, request: pytest.FixtureRequest

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import re
-import sys
 from pathlib import Path
 
 from alembic.script import ScriptDirectory
@@ -17,7 +15,7 @@ from docket.store import queries
 from docket.store.engine import make_engine
 from docket.store.migrate import HEAD, REVISIONS, alembic_config, upgrade
 from docket.store.tables import Stock
-from tests.conftest import Shop, eventually, process_env
+from tests.conftest import Shop, eventually, process_env, run_cli
 from tests.orders import place
 
 ADA = "Ada|1 Main St|Berlin|10115|DE"
@@ -30,20 +28,6 @@ async def docket(
     if operator:
         env["DOCKET_OPERATOR"] = operator
     return await run_cli(env, *args)
-
-
-async def run_cli(env: dict[str, str], *args: str) -> tuple[int, str, str]:
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "docket.cli",
-        *args,
-        env={"COLUMNS": "200"} | env,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    out, err = await process.communicate()
-    return process.returncode or 0, out.decode(), err.decode()
 
 
 async def test_an_operator_places_confirms_and_reads_an_order_from_the_command_line(

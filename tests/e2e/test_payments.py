@@ -26,8 +26,7 @@ from docket.sandbox import create_sandbox
 from docket.store.tables import PaymentCallback
 from docket.store.tables import Shop as ShopRow
 from tests.catalogue import ALPHA_SECRET
-from tests.conftest import Shop, eventually, process_env, running_docket
-from tests.e2e.test_cli import run_cli
+from tests.conftest import Shop, eventually, process_env, run_cli, running_docket
 from tests.orders import move, place
 from tests.servers import listening, port_of, served
 
