@@ -20,6 +20,7 @@ from bench.bare import MOVES, Bare, nothing
 from bench.harness import eager_activities, embedded, order, store
 from docket.models.schemas import ConfirmPayment, MoveDelivery
 from docket.runtime import run_worker
+from docket.worker import runner_for
 
 
 async def timed(count: int, concurrency: int, one: Callable[[int], Awaitable[None]]) -> float:
@@ -59,7 +60,10 @@ async def docket_rate(settings, count: int, concurrency: int) -> float:  # type:
 
 async def bare_rate(client: Client, count: int, concurrency: int) -> float:
     queue = f"bare-{uuid.uuid4().hex[:6]}"
-    async with Worker(client, task_queue=queue, workflows=[Bare], activities=[nothing]):
+    # the runner docket's worker uses: the yardstick pays what docket pays to the SDK
+    async with Worker(
+        client, task_queue=queue, workflows=[Bare], activities=[nothing], workflow_runner=runner_for(client)
+    ):
 
         async def one(n: int) -> None:
             handle = await client.start_workflow(Bare.run, id=f"bare-{queue}-{n}", task_queue=queue)

@@ -3,10 +3,22 @@
 from __future__ import annotations
 
 import warnings
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
+from temporalio.bridge.proto.workflow_activation import WorkflowActivation
+from temporalio.bridge.proto.workflow_completion import WorkflowActivationCompletion
 from temporalio.client import Client
-from temporalio.worker import Worker
+from temporalio.converter import SerializationContext, StorageDriverStoreContext
+from temporalio.worker import (
+    Worker,
+    WorkflowInstance,
+    WorkflowInstanceDetails,
+    WorkflowRunner,
+)
+from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
+from temporalio.workflow import Info
 
 from docket.activities.mail import MailActivities, Mailer
 from docket.activities.orders import OrderActivities
@@ -29,6 +41,59 @@ SHUTDOWN_GRACE = ACTIVITY_OPTIONS["start_to_close_timeout"]
 # eagerly in bench.orders); with four, all of them go eagerly and wait their few milliseconds
 # for a thread here instead (docs/performance.md).
 SLOTS_PER_THREAD = 4
+
+
+class CodecFreeRunner(WorkflowRunner):
+    """The SDK's sandboxed runner, for a data converter with no payload codec and no external
+    storage (docket's), without one cost that only those two need.
+
+    For every payload sequence of every activation and completion, six passes in all, the SDK
+    asks the workflow which serialization context and storage context the payload belongs to, so
+    that a codec or a storage driver can be told. A sandboxed workflow answers by compiling and
+    running a snippet of source inside its sandbox each time: about a sixth of the worker's CPU
+    under gateway callbacks (docs/performance.md). Without a codec or storage the answers are never used, so
+    here they are given without asking: no context. The workflow itself still runs in the sandbox,
+    and its payloads are converted inside it as before."""
+
+    def __init__(self, sandboxed: WorkflowRunner | None = None) -> None:
+        self._sandboxed = sandboxed or SandboxedWorkflowRunner()
+
+    def prepare_workflow(self, defn: Any) -> None:
+        self._sandboxed.prepare_workflow(defn)
+
+    def set_worker_level_failure_exception_types(self, types: Sequence[type[BaseException]]) -> None:
+        self._sandboxed.set_worker_level_failure_exception_types(types)
+
+    def create_instance(self, det: WorkflowInstanceDetails) -> WorkflowInstance:
+        return _ContextFree(self._sandboxed.create_instance(det))
+
+
+class _ContextFree(WorkflowInstance):
+    def __init__(self, sandboxed: WorkflowInstance) -> None:
+        self._sandboxed = sandboxed
+
+    def activate(self, act: WorkflowActivation) -> WorkflowActivationCompletion:
+        return self._sandboxed.activate(act)
+
+    def get_serialization_context(self, command_info: object) -> SerializationContext | None:
+        return None
+
+    def get_external_store_context(self, command_info: object) -> StorageDriverStoreContext:
+        return StorageDriverStoreContext(target=None)
+
+    def get_info(self) -> Info:
+        return self._sandboxed.get_info()
+
+    def get_thread_id(self) -> int | None:
+        return self._sandboxed.get_thread_id()
+
+
+def runner_for(client: Client) -> WorkflowRunner:
+    """`CodecFreeRunner` where it fits (docket's converter), the SDK's sandboxed runner otherwise."""
+    converter = client.data_converter
+    if converter.payload_codec is None and converter.external_storage is None:
+        return CodecFreeRunner()
+    return SandboxedWorkflowRunner()
 
 
 def build_worker(
@@ -70,5 +135,6 @@ def build_worker(
             ],
             activity_executor=ThreadPoolExecutor(activity_threads, thread_name_prefix="docket-activity"),
             max_concurrent_activities=activity_threads * SLOTS_PER_THREAD,
+            workflow_runner=runner_for(client),
             **{"graceful_shutdown_timeout": SHUTDOWN_GRACE, **options},  # type: ignore[arg-type]
         )

@@ -1,0 +1,54 @@
+"""docket's workflow runner skips the SDK's per-payload context questions, and nothing else: its
+workflows still run in the sandbox, and a worker whose converter has a payload codec keeps the
+SDK's own runner (the codec is then told each payload's context)."""
+
+from __future__ import annotations
+
+import dataclasses
+import uuid
+from collections.abc import Sequence
+
+import pytest
+from temporalio.api.common.v1 import Payload
+from temporalio.client import Client, WorkflowFailureError
+from temporalio.converter import PayloadCodec
+from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Worker
+from temporalio.worker.workflow_sandbox import RestrictedWorkflowAccessError, SandboxedWorkflowRunner
+
+from docket.worker import CodecFreeRunner, runner_for
+from tests.workflows.reads_the_clock import ReadsTheClock
+
+
+class Reverse(PayloadCodec):
+    async def encode(self, payloads: Sequence[Payload]) -> list[Payload]:
+        return [Payload(metadata=p.metadata, data=p.data[::-1]) for p in payloads]
+
+    async def decode(self, payloads: Sequence[Payload]) -> list[Payload]:
+        return await self.encode(payloads)
+
+
+async def test_a_workflow_reading_the_clock_is_still_refused_by_the_sandbox(
+    temporal_env: WorkflowEnvironment,
+) -> None:
+    queue = f"runner-{uuid.uuid4().hex[:8]}"
+    client = temporal_env.client
+    async with Worker(
+        client,
+        task_queue=queue,
+        workflows=[ReadsTheClock],
+        workflow_runner=runner_for(client),
+        workflow_failure_exception_types=[RestrictedWorkflowAccessError],
+    ):
+        with pytest.raises(WorkflowFailureError) as failed:
+            await client.execute_workflow(ReadsTheClock.run, id=queue, task_queue=queue)
+    assert "datetime.datetime.now" in str(failed.value.cause)
+
+
+def test_docket_s_converter_gets_the_codec_free_runner_and_one_with_a_codec_does_not(
+    temporal_env: WorkflowEnvironment,
+) -> None:
+    assert isinstance(runner_for(temporal_env.client), CodecFreeRunner)
+    config = temporal_env.client.config()
+    config["data_converter"] = dataclasses.replace(config["data_converter"], payload_codec=Reverse())
+    assert type(runner_for(Client(**config))) is SandboxedWorkflowRunner  # the codec is told its context
