@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from enum import StrEnum
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from docket.models.inputs import Input
 
@@ -66,15 +66,16 @@ class CallbackFact(Input):
     """A gateway's callback, once its signature holds: a payment fact about one order."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
-    event_id: str
-    shop_id: str
-    order_id: str
+    # Bounded as the store's columns are: longer is refused (422), not failed on storing (503).
+    event_id: str = Field(max_length=200)
+    shop_id: str = Field(max_length=64)
+    order_id: str = Field(max_length=64)
     operation: Operation
     amount: Decimal
     currency: str
     result: Result
-    reference: str | None = None
-    idempotency_key: str | None = None
+    reference: str | None = Field(default=None, max_length=200)
+    idempotency_key: str | None = Field(default=None, max_length=200)
     # For a capture: False while the gateway's batch has not settled it, True once it has (a
     # settlement callback); not stated: an ok capture is settled.
     settled: bool | None = None

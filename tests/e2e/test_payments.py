@@ -188,6 +188,10 @@ async def test_bad_callbacks_get_their_own_status_and_change_nothing(payments: P
     assert unsigned.status_code == 401
     assert (await post(b"{not json")).status_code == 400
     assert (await post(json.dumps({**fact, "amount": "lots"}).encode())).status_code == 422
+    too_long = await post(json.dumps({**fact, "event_id": "e" * 201}).encode())  # not a 503 "send it again"
+    assert (
+        too_long.status_code == 422 and "event_id: String should have at most 200 characters" in too_long.text
+    )
     unknown_gateway = await post(good, gateway="paypal")
     assert unknown_gateway.status_code == 404 and "sandbox" in unknown_gateway.json()["message"]
     unknown_order = await post(json.dumps({**fact, "event_id": "evt-2", "order_id": "nope"}).encode())
