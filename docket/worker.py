@@ -51,12 +51,12 @@ class CodecFreeRunner(WorkflowRunner):
     asks the workflow which serialization context and storage context the payload belongs to, so
     that a codec or a storage driver can be told. A sandboxed workflow answers by compiling and
     running a snippet of source inside its sandbox each time: about a sixth of the worker's CPU
-    under gateway callbacks (docs/performance.md). Without a codec or storage the answers are never used, so
-    here they are given without asking: no context. The workflow itself still runs in the sandbox,
-    and its payloads are converted inside it as before."""
+    under gateway callbacks (docs/performance.md). Without a codec or storage the answers are
+    never used, so here they are given without asking: no context. The workflow itself still
+    runs in the sandbox, and its payloads are converted inside it as before."""
 
-    def __init__(self, sandboxed: WorkflowRunner | None = None) -> None:
-        self._sandboxed = sandboxed or SandboxedWorkflowRunner()
+    def __init__(self) -> None:
+        self._sandboxed = SandboxedWorkflowRunner()
 
     def prepare_workflow(self, defn: Any) -> None:
         self._sandboxed.prepare_workflow(defn)
