@@ -64,6 +64,10 @@ MAIL_OPTIONS: dict[str, Any] = {
 }
 # Orders placed before mail delivery existed replay without it (workflow.patched).
 MAIL_PATCH = "deliver-mail"
+# A gateway's callback is applied by a local activity: run by the worker inside the workflow task
+# that took the update, so the server records one task, not an activity's three events and a second
+# task. Callbacks applied before this replay as the activities they were (workflow.patched).
+LOCAL_CALLBACK_PATCH = "local-callback"
 WAITING_FOR_DATE = (DeliveryState.reserved, DeliveryState.wait_date)
 PAID = (OrderState.in_progress, OrderState.partially_shipped)
 ENDED = (OrderState.rejected, OrderState.cancelled, OrderState.returned)
@@ -328,9 +332,14 @@ class OrderWorkflow:
                 callback_id=callback.callback_id,
             )
             try:
-                moved = await workflow.execute_activity(
-                    "apply_payment_callback", move, result_type=Moved, **ACTIVITY_OPTIONS
-                )
+                if workflow.patched(LOCAL_CALLBACK_PATCH):
+                    moved = await workflow.execute_local_activity(
+                        "apply_payment_callback", move, result_type=Moved, **ACTIVITY_OPTIONS
+                    )
+                else:
+                    moved = await workflow.execute_activity(
+                        "apply_payment_callback", move, result_type=Moved, **ACTIVITY_OPTIONS
+                    )
             except ActivityError as error:
                 if isinstance(error.cause, ApplicationError):
                     raise ApplicationError(error.cause.message, type=error.cause.type) from None

@@ -26,7 +26,7 @@ from docket.sandbox import create_sandbox
 from docket.store.tables import PaymentCallback
 from docket.store.tables import Shop as ShopRow
 from tests.catalogue import ALPHA_SECRET
-from tests.conftest import Shop, eventually, process_env, run_cli, running_docket
+from tests.conftest import Shop, eventually, keep_history, process_env, run_cli, running_docket
 from tests.orders import move, place
 from tests.servers import listening, port_of, served
 
@@ -134,6 +134,7 @@ async def test_a_payment_refused_after_review_cancels_the_order_and_releases_its
     }
     [level] = await payments.shop.docket.stock_levels(await payments.shop.op("alice"), "north", "WIDGET")
     assert level.reserved == 0
+    await keep_history(payments.shop, "p-1", "refused_after_review_order")
 
 
 async def test_a_declined_card_cancels_at_once(payments: Payments) -> None:

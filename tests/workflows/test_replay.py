@@ -21,6 +21,12 @@ def test_the_three_kinds_of_finished_order_are_kept_with_and_without_mail_delive
     assert {h.stem for h in HISTORIES} >= kinds | {f"{kind}_before_mail" for kind in kinds}
 
 
+def test_an_order_settled_by_gateway_callbacks_is_kept_with_and_without_the_local_activity() -> None:
+    # *_before_local_callback: its callbacks were applied by ordinary activities (workflow.patched)
+    kind = "refused_after_review_order"
+    assert {h.stem for h in HISTORIES} >= {kind, f"{kind}_before_local_callback"}
+
+
 @pytest.mark.parametrize("path", HISTORIES, ids=[h.stem for h in HISTORIES])
 async def test_a_saved_history_replays_without_nondeterminism(path: Path) -> None:
     history = WorkflowHistory.from_json(path.stem, path.read_text())
