@@ -38,6 +38,7 @@ from docket.models.schemas import AdjustStock, OrderView, PaymentFlow, StockRece
 from docket.store import charges, moves, outbox, stock
 from docket.store.appends import append
 from docket.store.engine import SessionFactory, read_session, serialised_writes
+from docket.store.moves import REFUNDED as REFUND_ENDS
 from docket.store.outbox import Letter
 from docket.store.stock import MoveContext
 from docket.store.tables import AppliedMove, Delivery, Order, Shop
@@ -178,8 +179,10 @@ class OrderActivities:
             return Moved(view=view, outcome=outcome)
 
         moved, letters = self._once(move.move_id, move.at, Moved, apply)
-        view, refund_failed, more = self._settle_refunds(moved.view, move)  # a late payment goes back
-        letters = None if letters is None or more is None else letters + more
+        view, refund_failed = moved.view, False
+        if view.state in REFUND_ENDS:  # a payment that came after the order was cancelled goes back
+            view, refund_failed, more = self._settle_refunds(view, move, retried=letters is None)
+            letters = None if letters is None or more is None else letters + more
         waiting = self.mailer.send_now(view.order_id, letters)
         return moved.model_copy(
             update={"view": view, "mail_waiting": waiting, "refund_failed": refund_failed}
@@ -220,21 +223,25 @@ class OrderActivities:
         )
         refund_failed = False
         if refunds:
-            view, refund_failed, more = self._settle_refunds(view, move)
+            view, refund_failed, more = self._settle_refunds(view, move, retried=letters is None)
             letters = None if letters is None or more is None else letters + more
         if not move.deliver_mail:
             return view  # an order placed before mail delivery existed
         waiting = self.mailer.send_now(view.order_id, letters)
         return Moved(view=view, mail_waiting=waiting, refund_failed=refund_failed)
 
-    def _settle_refunds(self, view: OrderView, move: Move) -> tuple[OrderView, bool, list[Letter] | None]:
+    def _settle_refunds(
+        self, view: OrderView, move: Move, retried: bool
+    ) -> tuple[OrderView, bool, list[Letter] | None]:
         """Ask each gateway for the refunds and voids still processing (under their own idempotency
-        keys: a retry asks again and gets the first answer) and record the answers."""
-        failed, asked = False, set()
-        letters: list[Letter] = []
+        keys: a retry asks again and gets the first answer) and record the answers. A retry that
+        finds them all answered by an earlier try reports the order as those answers left it."""
+        failed, asked, letters = False, set[int](), list[Letter]()
         while True:  # a refused void is followed by a refund: asked in the next round
             with read_session(self.sessions) as session:
                 pending = [p for p in charges.pending_refunds(session, view.order_id) if p[0] not in asked]
+                if retried and not pending and not asked and view.state in REFUND_ENDS:
+                    view, failed = charges.refund_outcome(session, view.order_id)
             if not pending:
                 return view, failed, letters
             for transaction_id, name, refund in pending:

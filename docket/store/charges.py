@@ -293,6 +293,21 @@ def pending_refunds(session: Session, order_id: str) -> list[tuple[int, str, Cha
     ]
 
 
+def refund_outcome(session: Session, order_id: str) -> tuple[OrderView, bool]:
+    """The order as it is now, and whether the last refund or void asked for it failed: what a
+    retried move reports when an earlier try of it asked the gateway already."""
+    last = session.scalar(
+        select(PaymentTransaction.result)
+        .where(
+            PaymentTransaction.order_id == order_id,
+            PaymentTransaction.operation.in_((Operation.refund, Operation.void_capture)),
+        )
+        .order_by(PaymentTransaction.transaction_id.desc())
+        .limit(1)
+    )
+    return queries.order_view(session, order_id), last is Result.failed
+
+
 def settle_refund(
     session: Session, transaction_id: int, answer: Answer, move_id: str, at: dt.datetime
 ) -> tuple[OrderView, bool]:

@@ -17,13 +17,17 @@ import schemathesis
 from sqlalchemy import Engine, func, select, update
 from temporalio.testing import WorkflowEnvironment
 
+from docket.activities.mail import Mailer
+from docket.activities.orders import OrderActivities
 from docket.adapters.payments import SandboxGateway, default_gateways, signed_headers
 from docket.api.app import create_app
 from docket.models.errors import Refused
 from docket.models.lifecycles import OrderState
+from docket.models.messages import CancelOrderMove, Move, Moved, ReturnOrderMove
 from docket.models.schemas import CancelOrder, RetryRefund, ReturnOrder
+from docket.rendering import Renderer
 from docket.sandbox import create_sandbox
-from docket.store.tables import PaymentCallback
+from docket.store.tables import AppliedMove, PaymentCallback
 from docket.store.tables import Shop as ShopRow
 from tests.catalogue import ALPHA_SECRET
 from tests.conftest import Shop, eventually, keep_history, process_env, run_cli, running_docket
@@ -264,6 +268,41 @@ async def test_cancelling_a_prepaid_order_refunds_it_through_the_gateway(payment
     assert (Decimal(books["captured"]), Decimal(books["refunded"])) == (Decimal("19.00"), Decimal("19.00"))
 
 
+async def test_a_cancel_retried_after_its_refund_went_through_reports_the_order_as_it_is_now(
+    payments: Payments,
+) -> None:
+    """The worker died after the refund was recorded and before the workflow heard of it: the
+    retried move finds the refund answered and tells the workflow the order is cancelled, so the
+    workflow closes instead of waiting for a refund that was made."""
+    await payments.place("p-1", "tok_ok")
+    assert (await _cancel(payments, "p-1")).state is OrderState.cancelled
+    moved = await _retry(
+        payments,
+        "cancel_order",
+        CancelOrderMove,
+        "cancel",
+        CancelOrder(order_id="p-1", operator_id="alice", reason="changed mind"),
+    )
+    assert (moved.view.state, moved.refund_failed) == (OrderState.cancelled, False)
+    assert await _books(payments, "p-1") == (Decimal("19.00"), Decimal("19.00")), "refunded once"
+
+
+async def _retry(payments: Payments, name: str, kind: type[Move], suffix: str, command: Any) -> Moved:
+    """Run an applied move's activity again, as the worker would after losing its answer."""
+    move_id, at = await payments.shop.docket.read(
+        lambda s: s.execute(
+            select(AppliedMove.move_id, AppliedMove.applied_at).where(
+                AppliedMove.move_id.endswith(f"-{suffix}")
+            )
+        ).one()
+    )
+    shop = payments.shop
+    mailer = Mailer(shop.sessions, Renderer("docket@shop.test"), shop.transport)
+    activities = OrderActivities(shop.sessions, mailer, default_gateways(str(payments.sandbox.base_url)))
+    move = kind(move_id=move_id, at=at, deliver_mail=True, command=command)
+    return await asyncio.to_thread(getattr(activities, name), move)
+
+
 async def _cancel(payments: Payments, order_id: str) -> Any:
     alice = await payments.shop.op("alice")
     return await payments.shop.docket.cancel_order(
@@ -341,6 +380,16 @@ async def test_a_refused_refund_waits_is_reported_and_is_asked_again(payments: P
     assert ("admin@alpha.test", "refund_failed") in {
         (n.recipient, n.template_key) for n in record.notifications
     }
+
+    # retried (the worker lost the answer): still refused, so the workflow's retry timer still runs
+    moved = await _retry(
+        payments,
+        "return_order",
+        ReturnOrderMove,
+        "return",
+        ReturnOrder(order_id="p-1", operator_id="conny", note="wrong size"),
+    )
+    assert (moved.view.state, moved.refund_failed) == (OrderState.returned_waiting_payment, True)
 
     again = await payments.shop.docket.retry_refund(alice, RetryRefund(order_id="p-1", operator_id="alice"))
     assert again.state is OrderState.returned_waiting_payment  # refused a second time
