@@ -6,7 +6,7 @@ garbage collections while the load ran (bench.gc_probe): how many, and the longe
 
 Each callback settles one prepaid order held for review (`waiting_payment` -> `in_progress`,
 allocation included): authenticated, stored, handed to the order's workflow as an update, applied
-in one activity, answered.
+in one local activity (see docs/performance.md), answered.
 
     python -m bench.callbacks [--orders 300] [--rate 50]
 """

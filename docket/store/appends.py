@@ -11,12 +11,14 @@ from sqlalchemy.orm import DeclarativeBase, Session
 
 _KEY = "docket-appends"
 WRITTEN = "docket-written"
-_KEEP_IDS: set[str] = set()
+_KEEP_IDS: dict[str, str] = {}
 
 
-def keep_ids(model: type[DeclarativeBase]) -> None:
-    """Have the ids of this table's appended rows kept (see `written`): costs a RETURNING."""
-    _KEEP_IDS.add(model.__tablename__)
+def keep_ids(model: type[DeclarativeBase], by: str) -> None:
+    """Have the ids of this table's appended rows kept (see `written`): costs a RETURNING. `by`
+    names a unique column that tells the rows apart: the rows go out in one statement, and the
+    database need not return their ids in the order they were given."""
+    _KEEP_IDS[model.__tablename__] = by
 
 
 def written(session: Session, model: type[DeclarativeBase]) -> list[tuple[int, dict[str, Any]]]:
@@ -37,9 +39,9 @@ def _write_appends(session: Session) -> None:
         if table.name not in _KEEP_IDS:
             session.execute(insert(table), rows)
             continue
-        [key] = table.primary_key.columns
-        ids = session.execute(insert(table).returning(key, sort_by_parameter_order=True), rows).scalars()
-        kept[table.name] = list(zip(ids, rows, strict=True))
+        [key], by = table.primary_key.columns, _KEEP_IDS[table.name]
+        ids = {tag: id_ for tag, id_ in session.execute(insert(table).returning(table.c[by], key), rows)}
+        kept[table.name] = [(ids[row[by]], row) for row in rows]
 
 
 @event.listens_for(Session, "after_rollback")

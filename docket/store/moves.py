@@ -434,18 +434,38 @@ def move_delivery_state(
     ctx: MoveContext,
     move_id: str,
 ) -> None:
-    source = delivery.state
-    dest = DELIVERY.dest(source, trigger)
+    move_delivery_states(session, order, delivery, [trigger], ctx, move_id)
+
+
+def move_delivery_states(
+    session: Session,
+    order: Order,
+    delivery: Delivery,
+    triggers: list[str],
+    ctx: MoveContext,
+    move_id: str,
+) -> None:
+    """Moves of one delivery in a row (paid, then allocated): one compare-and-set from where it
+    stands to where they end (no other transaction can see the states between), then each
+    move's stock, audit row and mail, in order."""
+    steps, source = [], delivery.state
+    for trigger in triggers:
+        steps.append((trigger, source, DELIVERY.dest(source, trigger)))
+        source = steps[-1][2]
+    if not steps:
+        return
+    source, dest = steps[0][1], steps[-1][2]
     changed = session.execute(
         _DELIVERY_STATE,
         {"id": delivery.order_id, "no": delivery.delivery_no, "source": source, "dest": dest},
     )
     if changed.rowcount != 1:  # type: ignore[attr-defined]
         raise StaleState(f"delivery {delivery.order_id}/{delivery.delivery_no} is no longer {source.value}")
-    set_committed_value(delivery, "state", dest)
-    _move_stock(session, delivery, trigger, ctx)
-    audit(session, order, f"delivery {delivery.delivery_no}", trigger, source, dest, ctx)
-    outbox.write(session, move_id, order, delivery, "delivery", trigger, ctx)
+    for trigger, before, after in steps:
+        set_committed_value(delivery, "state", after)
+        _move_stock(session, delivery, trigger, ctx)
+        audit(session, order, f"delivery {delivery.delivery_no}", trigger, before, after, ctx)
+        outbox.write(session, move_id, order, delivery, "delivery", trigger, ctx)
 
 
 def _move_stock(session: Session, delivery: Delivery, trigger: str, ctx: MoveContext) -> None:
@@ -515,8 +535,7 @@ def advance(session: Session, order: Order, ctx: MoveContext, move_id: str) -> N
             released=delivery.release_at is None or queries.as_utc(delivery.release_at) <= ctx.at,
             fully_reserved=all(line.reserved + line.allocated == line.quantity for line in lines),
         )
-        for trigger in triggers:
-            move_delivery_state(session, order, delivery, trigger, ctx, move_id)
+        move_delivery_states(session, order, delivery, triggers, ctx, move_id)
     settle_progress(session, order, ctx, move_id)
 
 

@@ -32,7 +32,7 @@ from docket.store.tables import (
 
 # --- written by moves ---------------------------------------------------------------------------
 
-keep_ids(OutboxRow)  # the move's activity sends what it wrote without reading it back
+keep_ids(OutboxRow, by="key")  # the move's activity sends what it wrote without reading it back
 
 OUTBOX: Table = OutboxRow.__table__  # type: ignore[assignment]  # Core statements on the hot path
 
@@ -44,6 +44,7 @@ _OPERATOR = select(_OPERATORS.email, _OPERATORS.roles).where(_OPERATORS.operator
 _WAREHOUSE = select(_WAREHOUSES.name, _WAREHOUSES.fulfilment_emails).where(
     _WAREHOUSES.warehouse_id == bindparam("id")
 )
+_NAMES = "docket-product-names"
 _PRODUCT_NAMES = select(_PRODUCTS.sku, _PRODUCTS.name).where(
     _PRODUCTS.sku.in_(bindparam("skus", expanding=True))
 )
@@ -106,6 +107,14 @@ def _addresses(session: Session, kind: Recipient, order: Order, delivery: Delive
     return list(warehouse.fulfilment_emails) if warehouse else []
 
 
+def _product_names(session: Session, skus: set[str]) -> dict[str, str]:
+    """Product names, each read once per transaction (a move may write the mail of several)."""
+    names: dict[str, str] = session.info.setdefault(_NAMES, {})
+    if missing := [sku for sku in skus if sku not in names]:
+        names.update((sku, name) for sku, name in session.execute(_PRODUCT_NAMES, {"skus": missing}))
+    return names
+
+
 def _data(
     session: Session, order: Order, delivery: Delivery | None, trigger: str, ctx: MoveContext
 ) -> dict[str, Any]:
@@ -118,8 +127,7 @@ def _data(
         for line in queries.order_lines(session, order.order_id)
         if delivery is None or line.delivery_no == delivery.delivery_no
     ]
-    skus = list({line.sku for line in told})
-    names = {sku: name for sku, name in session.execute(_PRODUCT_NAMES, {"skus": skus})}
+    names = _product_names(session, {line.sku for line in told})
     lines = []
     for line in told:
         lines.append(
