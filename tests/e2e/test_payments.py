@@ -23,7 +23,7 @@ from docket.adapters.payments import SandboxGateway, default_gateways, signed_he
 from docket.api.app import create_app
 from docket.models.errors import Refused
 from docket.models.lifecycles import OrderState
-from docket.models.messages import CancelOrderMove, Move, Moved, ReturnOrderMove
+from docket.models.messages import CancelOrderMove, Moved, ReturnOrderMove
 from docket.models.schemas import CancelOrder, RetryRefund, ReturnOrder
 from docket.rendering import Renderer
 from docket.sandbox import create_sandbox
@@ -276,19 +276,15 @@ async def test_a_cancel_retried_after_its_refund_went_through_reports_the_order_
     workflow closes instead of waiting for a refund that was made."""
     await payments.place("p-1", "tok_ok")
     assert (await _cancel(payments, "p-1")).state is OrderState.cancelled
-    moved = await _retry(
-        payments,
-        "cancel_order",
-        CancelOrderMove,
-        "cancel",
-        CancelOrder(order_id="p-1", operator_id="alice", reason="changed mind"),
-    )
+    moved = await _retry(payments, CancelOrder(order_id="p-1", operator_id="alice", reason="changed mind"))
     assert (moved.view.state, moved.refund_failed) == (OrderState.cancelled, False)
     assert await _books(payments, "p-1") == (Decimal("19.00"), Decimal("19.00")), "refunded once"
 
 
-async def _retry(payments: Payments, name: str, kind: type[Move], suffix: str, command: Any) -> Moved:
-    """Run an applied move's activity again, as the worker would after losing its answer."""
+async def _retry(payments: Payments, command: CancelOrder | ReturnOrder) -> Moved:
+    """Run the order's applied cancel or return activity again, as the worker would after losing
+    its answer."""
+    name, kind, suffix = RETRIED[type(command)]
     move_id, at = await payments.shop.docket.read(
         lambda s: s.execute(
             select(AppliedMove.move_id, AppliedMove.applied_at).where(
@@ -301,6 +297,12 @@ async def _retry(payments: Payments, name: str, kind: type[Move], suffix: str, c
     activities = OrderActivities(shop.sessions, mailer, default_gateways(str(payments.sandbox.base_url)))
     move = kind(move_id=move_id, at=at, deliver_mail=True, command=command)
     return await asyncio.to_thread(getattr(activities, name), move)
+
+
+RETRIED: dict[type, tuple[str, type[CancelOrderMove | ReturnOrderMove], str]] = {
+    CancelOrder: ("cancel_order", CancelOrderMove, "cancel"),
+    ReturnOrder: ("return_order", ReturnOrderMove, "return"),
+}
 
 
 async def _cancel(payments: Payments, order_id: str) -> Any:
@@ -382,13 +384,7 @@ async def test_a_refused_refund_waits_is_reported_and_is_asked_again(payments: P
     }
 
     # retried (the worker lost the answer): still refused, so the workflow's retry timer still runs
-    moved = await _retry(
-        payments,
-        "return_order",
-        ReturnOrderMove,
-        "return",
-        ReturnOrder(order_id="p-1", operator_id="conny", note="wrong size"),
-    )
+    moved = await _retry(payments, ReturnOrder(order_id="p-1", operator_id="conny", note="wrong size"))
     assert (moved.view.state, moved.refund_failed) == (OrderState.returned_waiting_payment, True)
 
     again = await payments.shop.docket.retry_refund(alice, RetryRefund(order_id="p-1", operator_id="alice"))
