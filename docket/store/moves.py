@@ -445,16 +445,16 @@ def move_delivery_states(
     ctx: MoveContext,
     move_id: str,
 ) -> None:
-    """Moves of one delivery in a row (paid, then allocated): one compare-and-set from where it
-    stands to where they end (no other transaction can see the states between), then each
-    move's stock, audit row and mail, in order."""
-    steps, source = [], delivery.state
+    """Moves of one delivery in a row (`await_allocation`, then `allocate`): one compare-and-set
+    from where it stands to where they end (no other transaction can see the states between),
+    then each move's stock, audit row and mail, in order."""
+    steps, state = [], delivery.state
     for trigger in triggers:
-        steps.append((trigger, source, DELIVERY.dest(source, trigger)))
-        source = steps[-1][2]
+        steps.append((trigger, state, DELIVERY.dest(state, trigger)))
+        state = steps[-1][2]
     if not steps:
         return
-    source, dest = steps[0][1], steps[-1][2]
+    source, dest = delivery.state, state
     changed = session.execute(
         _DELIVERY_STATE,
         {"id": delivery.order_id, "no": delivery.delivery_no, "source": source, "dest": dest},
