@@ -37,7 +37,7 @@ from docket.adapters.mail import MaildirTransport
 from docket.adapters.payments import default_gateways
 from docket.models.lifecycles import OrderState
 from docket.models.messages import ChargeMove, PaymentCallbackMove, PlaceOrderMove
-from docket.models.payments import CallbackFact
+from docket.models.payments import CallbackFact, Result
 from docket.models.schemas import PaymentFlow
 from docket.rendering import Renderer
 from docket.sandbox import create_sandbox
@@ -89,7 +89,7 @@ def save(folder: Path, orders: int) -> None:
             operation=txn.operation,
             amount=txn.amount,
             currency=txn.currency,
-            result="ok",  # type: ignore[arg-type]
+            result=Result.ok,
             reference=txn.reference,
             idempotency_key=txn.key,
         )

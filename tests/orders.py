@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+import json
+import time
 from decimal import Decimal
 from typing import TYPE_CHECKING
 
+from sqlalchemy import select
+
+from docket.adapters.payments import sign
 from docket.models.schemas import Address, ConfirmPayment, MoveDelivery, OrderLineIn, PlaceOrder
 from docket.store import queries
+from docket.store.tables import PaymentTransaction
+from tests.catalogue import ALPHA_SECRET
 
 if TYPE_CHECKING:
+    from docket.callbacks import Answered, Callbacks
     from tests.conftest import Shop
 
 ADDRESS = Address(name="Ada Buyer", line1="1 Main St", city="Berlin", postcode="10115", country="DE")
@@ -44,3 +52,27 @@ async def move(shop: Shop, order_id: str, no: int, *triggers: str, operator: str
 
 async def view_of(shop: Shop, order_id: str):  # type: ignore[no-untyped-def]
     return await shop.docket.read(lambda s: queries.order_view(s, order_id))
+
+
+async def held_payment_went_through(shop: Shop, order_id: str, event_id: str) -> dict[str, object]:
+    """The sandbox gateway's callback saying the order's payment, held for review, went through."""
+    held = await shop.docket.read(
+        lambda s: s.scalars(select(PaymentTransaction).where(PaymentTransaction.order_id == order_id)).one()
+    )
+    return {
+        "event_id": event_id,
+        "shop_id": "alpha",
+        "order_id": order_id,
+        "operation": held.operation.value,
+        "amount": str(held.amount),
+        "currency": held.currency,
+        "result": "ok",
+        "reference": held.reference,
+        "idempotency_key": held.key,
+    }
+
+
+async def send_callback(callbacks: Callbacks, fact: dict[str, object]) -> Answered:
+    """`fact` as the sandbox gateway sends it to shop alpha: signed, from the loopback address."""
+    body, stamp = json.dumps(fact).encode(), int(time.time())
+    return await callbacks.receive("sandbox", body, str(stamp), sign(ALPHA_SECRET, stamp, body), "127.0.0.1")

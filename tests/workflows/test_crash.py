@@ -4,12 +4,10 @@ order still finishes, once. One asked to stop with SIGTERM exits cleanly."""
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import AsyncIterator
 from decimal import Decimal
 
@@ -18,17 +16,16 @@ from sqlalchemy import Engine, func, select
 from temporalio.testing import WorkflowEnvironment
 
 from docket.adapters.mail import SmtpTransport
-from docket.adapters.payments import default_gateways, sign
+from docket.adapters.payments import default_gateways
 from docket.callbacks import Callbacks
 from docket.models.lifecycles import DeliveryState as D
 from docket.models.lifecycles import OrderState
 from docket.models.schemas import ConfirmPayment, OrderView, StockMoveKind
 from docket.sandbox import Books, create_sandbox
 from docket.store import queries
-from docket.store.tables import Order, OutboxRow, PaymentTransaction, StockMovement
-from tests.catalogue import ALPHA_SECRET
+from docket.store.tables import Order, OutboxRow, StockMovement
 from tests.conftest import Shop, eventually, process_env, running_docket
-from tests.orders import place
+from tests.orders import held_payment_went_through, place, send_callback
 from tests.servers import listening, served
 from tests.smtp import SmtpServer
 
@@ -198,10 +195,12 @@ async def test_killing_the_worker_while_callbacks_are_applied_settles_each_order
             for order_id in orders:
                 cmd = place(order_id, ("WIDGET", 1), payment_flow="prepayment", payment_token="tok_review_ok")
                 assert (await shop.docket.place_order(alice, cmd)).state is OrderState.waiting_payment
-            facts = [await _success_of(shop, order_id) for order_id in orders]
+            facts = [
+                await held_payment_went_through(shop, order_id, f"evt-{order_id}") for order_id in orders
+            ]
             smtp.inbox.delay = 0.1  # each callback's move sends its mails: slow enough to be caught
             callbacks = Callbacks(shop.docket, gateways)
-            sending = asyncio.gather(*(_send(callbacks, fact) for fact in facts))
+            sending = asyncio.gather(*(send_callback(callbacks, fact) for fact in facts))
 
             async def some_paid() -> bool:
                 return await _orders_in(shop, OrderState.in_progress) >= 3
@@ -211,12 +210,12 @@ async def test_killing_the_worker_while_callbacks_are_applied_settles_each_order
             os.kill(worker.pid, signal.SIGKILL)
             worker.wait()
             worker = start_worker(shop, sqlite_engine, {"DOCKET_SANDBOX_URL": sandbox_url})
-            statuses = await asyncio.wait_for(sending, timeout=180)
+            answers = await asyncio.wait_for(sending, timeout=180)
         finally:
             worker.terminate()
             worker.wait(timeout=20)
 
-    assert statuses == [200] * len(orders)
+    assert [answer.status for answer in answers] == [200] * len(orders)
     for order_id in orders:
         record = await shop.docket.order_record(alice, order_id)
         assert record.order.state is OrderState.in_progress
@@ -233,32 +232,6 @@ async def test_killing_the_worker_while_callbacks_are_applied_settles_each_order
     assert await Callbacks(shop.docket, gateways).inbox(alice) == [], "every callback marked processed"
     report = await shop.docket.verify_stock(alice)
     assert report.ok, report.problems
-
-
-async def _success_of(shop: Shop, order_id: str) -> dict[str, str]:
-    """The gateway's callback that its review let the held payment through."""
-    held = await shop.docket.read(
-        lambda s: s.scalars(select(PaymentTransaction).where(PaymentTransaction.order_id == order_id)).one()
-    )
-    return {
-        "event_id": f"evt-{order_id}",
-        "shop_id": "alpha",
-        "order_id": order_id,
-        "operation": "authorize_capture",
-        "amount": str(held.amount),
-        "currency": "EUR",
-        "result": "ok",
-        "reference": held.reference or "",
-        "idempotency_key": held.key,
-    }
-
-
-async def _send(callbacks: Callbacks, fact: dict[str, str]) -> int:
-    body, stamp = json.dumps(fact).encode(), int(time.time())
-    answered = await callbacks.receive(
-        "sandbox", body, str(stamp), sign(ALPHA_SECRET, stamp, body), "127.0.0.1"
-    )
-    return answered.status
 
 
 async def _orders_in(shop: Shop, state: OrderState) -> int:

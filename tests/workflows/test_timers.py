@@ -3,26 +3,23 @@
 from __future__ import annotations
 
 import datetime as dt
-import json
-import time
 from collections.abc import AsyncIterator
 from decimal import Decimal
 from zoneinfo import ZoneInfo
 
 import pytest
-from sqlalchemy import Engine, select, update
+from sqlalchemy import Engine, update
 from temporalio.testing import WorkflowEnvironment
 
-from docket.adapters.payments import default_gateways, sign
+from docket.adapters.payments import default_gateways
 from docket.callbacks import Callbacks
 from docket.models.lifecycles import DeliveryState as D
 from docket.models.lifecycles import OrderState
 from docket.models.schemas import CancelOrder, ConfirmPayment
 from docket.sandbox import create_sandbox
-from docket.store.tables import PaymentTransaction, Product
-from tests.catalogue import ALPHA_SECRET
+from docket.store.tables import Product
 from tests.conftest import Shop, running_docket
-from tests.orders import place
+from tests.orders import held_payment_went_through, place, send_callback
 from tests.servers import listening, served
 from tests.workflows.test_order_lifecycle import view_of
 
@@ -118,25 +115,8 @@ async def test_a_payment_still_processing_at_the_deadline_cancels_the_order_and_
         assert level.reserved == 0
 
         # the fraud review ends in the payment's favour after all: the money goes back
-        [held] = record.payments
-        fact = {
-            "event_id": "evt-late",
-            "shop_id": "alpha",
-            "order_id": "o-1",
-            "operation": "authorize_capture",
-            "amount": str(held.amount),
-            "currency": "EUR",
-            "result": "ok",
-            "reference": held.reference,
-            "idempotency_key": await shop.docket.read(
-                lambda s: s.scalar(select(PaymentTransaction.key).where(PaymentTransaction.order_id == "o-1"))
-            ),
-        }
-        body = json.dumps(fact).encode()
-        stamp = int(time.time())
-        answered = await Callbacks(shop.docket, gateways).receive(
-            "sandbox", body, str(stamp), sign(ALPHA_SECRET, stamp, body), "127.0.0.1"
-        )
+        fact = await held_payment_went_through(shop, "o-1", "evt-late")
+        answered = await send_callback(Callbacks(shop.docket, gateways), fact)
         assert answered.status == 200
         record = await shop.docket.order_record(alice, "o-1")
         assert record.order.state is OrderState.cancelled
