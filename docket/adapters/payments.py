@@ -14,11 +14,12 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-from typing import Protocol
+from typing import Any, Protocol
 
 import httpx
 from pydantic import ValidationError
 
+from docket.models.inputs import NUL, problems
 from docket.models.payments import Answer, CallbackFact, Charge, Operation, Result
 
 SIGNATURE = "X-Signature"
@@ -93,24 +94,32 @@ def verify(secret: str, timestamp: str | None, signature: str | None, body: byte
 
 def parse_fact(body: bytes) -> CallbackFact:
     try:
-        return CallbackFact.model_validate(json.loads(body))
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise BadCallback(400, "the body is not JSON") from None
+        return CallbackFact.model_validate(_json(body))
     except ValidationError as error:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in error.errors())
-        raise BadCallback(422, f"not a payment callback: {problems}") from None
+        raise BadCallback(422, f"not a payment callback: {problems(error.errors())}") from None
 
 
 def shop_of(body: bytes) -> str:
     """The shop a callback claims to be for, read before its signature is checked (to find the
     secret); nothing else is believed until then."""
-    try:
-        shop = json.loads(body).get("shop_id")
-    except (json.JSONDecodeError, UnicodeDecodeError, AttributeError):
-        raise BadCallback(400, "the body is not a JSON object") from None
+    found = _json(body)
+    if not isinstance(found, dict):
+        raise BadCallback(400, "the body is not a JSON object")
+    shop = found.get("shop_id")
     if not isinstance(shop, str) or not shop:
         raise BadCallback(422, "shop_id is missing")
+    if NUL in shop:
+        raise BadCallback(422, "shop_id may not contain the NUL character (\\u0000)")
     return shop
+
+
+def _json(body: bytes) -> Any:
+    """JSON between systems is UTF-8 (RFC 8259). `json.loads` would also take UTF-16 and UTF-32
+    bytes, whose text no store keeps as it came."""
+    try:
+        return json.loads(body.decode("utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise BadCallback(400, "the body is not UTF-8 JSON") from None
 
 
 # --- gateways -----------------------------------------------------------------------------------

@@ -192,6 +192,15 @@ async def test_bad_callbacks_get_their_own_status_and_change_nothing(payments: P
     unsigned = await payments.api.post("/payments/sandbox/callback", content=good)
     assert unsigned.status_code == 401
     assert (await post(b"{not json")).status_code == 400
+    # JSON between systems is UTF-8 (RFC 8259): a body in UTF-16, whose NULs no store keeps, or in
+    # Latin-1 is refused as sent (400), not failed on storing (503, which asks for it again)
+    utf16 = json.dumps(fact).encode("utf-16-le")
+    latin1 = json.dumps({**fact, "event_id": "évt"}, ensure_ascii=False).encode("latin-1")
+    for encoded in (utf16, latin1):
+        refused = await post(encoded)
+        assert (refused.status_code, refused.json()["message"]) == (400, "the body is not UTF-8 JSON")
+    nul_shop = await post(json.dumps({**fact, "shop_id": "al\u0000pha"}).encode())
+    assert nul_shop.status_code == 422 and "NUL" in nul_shop.json()["message"]
     assert (await post(json.dumps({**fact, "amount": "lots"}).encode())).status_code == 422
     too_long = await post(json.dumps({**fact, "event_id": "e" * 201}).encode())  # not a 503 "send it again"
     assert (
