@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import email
+import email.policy
 from dataclasses import replace
-from email.message import Message
-from email.policy import compat32
+from email.header import decode_header, make_header
+from email.message import EmailMessage
+from email.utils import parseaddr
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from docket.activities.mail import deliver
-from docket.adapters.mail import MaildirTransport
+from docket.adapters.mail import Mail, MaildirTransport
 from docket.models.lifecycles import DELIVERY, ORDER
 from docket.models.notifications import MAIL_FAILED, NOTIFY, PAYMENT_FACTS, every_template, template_name
 from docket.rendering import Renderer, RenderError, message_id, money
@@ -156,16 +159,29 @@ def letter(outbox_id: int = 1, recipient: str = "ada@example.test") -> Letter:
     )
 
 
-def compose(item: Letter) -> Message:
+def compose(item: Letter) -> Mail:
     renderer = Renderer("docket@shop.test")
     return renderer.compose(item, renderer.render("alpha", item.kind, item.template_key, item.data))
 
 
+def read(data: bytes) -> EmailMessage:
+    """As a mail client reads it: encoded words decoded, each part's text decoded."""
+    return email.message_from_bytes(data, policy=email.policy.default)  # type: ignore[return-value]
+
+
+def sender(data: bytes) -> tuple[str, str]:
+    """The From header's name and address. Read with RFC 2047's rule that the space between two
+    encoded words is not text: the email package's address parser keeps it."""
+    raw = email.message_from_bytes(data)["From"]
+    return parseaddr(str(make_header(decode_header(raw))))
+
+
 def test_the_message_id_comes_from_the_row_so_a_resent_mail_is_the_same_mail() -> None:
     first, again = compose(letter()), compose(letter())
-    assert first["Message-ID"] == again["Message-ID"] == message_id(letter().key, "shop.test")
-    assert first["Date"] == again["Date"]
-    assert first["X-Docket-Template"] == "customer/order_received"
+    assert first.message_id == again.message_id == message_id(letter().key, "shop.test")
+    assert first.data == again.data  # the Date too comes from the row
+    assert read(first.data)["Message-ID"] == first.message_id
+    assert read(first.data)["X-Docket-Template"] == "customer/order_received"
 
 
 def test_the_maildir_keeps_one_file_per_mail_however_often_it_is_sent(tmp_path: Path) -> None:
@@ -180,16 +196,39 @@ def test_the_maildir_keeps_one_file_per_mail_however_often_it_is_sent(tmp_path: 
 
 @pytest.mark.parametrize("kind,key", sorted((k.value, t) for k, t in every_template()))
 @pytest.mark.parametrize("shop_name", ["Alpha & Sons", "Bäckerei Müller \u2013 Fürth " * 4])
-def test_the_maildir_file_is_what_the_email_package_writes_and_the_same_on_every_send(
+def test_every_mail_reads_back_as_rendered_in_well_formed_mime(
     tmp_path: Path, kind: str, key: str, shop_name: str
 ) -> None:
-    item = Letter(1, f"m1|-|{kind}|x@y.test|{key}", "o-1", "alpha", kind, "x@y.test", None, key, sample())
+    item = Letter(
+        1, f"m1|-|{kind}|x@y.test|{key}", "o-1", "alpha", kind, "x@y.test", "cc@y.test", key, sample()
+    )
     item = replace(item, data={**item.data, "shop_name": shop_name})  # non-ASCII and folded headers
+    renderer = Renderer("docket@shop.test")
+    rendered = renderer.render("alpha", kind, key, item.data)
     transport = MaildirTransport(tmp_path / "mail")
-    [sent] = asyncio.run(transport.send([(1, compose(item))]))
+    [sent] = asyncio.run(transport.send([(1, renderer.compose(item, rendered))]))
     assert sent.ok
     [file] = (tmp_path / "mail" / "new").iterdir()
-    assert file.read_bytes() == compose(item).as_bytes(policy=compat32)
+    data = file.read_bytes()
+    mail = read(data)
+    assert (mail["Subject"], sender(data)) == (rendered.subject, (shop_name.strip(), "docket@shop.test"))
+    assert (mail["To"], mail["Cc"]) == ("x@y.test", "cc@y.test")
+    assert (mail["X-Docket-Order"], mail["X-Docket-Outbox"], mail["MIME-Version"]) == ("o-1", "1", "1.0")
+    assert mail.get_content_type() == "multipart/alternative"
+    text, html = mail.iter_parts()
+    assert (text.get_content_type(), text.get_content()) == ("text/plain", rendered.text + "\n")
+    assert (html.get_content_type(), html.get_content()) == ("text/html", rendered.html + "\n")
+    names = [name.lower() for name, _ in mail.items()]
+    assert len(names) == len(set(names)), f"a header given twice: {names}"
+    assert not [part.defects for part in mail.walk() if part.defects]
+    assert data.isascii() and max(len(line) for line in data.splitlines()) <= 78
+
+
+def test_a_line_break_in_a_shops_name_adds_no_header_of_its_own() -> None:
+    item = replace(letter(), data={**sample(), "shop_name": "Evil\nBcc: victim@y.test"})
+    data = compose(item).data
+    assert sender(data) == ("Evil Bcc: victim@y.test", "docket@shop.test")
+    assert read(data)["Bcc"] is None
 
 
 def test_an_invalid_address_fails_for_good_without_being_sent(tmp_path: Path) -> None:
