@@ -272,7 +272,7 @@ class OrderActivities:
         else is retried."""
         try:
             with serialised_writes(self.sessions), self.sessions.begin() as session:
-                prior = session.execute(_APPLIED, {"move_id": move_id}).scalar()
+                prior = session.connection().execute(_APPLIED, {"move_id": move_id}).scalar()
                 if prior is not None:
                     return result_type.model_validate(prior), None
                 with session.no_autoflush:  # inserts go out together at commit

@@ -35,12 +35,15 @@ def append(session: Session, model: type[DeclarativeBase], **values: Any) -> Non
 def _write_appends(session: Session) -> None:
     pending: dict[Table, list[dict[str, Any]]] = session.info.pop(_KEY, {})
     kept = session.info[WRITTEN] = {}
+    if not pending:
+        return
+    connection = session.connection()  # Core: the session's bookkeeping is not needed here
     for table, rows in pending.items():
         if table.name not in _KEEP_IDS:
-            session.execute(insert(table), rows)
+            connection.execute(insert(table), rows)
             continue
         [key], by = table.primary_key.columns, _KEEP_IDS[table.name]
-        ids = {tag: id_ for tag, id_ in session.execute(insert(table).returning(table.c[by], key), rows)}
+        ids = {tag: id_ for tag, id_ in connection.execute(insert(table).returning(table.c[by], key), rows)}
         kept[table.name] = [(ids[row[by]], row) for row in rows]
 
 

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import datetime as dt
 from decimal import Decimal
+from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import Update, bindparam, select, update
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
@@ -418,12 +419,19 @@ def _refundable(session: Session, order: Order) -> Decimal:
 def move_order(session: Session, order: Order, trigger: str, ctx: MoveContext, move_id: str) -> None:
     source = order.state
     dest = ORDER.dest(source, trigger)
-    changed = session.execute(_ORDER_STATE, {"id": order.order_id, "source": source, "dest": dest})
-    if changed.rowcount != 1:  # type: ignore[attr-defined]
+    if not _compare_and_set(session, _ORDER_STATE, {"id": order.order_id, "source": source, "dest": dest}):
         raise StaleState(f"order {order.order_id} is no longer {source.value}")
     set_committed_value(order, "state", dest)  # written above; not dirty again
     audit(session, order, "order", trigger, source, dest, ctx)
     outbox.write(session, move_id, order, None, "order", trigger, ctx)
+
+
+def _compare_and_set(session: Session, statement: Update, params: dict[str, Any]) -> bool:
+    """One row from the state it was read in to the next, or no row if another transaction moved
+    it first. Sent on the session's connection, as Core: the ORM's bulk-update path cost as much
+    again. What the session holds unwritten (a row added in this move) goes out first."""
+    session.flush()
+    return session.connection().execute(statement, params).rowcount == 1
 
 
 def move_delivery_state(
@@ -455,11 +463,8 @@ def move_delivery_states(
     if not steps:
         return
     source, dest = delivery.state, state
-    changed = session.execute(
-        _DELIVERY_STATE,
-        {"id": delivery.order_id, "no": delivery.delivery_no, "source": source, "dest": dest},
-    )
-    if changed.rowcount != 1:  # type: ignore[attr-defined]
+    params = {"id": delivery.order_id, "no": delivery.delivery_no, "source": source, "dest": dest}
+    if not _compare_and_set(session, _DELIVERY_STATE, params):
         raise StaleState(f"delivery {delivery.order_id}/{delivery.delivery_no} is no longer {source.value}")
     for trigger, before, after in steps:
         set_committed_value(delivery, "state", after)

@@ -111,7 +111,8 @@ def _product_names(session: Session, skus: set[str]) -> dict[str, str]:
     """Product names, each read once per transaction (a move may write the mail of several)."""
     names: dict[str, str] = session.info.setdefault(_NAMES, {})
     if missing := [sku for sku in skus if sku not in names]:
-        names.update((sku, name) for sku, name in session.execute(_PRODUCT_NAMES, {"skus": missing}))
+        found = session.connection().execute(_PRODUCT_NAMES, {"skus": missing})  # no move changes them
+        names.update((sku, name) for sku, name in found)
     return names
 
 

@@ -49,11 +49,12 @@ def row(session: Session, model: type[M], key: Any) -> M | None:
 
 def first(session: Session, statement: Executable, **params: Any) -> Row[Any] | None:
     """The first row of `statement` (built once, its columns named) as plain values, read once per
-    transaction: a plain select costs a quarter of what `session.get` does."""
+    transaction: a plain select costs a quarter of what `session.get` does. For rows no move
+    changes (operators, warehouses): read as Core, on the session's connection, without a flush."""
     rows: dict[Any, Any] = session.info.setdefault(_ROWS, {})
     key = (id(statement), *sorted(params.items()))
     if key not in rows:
-        rows[key] = session.execute(statement, params).first()
+        rows[key] = session.connection().execute(statement, params).first()
     return rows[key]  # type: ignore[no-any-return]
 
 
