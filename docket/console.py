@@ -71,7 +71,9 @@ def state(value: str) -> Text:
     return Text(value, style=STATE_STYLE.get(value, "white"))
 
 
-def order_summary(view: OrderView) -> Table:
+def order_summary(view: OrderView) -> Group:
+    """The deliveries' table, then one line for the order: shop, customer, total, state (and why
+    it was rejected), as wide as the terminal; a table's caption would fold at the table's width."""
     table = _table(f"order {view.order_id}", "delivery", "group", "warehouse", "state", "lines")
     for d in view.deliveries:
         lines = ", ".join(
@@ -80,12 +82,11 @@ def order_summary(view: OrderView) -> Table:
             for line in d.lines
         )
         table.add_row(str(d.delivery_no), d.group.value, d.warehouse_id or "-", state(d.state.value), lines)
-    caption = f"{view.shop_id} · customer {view.customer_id} · {view.total} {view.currency} · "
-    table.caption = Text(caption) + state(view.state.value)
-    table.caption_justify = "left"
+    line = Text(f"{view.shop_id} · customer {view.customer_id} · {view.total} {view.currency} · ")
+    line.append_text(state(view.state.value))
     if view.rejection:
-        table.caption += Text(f" · {view.rejection}", style="red")
-    return table
+        line.append(f" · {view.rejection}", style="red")
+    return Group(table, line)
 
 
 def order_record(record: OrderRecord) -> Group:

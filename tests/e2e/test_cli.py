@@ -53,6 +53,7 @@ async def test_an_operator_places_confirms_and_reads_an_order_from_the_command_l
     )
     assert code == 0, err
     assert "waiting_confirmation" in out and "D3" in out
+    assert "alpha · customer c1 · 54.80 EUR · waiting_confirmation" in out
 
     code, out, err = await docket(shop, sqlite_engine, "order", "confirm", "cli-1", "--as", "conny")
     assert code == 0, err
@@ -66,6 +67,11 @@ async def test_an_operator_places_confirms_and_reads_an_order_from_the_command_l
     for args in (("order", "show", "cli-1"), ("order", "list")):  # a narrow terminal cuts nothing short
         code, out, _ = await run_cli(narrow, *args)
         assert code == 0 and "…" not in out and "cli-1" in out
+    too_many = ("--shop", "alpha", "--customer", "c1", "--line", "WIDGET:900:1.00", "--ship-to", ADA)
+    code, _, err = await run_cli(narrow, "order", "place", "--order-id", "cli-refused", *too_many)
+    assert code == 5 and "WIDGET: 900 ordered, 8 available" in err
+    code, out, _ = await run_cli(narrow, "order", "show", "cli-refused")  # the order's line: terminal-wide
+    assert code == 0 and "alpha · customer c1 · 900.00 EUR · rejected · WIDGET: 900 ordered, 8" in out
 
     code, out, _ = await docket(
         shop, sqlite_engine, "stock", "receive", "north", "GADGET", "1", "--ref", "dn-1"
