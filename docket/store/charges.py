@@ -296,7 +296,12 @@ def pending_refunds(session: Session, order_id: str) -> list[tuple[int, str, Cha
 def refund_outcome(session: Session, order_id: str) -> tuple[OrderView, bool]:
     """The order as it is now, and whether the last refund or void asked for it failed: what a
     retried move reports when an earlier try of it asked the gateway already."""
-    last = session.scalar(
+    return queries.order_view(session, order_id), _last_refund(session, order_id) is Result.failed
+
+
+def _last_refund(session: Session, order_id: str) -> Result | None:
+    """How the gateway answered the order's last refund or void, if one was asked for."""
+    return session.scalar(
         select(PaymentTransaction.result)
         .where(
             PaymentTransaction.order_id == order_id,
@@ -305,7 +310,6 @@ def refund_outcome(session: Session, order_id: str) -> tuple[OrderView, bool]:
         .order_by(PaymentTransaction.transaction_id.desc())
         .limit(1)
     )
-    return queries.order_view(session, order_id), last is Result.failed
 
 
 def settle_refund(
@@ -323,7 +327,7 @@ def settle_refund(
     txn.result, txn.settled = answer.result, answer.result is Result.ok
     txn.reference = answer.reference or txn.reference
     if answer.message:
-        txn.note = f"{txn.note or ''} gateway: {answer.message}".strip()
+        txn.note = "; ".join(filter(None, (txn.note, f"gateway: {answer.message}")))  # the clerk's, then its
     session.flush()
     ctx = MoveContext(at=at, operator_id=txn.operator_id, note=answer.message)  # who asked for it
     if txn.operation is Operation.reverse_authorization:  # an authorization released: no money moved
@@ -381,5 +385,10 @@ def retry_refund(
         raise Refused(f"order {order.order_id} is {order.state.value}: no refund is waiting to be made")
     if pending_refunds(session, order_id):
         return queries.order_view(session, order_id)  # one is on its way already
+    if _last_refund(session, order_id) is Result.manual_required:  # asking again would only say so again
+        raise Refused(
+            f"order {order.order_id} waits for a refund made by hand (its money was paid offline): "
+            "no gateway can be asked; record the refund once it is made"
+        )
     refund_owed(session, order, MoveContext(at=at, operator_id=operator_id, note="refund retried"), move_id)
     return queries.order_view(session, order_id)

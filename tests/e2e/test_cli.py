@@ -7,6 +7,7 @@ import os
 import re
 from pathlib import Path
 
+import pytest
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, update
 from sqlalchemy.orm import Session
@@ -78,6 +79,52 @@ async def test_an_operator_places_confirms_and_reads_an_order_from_the_command_l
     )
     assert code == 0 and "woke order cli-1 delivery 2" in out
 
+    code, out, _ = await docket(shop, sqlite_engine, "stock", "verify")
+    assert code == 0 and "ledger OK" in out
+
+
+@pytest.mark.parametrize("shop", [{"return_days": 30}], indirect=True)
+async def test_an_order_is_shipped_returned_and_shelved_and_another_cancelled_and_refunded_by_hand(
+    shop: Shop, sqlite_engine: Engine
+) -> None:
+    async def cli(*args: str, operator: str = "alice") -> str:
+        code, out, err = await docket(shop, sqlite_engine, *args, operator=operator)
+        assert code == 0, err
+        return out
+
+    one = ("--shop", "alpha", "--customer", "c1", "--line", "WIDGET:1:19.90", "--ship-to", ADA)
+    await cli("order", "place", "--order-id", "cli-r", *one)
+    await cli("order", "confirm", "cli-r", operator="conny")
+    for step, state in (
+        ("pack", "packing"),
+        ("ready", "ready"),
+        ("ship", "shipping"),
+        ("deliver", "shipped"),
+    ):
+        assert f"│ {state} " in await cli("order", step, "cli-r", "1")
+    assert "· completed" in await cli("order", "show", "cli-r")
+    returned = await cli("order", "return", "cli-r", "--note", "did not fit", operator="conny")
+    assert "· returned_waiting_payment" in returned  # the offline payment is owed back, by hand
+    shelved = await cli(
+        "stock", "return", "north", "WIDGET", "1", "--ref", "rma-1", "--order", "cli-r", "--note", "unopened"
+    )
+    assert "north/WIDGET: on hand 10, reserved 0" in shelved  # the one sold is back on the shelf
+    shown = await cli("order", "show", "cli-r")
+    assert "return_goods: shipped → returned" in shown and "returned_waiting_payment" in shown
+    assert (
+        "did not fit; gateway: refund by hand, then record it" in shown
+    )  # the clerk's note, then the gateway's
+    assert re.search(r"return +│ +\+1 +│ +\+0 +│ -  +│ unopened", shown)  # the shelving, with its note
+
+    await cli("order", "place", "--order-id", "cli-c", *one)
+    await cli("order", "confirm", "cli-c", operator="conny")
+    cancelled = await cli("order", "cancel", "cli-c", "--reason", "customer changed her mind")
+    assert "· cancelled_waiting_payment" in cancelled  # the transfer is owed back, by hand
+    code, _, err = await docket(shop, sqlite_engine, "order", "refund-retry", "cli-c")
+    assert code == 5 and "waits for a refund made by hand" in err and "record the refund" in err, err
+    assert "refund retried" not in await cli("order", "show", "cli-c")  # nothing asked, nothing written
+    refunded = await cli("order", "refund", "cli-c", "--note", "sent back by transfer", operator="conny")
+    assert "· cancelled" in refunded and "waiting_payment" not in refunded
     code, out, _ = await docket(shop, sqlite_engine, "stock", "verify")
     assert code == 0 and "ledger OK" in out
 
