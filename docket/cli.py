@@ -92,8 +92,9 @@ def main() -> None:
 def settings() -> Settings:
     try:
         return Settings()
-    except ValidationError as error:
-        fail(f"bad settings: {_validation_text(error)}", 2)
+    except ValidationError as error:  # named as they are set: DOCKET_WORKFLOW_CACHE, not workflow_cache
+        named = [{**e, "loc": (f"DOCKET_{'_'.join(map(str, e['loc'])).upper()}",)} for e in error.errors()]
+        fail(f"bad settings: {problems(named)}", 2)
         raise  # unreachable
 
 

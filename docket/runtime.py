@@ -132,6 +132,7 @@ class Running:
     transport: MailTransport
     gateways: dict[str, PaymentGateway]
     activity_threads: int = 8
+    workflow_cache: int = 1000
 
 
 @contextlib.asynccontextmanager
@@ -149,7 +150,14 @@ async def connected(settings: Settings, migrate: bool = False, lazy: bool = Fals
             client, make_session_factory(engine), settings.task_queue, settings.workflow_id_prefix, renderer
         )
         gateways = default_gateways(settings.sandbox_url)
-        yield Running(docket, engine, transport_from(settings), gateways, settings.activity_threads)
+        yield Running(
+            docket,
+            engine,
+            transport_from(settings),
+            gateways,
+            settings.activity_threads,
+            settings.workflow_cache,
+        )
     finally:
         engine.dispose()
 
@@ -164,6 +172,7 @@ async def run_worker(running: Running) -> None:
         renderer=docket.renderer,
         gateways=running.gateways,
         activity_threads=running.activity_threads,
+        max_cached_workflows=running.workflow_cache,
     )
     settle_heap()
     await worker.run()

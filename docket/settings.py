@@ -33,6 +33,9 @@ class Settings(BaseSettings):
     temporal_api_key: str | None = None
     task_queue: str = "docket-orders"
     activity_threads: int = Field(default=8, ge=1, le=256)
+    workflow_cache: int = Field(
+        default=1000, ge=1, le=100_000, description="workflows a worker keeps in memory (docs/operations.md)"
+    )
     workflow_id_prefix: str = Field(default="", pattern=r"^[A-Za-z0-9_.-]*$")
     api_host: str = "127.0.0.1"
     api_port: int = Field(default=8000, ge=1, le=65535)

@@ -361,6 +361,21 @@ async def test_a_database_that_cannot_be_reached_is_named_without_its_password()
         assert "Connection refused" in said and "s3cret" not in said and "Traceback" not in err
 
 
+async def test_a_bad_setting_is_named_as_it_is_set_with_what_is_allowed() -> None:
+    env = {
+        **os.environ,
+        "DOCKET_WORKFLOW_CACHE": "0",
+        "DOCKET_API_PORT": "eighty",
+        "DOCKET_OPERATOR": "hanna",
+    }
+    for args in (("order", "list"), ("worker",)):
+        code, _, err = await run_cli(env, *args)
+        said = " ".join(err.split())
+        assert code == 2, (args, err)
+        assert "bad settings: DOCKET_WORKFLOW_CACHE: Input should be greater than or equal to 1" in said
+        assert "DOCKET_API_PORT: Input should be a valid integer" in said
+
+
 def test_the_schema_revision_docket_needs_is_alembics_head() -> None:
     scripts = ScriptDirectory.from_config(alembic_config())
     assert [HEAD] == scripts.get_heads()
