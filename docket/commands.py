@@ -183,6 +183,8 @@ class Docket:
         with the first result. Another change under a reference already recorded is refused,
         naming the first (a typed-over delivery note number must not pass as counted)."""
         operator.require(Action.manage_stock)
+        if isinstance(cmd, ReceiveStock) and cmd.order_id:  # goods back from an order of their shop
+            await self._require_order(operator, Action.manage_stock, cmd.order_id)
 
         def check(session: Session) -> None:
             stock.check_item(session, cmd.warehouse_id, cmd.sku)

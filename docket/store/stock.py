@@ -117,10 +117,49 @@ def receive(
 ) -> tuple[StockLevel, list[WokenDelivery]]:
     """Goods arrive (or come back): on hand goes up, then the oldest waiting deliveries take them."""
     check_item(session, warehouse_id, sku)
+    if kind is StockMoveKind.return_:
+        _check_return(session, order_id or "", sku, quantity)
     stock = (lock_stock(session, [(warehouse_id, sku)]))[(warehouse_id, sku)]
     record(session, stock, kind, ctx, on_hand=quantity, order_id=order_id)
     woken = offer_to_waiting(session, stock, ctx)
     return level(stock), woken
+
+
+# Deliveries whose goods have left the warehouse: what may come back from them.
+SENT_OUT = (
+    DeliveryState.shipping,
+    DeliveryState.shipping_waiting_payment,
+    DeliveryState.shipped,
+    DeliveryState.returned,
+)
+
+
+def _check_return(session: Session, order_id: str, sku: str, quantity: int) -> None:
+    """Goods put back on the shelf from an order: at most what the order sent out of that SKU,
+    less what came back from it before (into any warehouse). The order's row is locked first, as
+    every move of an order does before its stock, so two returns from one order take turns."""
+    if session.get(Order, order_id, with_for_update=True) is None:
+        raise NotFound(f"unknown order {order_id}")
+    sent_out = (
+        select(func.sum(OrderLine.quantity))
+        .join(
+            Delivery,
+            (Delivery.order_id == OrderLine.order_id) & (Delivery.delivery_no == OrderLine.delivery_no),
+        )
+        .where(OrderLine.order_id == order_id, OrderLine.sku == sku, Delivery.state.in_(SENT_OUT))
+    )
+    came_back = select(func.sum(StockMovement.on_hand_delta)).where(
+        StockMovement.order_id == order_id,
+        StockMovement.sku == sku,
+        StockMovement.kind == StockMoveKind.return_,
+    )
+    sent: int = session.scalar(sent_out) or 0
+    back: int = session.scalar(came_back) or 0
+    if back + quantity > sent:
+        raise Refused(
+            f"order {order_id} sent out {sent} {sku}, {back} of them back on the shelf already: "
+            f"at most {sent - back} more can be returned from it"
+        )
 
 
 def adjust(

@@ -331,6 +331,26 @@ async def test_a_return_marks_deliveries_returned_and_restocking_is_its_own_move
     assert record.stock_movements[-1].kind == "return"
     assert record.stock_movements[-1].note == "both in mint condition"
 
+    # no more back from an order than it sent out, and only from an order that is there
+    third = back.model_copy(update={"reference": "rma-2", "quantity": 1})
+    with pytest.raises(
+        Refused, match="order o-1 sent out 2 WIDGET, 2 of them back on the shelf already: at most 0"
+    ):
+        await shop.docket.change_stock(alice, third)
+    await shop.docket.place_order(alice, place("o-2", ("WIDGET", 1)))  # reserved, never sent
+    with pytest.raises(Refused, match="order o-2 sent out 0 WIDGET"):
+        await shop.docket.change_stock(alice, third.model_copy(update={"order_id": "o-2"}))
+    with pytest.raises(NotFound, match="unknown order o-9"):
+        await shop.docket.change_stock(alice, third.model_copy(update={"order_id": "o-9"}))
+    bob = await shop.op("bob")  # beta's admin, at beta's warehouse: not alpha's order
+    with pytest.raises(Forbidden, match="operator bob does not work for shop alpha"):
+        await shop.docket.change_stock(
+            bob, third.model_copy(update={"warehouse_id": "south", "operator_id": "bob"})
+        )
+    [level] = await shop.docket.stock_levels(alice, "north", "WIDGET")
+    assert (level.on_hand, level.reserved) == (10, 1)  # nothing refused was counted
+    assert (await shop.docket.change_stock(alice, back)).duplicate  # the first return, repeated: one result
+
 
 async def test_every_move_is_audited_with_who_when_from_and_to(shop: Shop) -> None:
     await shop.docket.place_order(await shop.op("carol"), place("o-1", ("WIDGET", 1)))
