@@ -278,7 +278,7 @@ class OrderWorkflow:
         refusal = why_not_cancel(view.order_id, view.deliveries)
         if refusal:
             raise ApplicationError(refusal, type="Refused")
-        _check(lambda: ORDER.dest(view.state, "cancel"), "order")
+        _check(lambda: ORDER.dest(view.state, "cancel"), f"order {view.order_id}")
 
     @workflow.update
     async def return_goods(self, command: ReturnOrder) -> OrderView:
@@ -377,7 +377,7 @@ class OrderWorkflow:
                 f"this is order {self._view.order_id}, not {order_id}", type="InvalidInput"
             )
         if trigger is not None and self._settled():
-            _check(lambda: ORDER.dest(self._view.state, trigger), "order")  # type: ignore[union-attr]
+            _check(lambda: ORDER.dest(self._view.state, trigger), f"order {order_id}")  # type: ignore[union-attr]
         return self._view
 
     def _settled(self) -> bool:

@@ -278,7 +278,9 @@ async def test_illegal_moves_are_refused_with_the_reason_and_change_nothing(shop
         IllegalTransition, match="delivery 1 is allocated: cannot ship; allowed from here: pack"
     ):
         await move(shop, "o-1", 1, "ship")
-    with pytest.raises(IllegalTransition, match="order is in_progress: cannot confirm_payment"):
+    with pytest.raises(
+        IllegalTransition, match="order o-1 is in_progress: cannot confirm_payment; allowed from here: cancel"
+    ):
         await confirm(shop, "o-1")
     with pytest.raises(Forbidden, match="bob does not work for shop alpha"):
         await move(shop, "o-1", 1, "pack", operator="bob")
