@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import socket
 import threading
+import time
 from collections import Counter
 from email import message_from_bytes, policy
 from email.message import EmailMessage
@@ -63,10 +64,26 @@ class SmtpServer:
         self.inbox = Inbox()
         self.port = free_port()
         self._controller: Controller | None = None
+        self._started = False
 
     def start(self) -> None:
-        self._controller = Controller(self.inbox, hostname="127.0.0.1", port=self.port)
-        self._controller.start()
+        """Listen on `port`. Another process may bind a port between its being found free and
+        being bound here: a first start then takes another free port; a restart (the server back
+        after an outage) tries its own port again a moment later."""
+        for attempt in range(3):
+            controller = Controller(self.inbox, hostname="127.0.0.1", port=self.port)
+            try:
+                controller.start()
+            except OSError:
+                if attempt == 2:
+                    raise
+                if self._started:
+                    time.sleep(1)
+                else:
+                    self.port = free_port()
+                continue
+            self._controller, self._started = controller, True
+            return
 
     def stop(self) -> None:
         if self._controller is not None:
