@@ -61,7 +61,8 @@ async def receive(body: ReceiptBody, operator: CurrentOperator, docket: CurrentD
 async def return_to_stock(
     body: ReturnBody, operator: CurrentOperator, docket: CurrentDocket
 ) -> StockReceived:
-    """Returned goods go back on the shelf, with a note."""
+    """Returned goods go back on the shelf, with a note: at most what the order sent out of the SKU,
+    less what came back from it before (409 beyond that, saying how many more may)."""
     cmd = ReceiveStock(operator_id=operator.operator_id, kind=StockMoveKind.return_, **body.model_dump())
     return await docket.change_stock(operator, cmd)
 
