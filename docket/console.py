@@ -239,13 +239,16 @@ def ledger_report(report: LedgerReport) -> Group | Text:
 
 
 def mail_page(page: MailPage) -> Table:
+    """The error column only when a mail on the page has one: on an 80-column terminal the
+    addresses and templates need the room."""
+    errors = any(m.error for m in page.mails)
     table = _table(
         f"mail ({page.total}, page {page.page})",
-        *("id", "order", "to", "template", "state", "attempts", "sent", "error"),
-        whole={"sent": 19},
+        *("id", "order", "to", "template", "state", "tries", "sent", *(("error",) if errors else ())),
+        whole={"sent": 16},
     )
     for m in page.mails:
-        table.add_row(*_mail_row(m))
+        table.add_row(*_mail_row(m)[: 8 if errors else 7])
     return table
 
 
@@ -257,7 +260,7 @@ def _mail_row(m: OutboxView) -> list[str | Text]:
         f"{m.recipient_kind}/{m.template_key}",
         state(m.state.value),
         str(m.attempts),
-        m.sent_at.strftime(STAMP) if m.sent_at else "-",
+        m.sent_at.strftime("%Y-%m-%d %H:%M") if m.sent_at else "-",
         m.error or "",
     ]
 
