@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import sys
 import warnings
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from importlib.abc import MetaPathFinder
+from importlib.machinery import ModuleSpec, PathFinder, SourceFileLoader
+from importlib.util import spec_from_file_location
+from types import CodeType
+from typing import Any, ClassVar
 
 from temporalio.bridge.proto.workflow_activation import WorkflowActivation
 from temporalio.bridge.proto.workflow_completion import WorkflowActivationCompletion
@@ -88,8 +93,57 @@ class _ContextFree(WorkflowInstance):
         return self._sandboxed.get_thread_id()
 
 
+WORKFLOW_PACKAGE = "docket.workflows"
+
+
+class _SharedCodeLoader(SourceFileLoader):
+    """Reads a workflow module's code once per process. Every workflow the sandbox runs imports
+    its module afresh, and each import unmarshalled its own copy of every function's code: 42 KB
+    of the 86 KB a sandboxed order workflow holds, for each workflow in the worker's cache. Code
+    objects are immutable; the module, its classes and functions, and the restrictions the sandbox
+    applies to them, are still each workflow's own."""
+
+    _code: ClassVar[dict[str, CodeType | None]] = {}
+
+    def get_code(self, fullname: str) -> CodeType | None:
+        if self.path not in self._code:
+            self._code[self.path] = super().get_code(fullname)
+        return self._code[self.path]
+
+
+class _WorkflowCodeFinder(MetaPathFinder):
+    """Finds the modules of `packages` where Python would, to load them with `_SharedCodeLoader`."""
+
+    def __init__(self) -> None:
+        self.packages: set[str] = set()
+
+    def find_spec(
+        self, fullname: str, path: Sequence[str] | None, target: object = None
+    ) -> ModuleSpec | None:
+        if not any(fullname.startswith(f"{package}.") for package in self.packages):
+            return None
+        found = PathFinder.find_spec(fullname, path)
+        if found is None or not isinstance(found.loader, SourceFileLoader) or found.origin is None:
+            return found
+        return spec_from_file_location(
+            fullname, found.origin, loader=_SharedCodeLoader(fullname, found.origin)
+        )
+
+
+def share_workflow_code(*packages: str) -> None:
+    """Read the code of the workflow modules in `packages` (docket's by default) once per process;
+    installs `_WorkflowCodeFinder` first on the import path, once."""
+    finder = next((f for f in sys.meta_path if isinstance(f, _WorkflowCodeFinder)), None)
+    if finder is None:
+        finder = _WorkflowCodeFinder()
+        sys.meta_path.insert(0, finder)
+    finder.packages.update(packages or (WORKFLOW_PACKAGE,))
+
+
 def runner_for(client: Client) -> WorkflowRunner:
-    """`CodecFreeRunner` where it fits (docket's converter), the SDK's sandboxed runner otherwise."""
+    """`CodecFreeRunner` where it fits (docket's converter), the SDK's sandboxed runner otherwise;
+    either way each workflow module's code is read once (`share_workflow_code`)."""
+    share_workflow_code()
     converter = client.data_converter
     if converter.payload_codec is None and converter.external_storage is None:
         return CodecFreeRunner()

@@ -5,8 +5,11 @@ SDK's own runner (the codec is then told each payload's context)."""
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
+import sys
 import uuid
 from collections.abc import Sequence
+from types import ModuleType
 
 import pytest
 from temporalio.api.common.v1 import Payload
@@ -16,7 +19,8 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import RestrictedWorkflowAccessError, SandboxedWorkflowRunner
 
-from docket.worker import CodecFreeRunner, runner_for
+import docket.workflows
+from docket.worker import CodecFreeRunner, runner_for, share_workflow_code
 from tests.workflows.reads_the_clock import ReadsTheClock
 
 
@@ -31,6 +35,7 @@ class Plain(PayloadCodec):
 async def test_a_workflow_reading_the_clock_is_still_refused_by_the_sandbox(
     temporal_env: WorkflowEnvironment,
 ) -> None:
+    share_workflow_code("tests.workflows")  # its code read once, as docket's workflows' is
     queue = f"runner-{uuid.uuid4().hex[:8]}"
     client = temporal_env.client
     async with Worker(
@@ -52,3 +57,20 @@ def test_docket_s_converter_gets_the_codec_free_runner_and_one_with_a_codec_does
     config = temporal_env.client.config()
     config["data_converter"] = dataclasses.replace(config["data_converter"], payload_codec=Plain())
     assert type(runner_for(Client(**config))) is SandboxedWorkflowRunner  # the codec is told its context
+
+
+def load_afresh(name: str, path: Sequence[str]) -> ModuleType:
+    """The module as the sandbox imports it for each workflow: found on the import path, executed
+    into a module of its own."""
+    spec = next(s for f in sys.meta_path if (s := f.find_spec(name, path)) is not None)
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_each_import_of_a_workflow_module_has_its_own_classes_over_one_copy_of_their_code() -> None:
+    share_workflow_code()
+    first, second = (load_afresh("docket.workflows.order", docket.workflows.__path__) for _ in range(2))
+    assert first.OrderWorkflow is not second.OrderWorkflow  # each workflow's own class and state
+    assert first.OrderWorkflow.run.__code__ is second.OrderWorkflow.run.__code__  # one code, read once
