@@ -241,14 +241,12 @@ def ledger_report(report: LedgerReport) -> Group | Text:
 def mail_page(page: MailPage) -> Table:
     """The error column only when a mail on the page has one: on an 80-column terminal the
     addresses and templates need the room."""
-    errors = any(m.error for m in page.mails)
-    table = _table(
-        f"mail ({page.total}, page {page.page})",
-        *("id", "order", "to", "template", "state", "tries", "sent", *(("error",) if errors else ())),
-        whole={"sent": 16},
-    )
+    columns: tuple[str, ...] = ("id", "order", "to", "template", "state", "tries", "sent", "error")
+    if not any(m.error for m in page.mails):
+        columns = columns[:-1]
+    table = _table(f"mail ({page.total}, page {page.page})", *columns, whole={"sent": 16})
     for m in page.mails:
-        table.add_row(*_mail_row(m)[: 8 if errors else 7])
+        table.add_row(*_mail_row(m)[: len(columns)])
     return table
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -273,39 +273,31 @@ async def test_a_manual_refund_over_http_needs_a_note_and_a_refund_waiting(http:
     assert (shown["payment"]["captured"], shown["payment"]["refunded"]) == ("39.80", "39.80")
 
 
+def free_pair() -> tuple[int, int]:
+    """Two distinct ports free at this moment (both held open while they are found)."""
+    held = listening(), listening()
+    ports = port_of(held[0]), port_of(held[1])
+    for sock in held:
+        sock.close()
+    return ports
+
+
 @contextlib.contextmanager
-def dev_server_on_free_ports(var: Path) -> Iterator[tuple[str, int, int]]:
-    """A dev server on two ports found free: its address and the ports. Another process may take
-    a port between its being found free and the server binding it; then another pair is tried."""
+def dev_server_on(var: Path, ports: Callable[[], tuple[int, int]]) -> Iterator[tuple[str, int, int]]:
+    """A dev server on the ports `ports` gives: its address and the ports. Another process may
+    take a port between its being found free and the server binding it, so `ports` is asked again
+    a moment later, up to three times (a fresh pair, or the same pair for a restart)."""
     for attempt in range(3):
-        ports = listening(), listening()
-        temporal_port, ui_port = port_of(ports[0]), port_of(ports[1])
-        for sock in ports:
-            sock.close()
+        temporal_port, ui_port = ports()
         with contextlib.ExitStack() as stack:
             try:
                 address = stack.enter_context(dev_server(var, port=temporal_port, ui_port=ui_port))
             except RuntimeError:
                 if attempt == 2:
                     raise
+                time.sleep(1)
                 continue
             yield address, temporal_port, ui_port
-            return
-
-
-@contextlib.contextmanager
-def dev_server_on(var: Path, temporal_port: int, ui_port: int) -> Iterator[str]:
-    """The dev server back on the ports it had; tried again a moment later if one is held."""
-    for attempt in range(3):
-        with contextlib.ExitStack() as stack:
-            try:
-                address = stack.enter_context(dev_server(var, port=temporal_port, ui_port=ui_port))
-            except RuntimeError:
-                if attempt == 2:
-                    raise
-                time.sleep(2)
-                continue
-            yield address
             return
 
 
@@ -315,7 +307,7 @@ async def test_with_temporal_down_an_order_gets_503_and_the_same_request_later_g
     """Temporal stops under a running API: the storefront is told to send again, and once Temporal
     is back the same request places the order."""
 
-    with dev_server_on_free_ports(tmp_path / "temporal") as (address, temporal_port, ui_port):
+    with dev_server_on(tmp_path / "temporal", free_pair) as (address, temporal_port, ui_port):
         client = await temporal_client(Settings(temporal_address=address, var_dir=tmp_path))
     async for shop in running_docket(sqlite_engine, client, with_worker=False):
         async with (
@@ -330,7 +322,7 @@ async def test_with_temporal_down_an_order_gets_503_and_the_same_request_later_g
             assert answer.json()["error"] == "Unavailable"
             assert "send the same request again shortly" in answer.json()["message"]
 
-            with dev_server_on(tmp_path / "temporal", temporal_port, ui_port):
+            with dev_server_on(tmp_path / "temporal", lambda: (temporal_port, ui_port)):
                 async with build_worker(
                     client,
                     shop.sessions,
