@@ -17,7 +17,8 @@ import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from temporalio.client import Client
+from temporalio.client import Client, WithStartWorkflowOperation
+from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.worker import Worker
 
 from bench.bare import MOVES, Bare, nothing
@@ -25,6 +26,8 @@ from bench.harness import cpu_seconds, eager_activities, embedded, order, store
 from docket.models.schemas import ConfirmPayment, MoveDelivery
 from docket.runtime import run_worker
 from docket.worker import runner_for
+
+USE_EXISTING = WorkflowIDConflictPolicy.USE_EXISTING
 
 
 @dataclass(frozen=True)
@@ -81,8 +84,11 @@ async def bare_rate(client: Client, count: int, concurrency: int) -> Run:
     ):
 
         async def one(n: int) -> None:
-            handle = await client.start_workflow(Bare.run, id=f"bare-{queue}-{n}", task_queue=queue)
-            await handle.execute_update(Bare.placement)
+            start = WithStartWorkflowOperation(
+                Bare.run, id=f"bare-{queue}-{n}", task_queue=queue, id_conflict_policy=USE_EXISTING
+            )
+            await client.execute_update_with_start_workflow(Bare.placement, start_workflow_operation=start)
+            handle = await start.workflow_handle()
             for name in ("confirm", *MOVES):
                 await handle.execute_update(Bare.move, name)
 

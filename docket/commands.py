@@ -12,7 +12,13 @@ from typing import Any, TypeVar
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
-from temporalio.client import Client, WorkflowFailureError, WorkflowHandle, WorkflowUpdateFailedError
+from temporalio.client import (
+    Client,
+    WithStartWorkflowOperation,
+    WorkflowFailureError,
+    WorkflowHandle,
+    WorkflowUpdateFailedError,
+)
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
@@ -90,7 +96,8 @@ class Docket:
 
         await self.read(check)
         try:
-            handle = await self.temporal.start_workflow(
+            # one request: the workflow starts with the update in its first task
+            start = WithStartWorkflowOperation(
                 OrderWorkflow.run,
                 cmd,
                 id=workflow_id(cmd.order_id, self.workflow_id_prefix),
@@ -98,7 +105,9 @@ class Docket:
                 id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
                 id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
             )
-            view = await handle.execute_update(OrderWorkflow.placement)
+            view = await self.temporal.execute_update_with_start_workflow(
+                OrderWorkflow.placement, start_workflow_operation=start
+            )
         except WorkflowAlreadyStartedError:
             view = await self.read(lambda session: queries.order_view(session, cmd.order_id))
         if view.state is OrderState.rejected:  # its lines belong to no delivery: read them
