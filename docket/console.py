@@ -21,6 +21,7 @@ from docket.models.schemas import (
     RenderedMail,
     Saved,
     StockLevel,
+    StockMovementView,
     StockReceived,
 )
 
@@ -46,14 +47,17 @@ STATE_STYLE = {
 }
 
 
-STAMP, CLOCK = "%Y-%m-%d %H:%M:%S", "%H:%M:%S"
+# Tables show times to the minute (`--json` has them whole); the callback's processing time of day.
+STAMP, CLOCK = "%Y-%m-%d %H:%M", "%H:%M:%S"
 
 
 def _table(
     title: str, *columns: str, whole: dict[str, int] | None = None, right: tuple[str, ...] = ()
 ) -> Table:
     """Cells fold onto the next line instead of being cut short with an ellipsis: an order id or a
-    state read off a narrow terminal must be whole. Columns in `whole` (times) keep that width."""
+    state read off a narrow terminal must be whole. Columns in `whole` (times, identifiers) are
+    never wrapped and keep at least the width given; on a terminal too narrow for all the columns,
+    the others give way first."""
     made = Table(title=title, title_justify="left")
     for column in columns:
         width = (whole or {}).get(column)
@@ -90,7 +94,7 @@ def order_summary(view: OrderView) -> Group:
 
 
 def order_record(record: OrderRecord) -> Group:
-    history = _table("history", "at", "who", "what", "move", "note", whole={"at": 19})
+    history = _table("history", "at", "who", "what", "move", "note", whole={"at": 16})
     for h in record.history:
         move = Text(f"{h.trigger}: {h.from_state or '-'} → ")  # wraps between words on a narrow terminal
         history.add_row(
@@ -100,34 +104,50 @@ def order_record(record: OrderRecord) -> Group:
             move.append_text(state(h.to_state)),
             h.note or "",
         )
-    movements = _table(
+    return Group(
+        order_summary(record.order), payments(record), history, stock_movements(record), notifications(record)
+    )
+
+
+def notifications(record: OrderRecord) -> Table:
+    """Who a mail went to beside the address (wrapping under it on a narrow terminal); the error
+    column only when a mail has an error."""
+    columns: tuple[str, ...] = ("id", "to", "template", "state", "error")
+    if not any(n.error for n in record.notifications):
+        columns = columns[:-1]
+    table = _table("notifications", *columns, whole={"template": 0, "state": 0})
+    for n in record.notifications:
+        to = Text(n.recipient).append(f" ({n.recipient_kind})", style="dim")
+        row = (str(n.outbox_id), to, n.template_key, state(n.state.value), n.error or "")
+        table.add_row(*row[: len(columns)])
+    return table
+
+
+def stock_movements(record: OrderRecord) -> Table:
+    """Grouped by delivery under a line naming it, goods back on the shelf last under "returns": a
+    column for the delivery would leave the notes no room on an 80-column terminal."""
+    table = _table(
         "stock movements",
-        *("at", "warehouse", "sku", "kind", "on hand", "reserved", "delivery", "note"),
-        whole={"at": 19},
+        *("at", "stock", "kind", "on hand", "reserved", "note"),
+        whole={"at": 16, "stock": 0, "kind": 0, "on hand": 0, "reserved": 0},
         right=("on hand", "reserved"),
     )
+    groups: dict[int | None, list[StockMovementView]] = {}
     for m in record.stock_movements:
-        movements.add_row(
-            m.at.strftime(STAMP),
-            m.warehouse_id,
-            m.sku,
-            m.kind.value,
-            f"{m.on_hand_delta:+d}",
-            f"{m.reserved_delta:+d}",
-            str(m.delivery_no or "-"),
-            m.note or "",
-        )
-    mails = _table("notifications", "id", "to", "who", "template", "state", "error")
-    for n in record.notifications:
-        mails.add_row(
-            str(n.outbox_id),
-            n.recipient,
-            n.recipient_kind,
-            n.template_key,
-            state(n.state.value),
-            n.error or "",
-        )
-    return Group(order_summary(record.order), payments(record), history, movements, mails)
+        groups.setdefault(m.delivery_no, []).append(m)
+    for delivery_no in sorted(groups, key=lambda n: (n is None, n or 0)):
+        heading = f"delivery {delivery_no}" if delivery_no is not None else "returns"
+        table.add_row(Text(heading, style="bold"))
+        for m in groups[delivery_no]:
+            table.add_row(
+                m.at.strftime(STAMP),
+                f"{m.warehouse_id}/{m.sku}",
+                m.kind.value,
+                f"{m.on_hand_delta:+d}",
+                f"{m.reserved_delta:+d}",
+                m.note or "",
+            )
+    return table
 
 
 def payments(record: OrderRecord) -> Table:
@@ -135,15 +155,15 @@ def payments(record: OrderRecord) -> Table:
     table = _table(
         f"payment: {p.status.value} · captured {p.captured} · refunded {p.refunded} {p.currency}",
         *("at", "gateway", "operation", "amount", "result", "who", "note"),
-        whole={"at": 8},
+        whole={"at": 16, "amount": 0},
         right=("amount",),
     )
     for t in record.payments:
         table.add_row(
-            t.at.strftime(CLOCK),
+            t.at.strftime(STAMP),
             t.gateway,
             t.operation.value + (f" (delivery {t.delivery_no})" if t.delivery_no else ""),
-            f"{t.amount} {t.currency}",
+            str(t.amount),  # in the currency the title names: an order has one
             state(t.result.value) + (Text(" settled") if t.settled else Text("")),
             t.operator_id or "docket",
             t.note or "",
@@ -163,7 +183,7 @@ def order_page(page: OrderPage) -> Table:
             o.order_id,
             o.shop_id,
             o.customer_id,
-            o.placed_at.strftime("%Y-%m-%d %H:%M"),
+            o.placed_at.strftime(STAMP),
             state(o.state.value),
             f"{o.total} {o.currency}",
             " ".join(f"{d.group.value}:{d.state.value}" for d in o.deliveries),
@@ -194,7 +214,7 @@ def customer(view: CustomerView, outcome: Saved | None = None) -> Text:
 
 
 def customer_history(changes: list[CustomerChangeView]) -> Table:
-    table = _table("changes", "at", "who", "what", "name", "e-mail", whole={"at": 19})
+    table = _table("changes", "at", "who", "what", "name", "e-mail", whole={"at": 16})
     for c in changes:
         table.add_row(c.at.strftime(STAMP), c.operator_id or "catalogue", c.outcome.value, c.name, c.email)
     return table
@@ -258,7 +278,7 @@ def _mail_row(m: OutboxView) -> list[str | Text]:
         f"{m.recipient_kind}/{m.template_key}",
         state(m.state.value),
         str(m.attempts),
-        m.sent_at.strftime("%Y-%m-%d %H:%M") if m.sent_at else "-",
+        m.sent_at.strftime(STAMP) if m.sent_at else "-",
         m.error or "",
     ]
 
@@ -299,7 +319,7 @@ def callbacks(found: list[CallbackView]) -> Table | Text:
     table = _table(
         "gateway callbacks",
         *("id", "gateway", "event", "order", "from", "received", "processed", "status", "outcome"),
-        whole={"received": 19},
+        whole={"received": 16},
     )
     for c in found:
         table.add_row(

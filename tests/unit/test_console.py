@@ -3,11 +3,29 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
+from decimal import Decimal
 
 from rich.console import Console
 
 from docket import console as show
-from docket.models.schemas import MailPage, MailState, OutboxView
+from docket.models.lifecycles import DeliveryState, OrderState
+from docket.models.payments import Operation, PaymentStatus, Result
+from docket.models.schemas import (
+    DeliveryGroup,
+    DeliveryView,
+    LineView,
+    MailPage,
+    MailState,
+    OrderRecord,
+    OrderView,
+    OutboxView,
+    PaymentFlow,
+    PaymentSummary,
+    PaymentView,
+    StockMoveKind,
+    StockMovementView,
+)
 
 AT = dt.datetime(2026, 11, 24, 9, 30, tzinfo=dt.UTC)
 
@@ -48,3 +66,104 @@ def test_a_mail_page_shows_an_error_column_only_when_a_mail_failed() -> None:
         sent.model_copy(update={"mails": [failed, mail(1, MailState.sent)], "total": 2})
     )
     assert "error" in header and "550" in body
+
+
+def a_returned_order() -> OrderRecord:
+    """An order of two deliveries from one warehouse: shipped, returned, and one unit back on
+    the shelf, paid offline the day before it shipped."""
+    day_before = AT - dt.timedelta(days=1)
+    line = LineView(
+        line_no=1,
+        sku="ATLAS",
+        quantity=2,
+        unit_price=Decimal("39.90"),
+        currency="EUR",
+        reserved=0,
+        allocated=2,
+    )
+    delivery = DeliveryView(
+        delivery_no=1,
+        group=DeliveryGroup.standard,
+        warehouse_id="hamburg",
+        state=DeliveryState.returned,
+        release_at=None,
+        lines=[line],
+    )
+    order = OrderView(
+        order_id="D-001",
+        shop_id="harbour",
+        customer_id="grace",
+        state=OrderState.returned_waiting_payment,
+        payment_flow=PaymentFlow.offline,
+        currency="EUR",
+        total=Decimal("79.80"),
+        placed_at=day_before,
+        payment_deadline=None,
+        return_until=None,
+        rejection=None,
+        deliveries=[delivery, delivery.model_copy(update={"delivery_no": 2})],
+    )
+
+    def moved(kind: StockMoveKind, on_hand: int, reserved: int, delivery_no: int | None) -> StockMovementView:
+        return StockMovementView(
+            at=AT,
+            warehouse_id="hamburg",
+            sku="SAGA-3" if delivery_no == 2 else "ATLAS",
+            kind=kind,
+            on_hand_delta=on_hand,
+            reserved_delta=reserved,
+            order_id="D-001",
+            delivery_no=delivery_no,
+            note="unopened" if delivery_no is None else None,
+        )
+
+    return OrderRecord(
+        order=order,
+        payment=PaymentSummary(
+            status=PaymentStatus.full, captured=Decimal("79.80"), refunded=Decimal("0.00"), currency="EUR"
+        ),
+        payments=[
+            PaymentView(
+                transaction_id=1,
+                at=day_before,
+                delivery_no=None,
+                gateway="offline",
+                operation=Operation.capture,
+                amount=Decimal("79.80"),
+                currency="EUR",
+                result=Result.ok,
+                settled=True,
+                reference=None,
+                operator_id="hanna",
+                note="bank transfer seen",
+            )
+        ],
+        history=[],
+        stock_movements=[
+            moved(StockMoveKind.return_, 1, 0, None),
+            moved(StockMoveKind.reserve, 0, 2, 1),
+            moved(StockMoveKind.reserve, 0, 1, 2),
+            moved(StockMoveKind.allocate, -2, -2, 1),
+        ],
+        notifications=[mail(1, MailState.sent)],
+    )
+
+
+def test_an_order_on_80_columns_keeps_its_dates_identifiers_and_amounts_whole() -> None:
+    terminal = Console(width=80, record=True, color_system=None)
+    terminal.print(show.order_record(a_returned_order()))
+    text = terminal.export_text()
+    assert "2026-11-23 09:30" in text  # the payment's day, not only its time
+    assert re.search(r"2026-11-23 09:30 +│ offline +│ capture +│ +79\.80 +│", text)
+    lines = text.splitlines()
+    at = {
+        name: next(n for n, line in enumerate(lines) if name in line) for name in ("delivery 1", "delivery 2")
+    }
+    at["shelf"] = next(n for n, line in enumerate(lines) if line.startswith("│ returns "))
+    assert at["delivery 1"] < at["delivery 2"] < at["shelf"]  # by delivery; returns last
+    assert re.search(r"hamburg/ATLAS +│ reserve +│ +\+0 +│ +\+2 +│", lines[at["delivery 1"] + 1])
+    assert re.search(r"hamburg/ATLAS +│ allocate +│ +-2 +│ +-2 +│", lines[at["delivery 1"] + 2])
+    assert re.search(r"hamburg/SAGA-3 +│ reserve +│", lines[at["delivery 2"] + 1])
+    assert re.search(r"hamburg/ATLAS +│ return +│ +\+1 +│ +\+0 +│ unopened", lines[at["shelf"] + 1])
+    assert "grace@example.test (customer)" in text and "order_received" in text
+    assert "error" not in text  # no mail failed: no error column
