@@ -8,9 +8,11 @@ import json
 from typing import Annotated
 
 from fastapi import Depends, FastAPI, Request, Response
+from fastapi.dependencies.models import Dependant
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import ValidationError
 from sqlalchemy.exc import DataError, OperationalError
@@ -19,7 +21,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from docket.adapters.payments import PaymentGateway, default_gateways
 from docket.commands import Docket
 from docket.models.access import Operator
-from docket.models.errors import DocketError, StoreNotReady
+from docket.models.errors import DocketError, InvalidInput, StoreNotReady
 from docket.models.inputs import problems
 from docket.store.migrate import require_current, unreachable
 
@@ -160,7 +162,30 @@ async def current_operator(
     operator = await docket_of(request).operator_by_token(credentials.credentials)
     if operator is None:
         raise Unauthenticated("unknown or revoked API token")
+    _refuse_unknown_query(request)
     return operator
+
+
+def _refuse_unknown_query(request: Request) -> None:
+    """A staff call's query parameters must be ones its route takes: `GET /orders?shop=b` would
+    otherwise answer with every shop's orders, as if filtered. (Gateways' callbacks take none and
+    are not checked: what a gateway appends to its URL changes nothing.)"""
+    route = request.scope.get("route")
+    if not isinstance(route, APIRoute):
+        return
+    allowed = _query_names(route.dependant)
+    unknown = [name for name in dict.fromkeys(request.query_params) if name not in allowed]
+    if unknown:
+        takes = f"takes {', '.join(allowed)}" if allowed else "takes no query parameters"
+        listed = ", ".join(repr(name) for name in unknown)
+        raise InvalidInput(f"unknown query parameter {listed}: {request.method} {route.path} {takes}")
+
+
+def _query_names(dependant: Dependant) -> tuple[str, ...]:
+    names = [field.alias for field in dependant.query_params]
+    for sub in dependant.dependencies:
+        names.extend(_query_names(sub))
+    return tuple(dict.fromkeys(names))
 
 
 CurrentOperator = Annotated[Operator, Depends(current_operator)]

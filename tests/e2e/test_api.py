@@ -111,6 +111,19 @@ async def test_bad_requests_get_a_status_and_a_message_that_says_what_is_wrong(
         assert answer.status_code == 422
         assert answer.json()["detail"][0]["loc"] == ["query", "page"]
 
+    # a filter misspelt is refused, naming the ones there are, not ignored (every shop's orders)
+    answer = await http.get("/orders", params={"shop": "beta", "page": 1}, headers=as_("alice"))
+    assert (answer.status_code, answer.json()["error"]) == (422, "InvalidInput")
+    assert answer.json()["message"] == (
+        "unknown query parameter 'shop': GET /orders takes shop_id, state, customer_id,"
+        " placed_from, placed_until, page, page_size"
+    )
+    answer = await http.get("/orders/web-1", params={"verbose": "1"}, headers=as_("alice"))
+    assert answer.json()["message"] == (
+        "unknown query parameter 'verbose': GET /orders/{order_id} takes no query parameters"
+    )
+    assert (await http.get("/orders", params={"shop_id": "alpha"}, headers=as_("alice"))).status_code == 200
+
     too_many = {**ORDER, "order_id": "web-2", "lines": [{**ORDER["lines"][0], "quantity": 11}]}
     answer = await http.post("/orders", json=too_many, headers=as_("alice"))
     assert answer.status_code == 422
