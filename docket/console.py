@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from rich.console import Group
+from dataclasses import dataclass
+
+from rich.console import Console, ConsoleOptions, Group, RenderResult
 from rich.table import Table
 from rich.text import Text
 
@@ -171,24 +173,41 @@ def payments(record: OrderRecord) -> Table:
     return table
 
 
-def order_page(page: OrderPage) -> Table:
-    table = _table(
-        f"orders (page {page.page}, {len(page.orders)} of {page.total})",
-        *("order", "shop", "customer", "placed", "state", "total", "deliveries"),
-        whole={"placed": 16},
-        right=("total",),
-    )
-    for o in page.orders:
-        table.add_row(
-            o.order_id,
-            o.shop_id,
-            o.customer_id,
-            o.placed_at.strftime(STAMP),
-            state(o.state.value),
-            f"{o.total} {o.currency}",
-            " ".join(f"{d.group.value}:{d.state.value}" for d in o.deliveries),
+WIDE = 110  # columns from which `order list` shows each order's deliveries
+
+
+@dataclass(frozen=True)
+class OrderList:
+    """A page of orders, laid out for the width it is printed at: from `WIDE` columns each order's
+    deliveries too; narrower, the shop goes under the order id and the deliveries are left to
+    `order show`, so that ids, states and totals stay whole on an 80-column terminal."""
+
+    page: OrderPage
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        wide, page = options.max_width >= WIDE, self.page
+        columns = ("order", "shop", "customer", "placed", "state", "total", "deliveries")
+        table = _table(
+            f"orders (page {page.page}, {len(page.orders)} of {page.total})",
+            *(columns if wide else ("order", "customer", "placed", "state", "total")),
+            whole={"placed": 16, "state": 0, "total": 0},
+            right=("total",),
         )
-    return table
+        for o in page.orders:
+            placed, total = o.placed_at.strftime(STAMP), f"{o.total} {o.currency}"
+            if wide:
+                deliveries = " ".join(f"{d.group.value}:{d.state.value}" for d in o.deliveries)
+                table.add_row(
+                    o.order_id, o.shop_id, o.customer_id, placed, state(o.state.value), total, deliveries
+                )
+            else:
+                order = Text(o.order_id).append(f"\n{o.shop_id}", style="dim")
+                table.add_row(order, o.customer_id, placed, state(o.state.value), total)
+        yield table
+
+
+def order_page(page: OrderPage) -> OrderList:
+    return OrderList(page)
 
 
 def stock_levels(levels: list[StockLevel]) -> Table:

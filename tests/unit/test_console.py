@@ -17,6 +17,7 @@ from docket.models.schemas import (
     LineView,
     MailPage,
     MailState,
+    OrderPage,
     OrderRecord,
     OrderView,
     OutboxView,
@@ -167,3 +168,20 @@ def test_an_order_on_80_columns_keeps_its_dates_identifiers_and_amounts_whole() 
     assert re.search(r"hamburg/ATLAS +│ return +│ +\+1 +│ +\+0 +│ unopened", lines[at["shelf"] + 1])
     assert "grace@example.test (customer)" in text and "order_received" in text
     assert "error" not in text  # no mail failed: no error column
+
+
+def test_an_order_list_keeps_states_and_totals_whole_and_shows_deliveries_where_there_is_room() -> None:
+    order = a_returned_order().order.model_copy(update={"state": OrderState.partially_shipped})
+    page = OrderPage(orders=[order], page=1, page_size=50, total=1)
+
+    def printed(width: int) -> str:
+        terminal = Console(width=width, record=True, color_system=None)
+        terminal.print(show.order_page(page))
+        return terminal.export_text()
+
+    narrow = printed(80)
+    assert re.search(r"│ D-001 +│ grace +│ 2026-11-23 09:30 │ partially_shipped │ 79\.80 EUR │", narrow)
+    assert re.search(r"│ harbour +│", narrow)  # the shop under the order id
+    assert "deliveries" not in narrow  # left to `order show`
+    wide = printed(120)
+    assert re.search(r"│ D-001 +│ harbour +│ grace +│ .* │ D1:returned D1:returned +│", wide)
