@@ -278,26 +278,26 @@ def ledger_report(report: LedgerReport) -> Group | Text:
 
 
 def mail_page(page: MailPage) -> Table:
-    """The error column only when a mail on the page has one: on an 80-column terminal the
-    addresses and templates need the room."""
-    columns: tuple[str, ...] = ("id", "order", "to", "template", "state", "tries", "sent", "error")
+    """A mail's address and who it is (customer, shop admin, fulfilment centre) above its template;
+    its state and tries above when it went; the error column only when a mail on the page has one:
+    on an 80-column terminal addresses and errors need the room."""
+    columns: tuple[str, ...] = ("id", "order", "mail", "state", "error")
     if not any(m.error for m in page.mails):
         columns = columns[:-1]
-    table = _table(f"mail ({page.total}, page {page.page})", *columns, whole={"sent": 16})
+    table = _table(f"mail ({page.total}, page {page.page})", *columns, whole={"state": 16})
     for m in page.mails:
         table.add_row(*_mail_row(m)[: len(columns)])
     return table
 
 
 def _mail_row(m: OutboxView) -> list[str | Text]:
+    to = m.recipient + (f" (cc {m.cc})" if m.cc else "")
+    tries = f"{m.attempts} {'try' if m.attempts == 1 else 'tries'}"
     return [
         str(m.outbox_id),
         m.order_id + (f"/{m.delivery_no}" if m.delivery_no else ""),
-        m.recipient + (f" (cc {m.cc})" if m.cc else ""),
-        f"{m.recipient_kind}/{m.template_key}",
-        state(m.state.value),
-        str(m.attempts),
-        m.sent_at.strftime(STAMP) if m.sent_at else "-",
+        Text(f"{to} ({m.recipient_kind})\n").append(m.template_key, style="dim"),
+        state(m.state.value).append(f", {tries}\n").append(m.sent_at.strftime(STAMP) if m.sent_at else "-"),
         m.error or "",
     ]
 
@@ -333,23 +333,20 @@ def mail_retried(retried: MailRetried) -> Text:
 
 
 def callbacks(found: list[CallbackView]) -> Table | Text:
+    """One callback in four columns that wrap where they should: id and gateway above the
+    gateway's event id; the order above the address the callback came from; when it came above when it was
+    processed; the answer (status and outcome)."""
     if not found:
         return Text("no callbacks waiting")
     table = _table(
-        "gateway callbacks",
-        *("id", "gateway", "event", "order", "from", "received", "processed", "status", "outcome"),
-        whole={"received": 16},
+        "gateway callbacks", "callback", "order", "received", "answer", whole={"callback": 0, "received": 16}
     )
     for c in found:
+        processed = c.processed_at.strftime(STAMP) if c.processed_at else "waiting"
         table.add_row(
-            str(c.callback_id),
-            c.gateway,
-            c.event_id,
-            c.order_id or "-",
-            c.source or "-",
-            c.received_at.strftime(STAMP),
-            c.processed_at.strftime(CLOCK) if c.processed_at else "waiting",
-            str(c.status or "-"),
-            c.outcome or "",
+            Text(f"{c.callback_id} {c.gateway}\n").append(c.event_id, style="dim"),
+            Text(f"{c.order_id or '-'}\n").append(c.source or "-", style="dim"),
+            Text(f"{c.received_at.strftime(STAMP)}\n").append(processed, style="dim"),
+            f"{c.status or '-'} {c.outcome or ''}".strip(),
         )
     return table

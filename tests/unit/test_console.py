@@ -12,6 +12,7 @@ from docket import console as show
 from docket.models.lifecycles import DeliveryState, OrderState
 from docket.models.payments import Operation, PaymentStatus, Result
 from docket.models.schemas import (
+    CallbackView,
     DeliveryGroup,
     DeliveryView,
     LineView,
@@ -59,14 +60,15 @@ def on_80_columns(page: MailPage) -> tuple[str, str]:
 def test_a_mail_page_shows_an_error_column_only_when_a_mail_failed() -> None:
     sent = MailPage(mails=[mail(1, MailState.sent)], page=1, page_size=50, total=1)
     header, body = on_80_columns(sent)
-    assert "tries" in header and "error" not in header
-    assert "2026-11-24 09:30" in body  # the time it went, whole
+    assert "state" in header and "error" not in header
+    assert re.search(r"│ 1 +│ D-001 +│ grace@example\.test \(customer\) +│ sent, 1 try +│", body)
+    assert re.search(r"│ +│ +│ order_received +│ 2026-11-24 09:30 │", body)  # the template; when it went
 
     failed = mail(2, MailState.failed, "550 5.1.1 no such mailbox")
     header, body = on_80_columns(
         sent.model_copy(update={"mails": [failed, mail(1, MailState.sent)], "total": 2})
     )
-    assert "error" in header and "550" in body
+    assert "error" in header and "550" in body and "failed, 3 tries" in body
 
 
 def a_returned_order() -> OrderRecord:
@@ -185,3 +187,28 @@ def test_an_order_list_keeps_states_and_totals_whole_and_shows_deliveries_where_
     assert "deliveries" not in narrow  # left to `order show`
     wide = printed(120)
     assert re.search(r"│ D-001 +│ harbour +│ grace +│ .* │ D1:returned D1:returned +│", wide)
+
+
+def test_the_callback_inbox_keeps_event_ids_and_times_whole_on_80_columns() -> None:
+    def stored(callback_id: int, processed: bool) -> CallbackView:
+        return CallbackView(
+            callback_id=callback_id,
+            gateway="sandbox",
+            event_id=f"evt-sbx_a0e55768657f-{callback_id}",
+            shop_id="harbour",
+            order_id="D-001",
+            source="203.0.113.7",
+            received_at=AT,
+            processed_at=AT + dt.timedelta(minutes=1) if processed else None,
+            status=200 if processed else None,
+            outcome="payment ok: order in_progress" if processed else None,
+        )
+
+    terminal = Console(width=80, record=True, color_system=None)
+    terminal.print(show.callbacks([stored(1, True), stored(2, False)]))
+    text = terminal.export_text()
+    assert re.search(r"│ 1 sandbox +│ D-001 +│ 2026-11-24 09:30 │ 200 payment ok: +│", text)
+    assert re.search(
+        r"│ evt-sbx_a0e55768657f-1 │ 203\.0\.113\.7 +│ 2026-11-24 09:31 │ order in_progress +│", text
+    )
+    assert re.search(r"│ evt-sbx_a0e55768657f-2 │ 203\.0\.113\.7 +│ waiting +│", text)
