@@ -42,6 +42,11 @@ class NoteBody(Body):
     note: str | None = Field(default=None, max_length=2000)
 
 
+def _note(body: NoteBody | None) -> str | None:
+    """A move's note; a move without one may be sent without a body."""
+    return body.note if body is not None else None
+
+
 class RefundBody(Body):
     note: str = Field(min_length=1, max_length=2000, description="How the money went back")
     reference: str | None = Field(default=None, max_length=200)
@@ -93,11 +98,11 @@ async def show_order(order_id: str, operator: CurrentOperator, docket: CurrentDo
 
 @router.post("/{order_id}/confirm-payment", response_model=OrderView, responses=ERRORS)
 async def confirm_payment(
-    order_id: str, body: NoteBody, operator: CurrentOperator, docket: CurrentDocket
+    order_id: str, operator: CurrentOperator, docket: CurrentDocket, body: NoteBody | None = None
 ) -> OrderView:
     """A clerk confirms an offline payment."""
     return await docket.confirm_payment(
-        operator, ConfirmPayment(order_id=order_id, operator_id=operator.operator_id, note=body.note)
+        operator, ConfirmPayment(order_id=order_id, operator_id=operator.operator_id, note=_note(body))
     )
 
 
@@ -106,9 +111,9 @@ async def move_delivery(
     order_id: str,
     delivery_no: Annotated[int, Field(ge=1, le=10_000)],
     move: Literal["pack", "mark_ready", "ship", "deliver"],
-    body: NoteBody,
     operator: CurrentOperator,
     docket: CurrentDocket,
+    body: NoteBody | None = None,
 ) -> OrderView:
     """Pack, mark ready, ship or deliver one delivery."""
     cmd = MoveDelivery(
@@ -116,7 +121,7 @@ async def move_delivery(
         operator_id=operator.operator_id,
         delivery_no=delivery_no,
         trigger=move,
-        note=body.note,
+        note=_note(body),
     )
     return await docket.move_delivery(operator, cmd)
 
@@ -133,11 +138,11 @@ async def cancel_order(
 
 @router.post("/{order_id}/return", response_model=OrderView, responses=ERRORS)
 async def return_order(
-    order_id: str, body: NoteBody, operator: CurrentOperator, docket: CurrentDocket
+    order_id: str, operator: CurrentOperator, docket: CurrentDocket, body: NoteBody | None = None
 ) -> OrderView:
     """Shipped goods came back. Restocking them is POST /stock/returns."""
     return await docket.return_order(
-        operator, ReturnOrder(order_id=order_id, operator_id=operator.operator_id, note=body.note)
+        operator, ReturnOrder(order_id=order_id, operator_id=operator.operator_id, note=_note(body))
     )
 
 

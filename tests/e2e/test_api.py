@@ -71,12 +71,14 @@ async def test_an_order_placed_over_http_is_moved_by_staff_to_completed(http: ht
         "/orders/web-1/confirm-payment", json={"note": "transfer seen"}, headers=as_("conny")
     )
     assert confirmed.json()["deliveries"][0]["state"] == "allocated"
-    for move in ("pack", "mark_ready", "ship", "deliver"):
-        moved = await http.post(f"/orders/web-1/deliveries/1/{move}", json={}, headers=as_("pat"))
+    for move, body in (("pack", {}), ("mark_ready", None), ("ship", {"note": "DHL 0042"}), ("deliver", None)):
+        # a move without a note is sent with an empty body or none at all
+        moved = await http.post(f"/orders/web-1/deliveries/1/{move}", json=body, headers=as_("pat"))
         assert moved.status_code == 200, moved.text
     assert moved.json()["state"] == "completed"
 
     record = (await http.get("/orders/web-1", headers=as_("carol"))).json()
+    assert [h["note"] for h in record["history"] if h["trigger"] == "ship"] == ["DHL 0042"]
     assert [h["trigger"] for h in record["history"]][-5:] == [
         "pack",
         "mark_ready",
