@@ -49,8 +49,7 @@ STATE_STYLE = {
 }
 
 
-# Tables show times to the minute (`--json` has them whole); the callback's processing time of day.
-STAMP, CLOCK = "%Y-%m-%d %H:%M", "%H:%M:%S"
+STAMP = "%Y-%m-%d %H:%M"  # tables show times to the minute; `--json` has them whole
 
 
 def _table(
