@@ -151,9 +151,18 @@ class Docket:
         return await self.read(lambda session: queries.order_record(session, order_id))
 
     async def list_orders(self, operator: Operator, **filters: Any) -> OrderPage:
+        """A filter naming a customer docket does not know is refused (404), not answered with an
+        empty page: a mistyped id must not read as 'no orders'."""
         operator.require(Action.read_orders, filters.get("shop_id"))
         shops = None if operator.all_shops else set(operator.shops)
-        return await self.read(lambda session: queries.list_orders(session, shops=shops, **filters))
+
+        def listed(session: Session) -> OrderPage:
+            customer_id = filters.get("customer_id")
+            if customer_id and session.get(Customer, customer_id) is None:
+                raise NotFound(f"unknown customer {customer_id}")
+            return queries.list_orders(session, shops=shops, **filters)
+
+        return await self.read(listed)
 
     async def _require_order(self, operator: Operator, action: Action, order_id: str) -> None:
         operator.require(action)
@@ -232,6 +241,8 @@ class Docket:
         def levels(session: Session) -> list[StockLevel]:
             if warehouse_id and session.get(Warehouse, warehouse_id) is None:
                 raise NotFound(f"unknown warehouse {warehouse_id}")
+            if sku and session.get(Product, sku) is None:
+                raise NotFound(f"unknown SKU {sku}")
             return stock.levels(session, warehouse_id, sku)
 
         return await self.read(levels)
@@ -243,7 +254,10 @@ class Docket:
     # --- mail -----------------------------------------------------------------------------------
 
     async def list_mail(self, operator: Operator, **filters: Any) -> MailPage:
+        """The mail of an order docket does not know, or of another shop's, is refused (404, 403)."""
         operator.require(Action.read_orders, filters.get("shop_id"))
+        if filters.get("order_id"):
+            await self._require_order(operator, Action.read_orders, filters["order_id"])
         shops = None if operator.all_shops else set(operator.shops)
         return await self.read(lambda session: outbox.list_mail(session, shops=shops, **filters))
 

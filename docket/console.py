@@ -185,6 +185,9 @@ class OrderList:
 
     def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
         wide, page = options.max_width >= WIDE, self.page
+        if not page.total:
+            yield Text("no order found")
+            return
         columns = ("order", "shop", "customer", "placed", "state", "total", "deliveries")
         table = _table(
             f"orders (page {page.page}, {len(page.orders)} of {page.total})",
@@ -276,10 +279,12 @@ def ledger_report(report: LedgerReport) -> Group | Text:
     return Group(Text(f"ledger BROKEN: {summary}", style="bold red"), table)
 
 
-def mail_page(page: MailPage) -> Table:
+def mail_page(page: MailPage) -> Table | Text:
     """A mail's address and who it is (customer, shop admin, fulfilment centre) above its template;
     its state and tries above when it went; the error column only when a mail on the page has one:
     on an 80-column terminal addresses and errors need the room."""
+    if not page.total:
+        return Text("no mail found")
     columns: tuple[str, ...] = ("id", "order", "mail", "state", "error")
     if not any(m.error for m in page.mails):
         columns = columns[:-1]

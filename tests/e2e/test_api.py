@@ -125,6 +125,13 @@ async def test_bad_requests_get_a_status_and_a_message_that_says_what_is_wrong(
         "unknown query parameter 'verbose': GET /orders/{order_id} takes no query parameters"
     )
     assert (await http.get("/orders", params={"shop_id": "alpha"}, headers=as_("alice"))).status_code == 200
+    for listing, params, said in (  # a filter naming what docket does not know: 404, not an empty list
+        ("/orders", {"customer_id": "nobody"}, "unknown customer nobody"),
+        ("/mail", {"order_id": "nope"}, "unknown order nope"),
+        ("/stock", {"sku": "NOPE"}, "unknown SKU NOPE"),
+    ):
+        answer = await http.get(listing, params=params, headers=as_("alice"))
+        assert (answer.status_code, answer.json()["message"]) == (404, said)
 
     too_many = {**ORDER, "order_id": "web-2", "lines": [{**ORDER["lines"][0], "quantity": 11}]}
     answer = await http.post("/orders", json=too_many, headers=as_("alice"))

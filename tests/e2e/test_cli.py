@@ -172,6 +172,17 @@ async def test_a_refused_command_prints_one_red_line_and_exits_non_zero(
     code, _, err = await docket(shop, sqlite_engine, "order", "list", operator=None)
     assert code == 2 and "say who is acting: --as OPERATOR or DOCKET_OPERATOR" in err
 
+    # a filter naming what docket does not know is refused, not answered with an empty list
+    for args, said in (
+        (("order", "list", "--customer", "nobody"), "error: unknown customer nobody"),
+        (("mail", "list", "--order", "nope"), "error: unknown order nope"),
+        (("stock", "show", "--sku", "NOPE"), "error: unknown SKU NOPE"),
+    ):
+        code, _, err = await docket(shop, sqlite_engine, *args)
+        assert (code, err.strip()) == (3, said)
+    code, out, _ = await docket(shop, sqlite_engine, "order", "list", "--customer", "c1")
+    assert (code, out.strip()) == (0, "no order found")  # a customer known, with no order yet
+
     code, _, err = await docket(
         shop,
         sqlite_engine,
