@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import datetime as dt
+from collections.abc import Callable
 from dataclasses import dataclass
 
-from rich.console import Console, ConsoleOptions, Group, RenderResult
+from rich.console import Console, ConsoleOptions, Group, RenderableType, RenderResult
 from rich.table import Table
 from rich.text import Text
 
@@ -94,20 +96,48 @@ def order_summary(view: OrderView) -> Group:
     return Group(table, line)
 
 
+WIDE = 110  # columns from which tables give each thing a column of its own
+
+
+@dataclass(frozen=True)
+class ByWidth:
+    """A table laid out for the width it is printed at: `layout(wide)`. Narrower than `WIDE`,
+    tables put some cells under others so that ids, states, times and the words of a move stay
+    whole on an 80-column terminal."""
+
+    layout: Callable[[bool], RenderableType]
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        yield self.layout(options.max_width >= WIDE)
+
+
+def _when(at: dt.datetime, operator_id: str | None, wide: bool) -> tuple[str | Text, ...]:
+    """When and who: two columns, or who under when."""
+    who = operator_id or "docket"
+    if wide:
+        return at.strftime(STAMP), who
+    return (Text(f"{at.strftime(STAMP)}\n").append(who, style="dim"),)
+
+
 def order_record(record: OrderRecord) -> Group:
-    history = _table("history", "at", "who", "what", "move", "note", whole={"at": 16})
+    return Group(
+        order_summary(record.order),
+        payments(record),
+        ByWidth(lambda wide: history(record, wide)),
+        stock_movements(record),
+        notifications(record),
+    )
+
+
+def history(record: OrderRecord, wide: bool) -> Table:
+    when = ("at", "who") if wide else ("when, who",)
+    table = _table("history", *when, "what", "move", "note", whole={"at": 16, "when, who": 16})
     for h in record.history:
         move = Text(f"{h.trigger}: {h.from_state or '-'} → ")  # wraps between words on a narrow terminal
-        history.add_row(
-            h.at.strftime(STAMP),
-            h.operator_id or "docket",
-            h.entity,
-            move.append_text(state(h.to_state)),
-            h.note or "",
+        table.add_row(
+            *_when(h.at, h.operator_id, wide), h.entity, move.append_text(state(h.to_state)), h.note or ""
         )
-    return Group(
-        order_summary(record.order), payments(record), history, stock_movements(record), notifications(record)
-    )
+    return table
 
 
 def notifications(record: OrderRecord) -> Table:
@@ -151,65 +181,59 @@ def stock_movements(record: OrderRecord) -> Table:
     return table
 
 
-def payments(record: OrderRecord) -> Table:
+def payments(record: OrderRecord) -> ByWidth:
+    return ByWidth(lambda wide: _payments(record, wide))
+
+
+def _payments(record: OrderRecord, wide: bool) -> Table:
     p = record.payment
+    when = ("at", "who") if wide else ("when, who",)
     table = _table(
         f"payment: {p.status.value} · captured {p.captured} · refunded {p.refunded} {p.currency}",
-        *("at", "gateway", "operation", "amount", "result", "who", "note"),
-        whole={"at": 16, "amount": 0},
+        *when,
+        *("gateway", "operation", "amount", "result", "note"),
+        whole={"at": 16, "when, who": 16, "amount": 0},
         right=("amount",),
     )
     for t in record.payments:
         table.add_row(
-            t.at.strftime(STAMP),
+            *_when(t.at, t.operator_id, wide),
             t.gateway,
             t.operation.value + (f" (delivery {t.delivery_no})" if t.delivery_no else ""),
             str(t.amount),  # in the currency the title names: an order has one
             state(t.result.value) + (Text(" settled") if t.settled else Text("")),
-            t.operator_id or "docket",
             t.note or "",
         )
     return table
 
 
-WIDE = 110  # columns from which `order list` shows each order's deliveries
+def order_page(page: OrderPage) -> ByWidth | Text:
+    """Wide, each order's deliveries too; narrower, the shop under the order id and the
+    deliveries left to `order show`."""
+    if not page.total:
+        return Text("no order found")
+    return ByWidth(lambda wide: _order_page(page, wide))
 
 
-@dataclass(frozen=True)
-class OrderList:
-    """A page of orders, laid out for the width it is printed at: from `WIDE` columns each order's
-    deliveries too; narrower, the shop goes under the order id and the deliveries are left to
-    `order show`, so that ids, states and totals stay whole on an 80-column terminal."""
-
-    page: OrderPage
-
-    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
-        wide, page = options.max_width >= WIDE, self.page
-        if not page.total:
-            yield Text("no order found")
-            return
-        columns = ("order", "shop", "customer", "placed", "state", "total", "deliveries")
-        table = _table(
-            f"orders (page {page.page}, {len(page.orders)} of {page.total})",
-            *(columns if wide else ("order", "customer", "placed", "state", "total")),
-            whole={"placed": 16, "state": 0, "total": 0},
-            right=("total",),
-        )
-        for o in page.orders:
-            placed, total = o.placed_at.strftime(STAMP), f"{o.total} {o.currency}"
-            if wide:
-                deliveries = " ".join(f"{d.group.value}:{d.state.value}" for d in o.deliveries)
-                table.add_row(
-                    o.order_id, o.shop_id, o.customer_id, placed, state(o.state.value), total, deliveries
-                )
-            else:
-                order = Text(o.order_id).append(f"\n{o.shop_id}", style="dim")
-                table.add_row(order, o.customer_id, placed, state(o.state.value), total)
-        yield table
-
-
-def order_page(page: OrderPage) -> OrderList:
-    return OrderList(page)
+def _order_page(page: OrderPage, wide: bool) -> Table:
+    columns = ("order", "shop", "customer", "placed", "state", "total", "deliveries")
+    table = _table(
+        f"orders (page {page.page}, {len(page.orders)} of {page.total})",
+        *(columns if wide else ("order", "customer", "placed", "state", "total")),
+        whole={"placed": 16, "state": 0, "total": 0},
+        right=("total",),
+    )
+    for o in page.orders:
+        placed, total = o.placed_at.strftime(STAMP), f"{o.total} {o.currency}"
+        if wide:
+            deliveries = " ".join(f"{d.group.value}:{d.state.value}" for d in o.deliveries)
+            table.add_row(
+                o.order_id, o.shop_id, o.customer_id, placed, state(o.state.value), total, deliveries
+            )
+        else:
+            order = Text(o.order_id).append(f"\n{o.shop_id}", style="dim")
+            table.add_row(order, o.customer_id, placed, state(o.state.value), total)
+    return table
 
 
 def stock_levels(levels: list[StockLevel]) -> Table:

@@ -12,6 +12,7 @@ from docket import console as show
 from docket.models.lifecycles import DeliveryState, OrderState
 from docket.models.payments import Operation, PaymentStatus, Result
 from docket.models.schemas import (
+    AuditEntry,
     CallbackView,
     DeliveryGroup,
     DeliveryView,
@@ -141,7 +142,17 @@ def a_returned_order() -> OrderRecord:
                 note="bank transfer seen",
             )
         ],
-        history=[],
+        history=[
+            AuditEntry(
+                at=day_before,
+                operator_id="hanna",
+                entity="order",
+                trigger="confirm_payment",
+                from_state="waiting_confirmation",
+                to_state="in_progress",
+                note="bank transfer seen",
+            )
+        ],
         stock_movements=[
             moved(StockMoveKind.return_, 1, 0, None),
             moved(StockMoveKind.reserve, 0, 2, 1),
@@ -212,3 +223,18 @@ def test_the_callback_inbox_keeps_event_ids_and_times_whole_on_80_columns() -> N
         r"│ evt-sbx_a0e55768657f-1 │ 203\.0\.113\.7 +│ 2026-11-24 09:31 │ order in_progress +│", text
     )
     assert re.search(r"│ evt-sbx_a0e55768657f-2 │ 203\.0\.113\.7 +│ waiting +│", text)
+
+
+def test_an_orders_history_puts_who_under_when_on_80_columns_and_beside_it_when_wide() -> None:
+    def printed(width: int) -> str:
+        terminal = Console(width=width, record=True, color_system=None)
+        terminal.print(show.order_record(a_returned_order()))
+        return terminal.export_text()
+
+    narrow = printed(80)
+    assert re.search(r"│ 2026-11-23 09:30 │ order +│ confirm_payment: +│ bank transfer seen +│", narrow)
+    assert re.search(r"│ hanna +│ +│ waiting_confirmation → +│", narrow)  # who under when; words whole
+    wide = printed(130)
+    assert re.search(
+        r"│ 2026-11-23 09:30 │ hanna │ order +│ confirm_payment: waiting_confirmation → in_progress +│", wide
+    )
