@@ -24,6 +24,7 @@ from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from docket.models.access import DELIVERY_TRIGGER_ACTION, Action, Operator
+from docket.models.currencies import check_currency, decimal_places
 from docket.models.errors import Forbidden, InvalidInput, NotFound, OrderRejected, Refused, from_kind
 from docket.models.lifecycles import OrderState
 from docket.models.messages import DeliverMail, MailDue, StockChange
@@ -92,6 +93,7 @@ class Docket:
             session: Session,
         ) -> None:  # a known order id answers as placed, whatever the catalogue says
             if session.get(Order, cmd.order_id) is None:
+                _check_money(cmd)
                 _check_catalogue(session, cmd)
 
         await self.read(check)
@@ -394,6 +396,23 @@ def _require_same_order(cmd: PlaceOrder, placed: OrderView, lines: list[tuple[st
             f"order id {cmd.order_id} is already taken by an order that differs in {', '.join(differ)}:"
             " an order id places one order; send the same order again, or give this one a new id"
         )
+
+
+def _check_money(cmd: PlaceOrder) -> None:
+    """An ISO 4217 currency docket can keep, and prices in its minor unit (no cents in yen).
+    Checked here, at intake, not in `PlaceOrder` itself: a workflow decodes its `PlaceOrder`
+    again on every replay, and an order accepted before must replay as it was."""
+    try:
+        check_currency(cmd.currency)
+    except ValueError as refused:
+        raise InvalidInput(f"currency: {refused}") from None
+    places = decimal_places(cmd.currency)
+    for n, line in enumerate(cmd.lines):
+        if line.unit_price != line.unit_price.quantize(Decimal(1).scaleb(-places)):
+            raise InvalidInput(
+                f"lines.{n}.unit_price: {line.unit_price} {cmd.currency} is not a whole amount of its "
+                f"minor unit ({places} decimal places)"
+            )
 
 
 def _check_catalogue(session: Session, cmd: PlaceOrder) -> None:

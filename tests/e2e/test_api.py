@@ -133,6 +133,27 @@ async def test_bad_requests_get_a_status_and_a_message_that_says_what_is_wrong(
         answer = await http.get(listing, params=params, headers=as_("alice"))
         assert (answer.status_code, answer.json()["message"]) == (404, said)
 
+    for currency, price, said in (  # money: an ISO 4217 currency docket keeps, prices in its minor unit
+        ("XYZ", "19.90", "currency: 'XYZ' is not an ISO 4217 currency code, such as EUR, USD or GBP"),
+        ("BHD", "19.90", "currency: BHD amounts have three decimal places; docket keeps money to two"),
+        ("JPY", "1990.50", "lines.0.unit_price: 1990.50 JPY is not a whole amount of its minor unit"),
+    ):
+        odd = {
+            **ORDER,
+            "order_id": f"web-{currency}",
+            "lines": [{**ORDER["lines"][0], "currency": currency, "unit_price": price}],
+        }
+        answer = await http.post("/orders", json=odd, headers=as_("alice"))
+        assert (answer.status_code, answer.json()["error"]) == (422, "InvalidInput")
+        assert answer.json()["message"].startswith(said), answer.json()
+    yen = {
+        **ORDER,
+        "order_id": "web-yen",
+        "lines": [{**ORDER["lines"][0], "currency": "JPY", "unit_price": "1990"}],
+    }
+    answer = await http.post("/orders", json=yen, headers=as_("alice"))
+    assert (answer.status_code, answer.json()["total"], answer.json()["currency"]) == (200, "3980.00", "JPY")
+
     too_many = {**ORDER, "order_id": "web-2", "lines": [{**ORDER["lines"][0], "quantity": 11}]}
     answer = await http.post("/orders", json=too_many, headers=as_("alice"))
     assert answer.status_code == 422

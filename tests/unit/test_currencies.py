@@ -1,0 +1,36 @@
+"""Which currencies an order may be placed in, and how many decimal places their amounts have."""
+
+from __future__ import annotations
+
+import pytest
+
+from docket.models.currencies import ISO_4217, check_currency, decimal_places
+
+
+def test_money_in_circulation_is_taken_with_its_minor_unit() -> None:
+    assert [check_currency(code) for code in ("EUR", "USD", "GBP", "JPY", "CHF")] == [
+        "EUR",
+        "USD",
+        "GBP",
+        "JPY",
+        "CHF",
+    ]
+    assert (decimal_places("EUR"), decimal_places("JPY"), decimal_places("KRW")) == (2, 0, 0)
+    assert len(ISO_4217) > 150 and all(len(code) == 3 and code.isupper() for code in ISO_4217)
+
+
+@pytest.mark.parametrize(
+    ("code", "said"),
+    [
+        ("XYZ", "'XYZ' is not an ISO 4217 currency code, such as EUR, USD or GBP"),
+        (
+            "eur",
+            "'eur' is not an ISO 4217 currency code, such as EUR, USD or GBP (write it in capitals: EUR)",
+        ),
+        ("XAU", "'XAU' is not an ISO 4217 currency code"),  # gold: not money an order is paid in
+        ("KWD", "KWD amounts have three decimal places; docket keeps money to two"),
+    ],
+)
+def test_what_is_not_money_docket_keeps_is_refused_saying_why(code: str, said: str) -> None:
+    with pytest.raises(ValueError, match="^" + said.replace("(", r"\(").replace(")", r"\)")):
+        check_currency(code)
