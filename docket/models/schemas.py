@@ -46,7 +46,9 @@ Identifier = Annotated[
     StringConstraints(pattern=IDENTIFIER_PATTERN),
     _says("use 1 to 64 letters, digits and _ . : - (starting with a letter or digit)"),
 ]
-Currency = Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")]
+Currency = Annotated[
+    str, StringConstraints(pattern=r"^[A-Z]{3}$"), _says("write an ISO 4217 code in capitals, such as EUR")
+]
 Note = Annotated[str, StringConstraints(max_length=2000)]
 # Mail goes to it: one @, something either side, no spaces. Whether the mailbox exists only the
 # mail server can say (a refused address is recorded on the mail, and staff see it).
