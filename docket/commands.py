@@ -24,6 +24,7 @@ from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from docket.models.access import DELIVERY_TRIGGER_ACTION, Action, Operator
+from docket.models.countries import check_country
 from docket.models.currencies import check_currency, decimal_places
 from docket.models.errors import Forbidden, InvalidInput, NotFound, OrderRejected, Refused, from_kind
 from docket.models.lifecycles import OrderState
@@ -94,6 +95,7 @@ class Docket:
         ) -> None:  # a known order id answers as placed, whatever the catalogue says
             if session.get(Order, cmd.order_id) is None:
                 _check_money(cmd)
+                _check_country(cmd)
                 _check_catalogue(session, cmd)
 
         await self.read(check)
@@ -413,6 +415,15 @@ def _check_money(cmd: PlaceOrder) -> None:
                 f"lines.{n}.unit_price: {line.unit_price} {cmd.currency} is not a whole amount of its "
                 f"minor unit ({places} decimal places)"
             )
+
+
+def _check_country(cmd: PlaceOrder) -> None:
+    """A country a parcel can be addressed to; at intake, like the currency, so that accepted
+    orders replay as they were."""
+    try:
+        check_country(cmd.shipping_address.country)
+    except ValueError as refused:
+        raise InvalidInput(f"shipping_address.country: {refused}") from None
 
 
 def _check_catalogue(session: Session, cmd: PlaceOrder) -> None:

@@ -146,6 +146,16 @@ async def test_bad_requests_get_a_status_and_a_message_that_says_what_is_wrong(
         answer = await http.post("/orders", json=odd, headers=as_("alice"))
         assert (answer.status_code, answer.json()["error"]) == (422, "InvalidInput")
         assert answer.json()["message"].startswith(said), answer.json()
+    nowhere = {
+        **ORDER,
+        "order_id": "web-xx",
+        "shipping_address": {**ORDER["shipping_address"], "country": "XX"},
+    }
+    answer = await http.post("/orders", json=nowhere, headers=as_("alice"))
+    assert (answer.status_code, answer.json()["message"]) == (
+        422,
+        "shipping_address.country: 'XX' is not an ISO 3166 country code, such as DE, FR or US",
+    )
     yen = {
         **ORDER,
         "order_id": "web-yen",

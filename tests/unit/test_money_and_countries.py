@@ -1,9 +1,11 @@
-"""Which currencies an order may be placed in, and how many decimal places their amounts have."""
+"""Which currencies an order may be placed in, how many decimal places their amounts have, and
+which countries it may be shipped to."""
 
 from __future__ import annotations
 
 import pytest
 
+from docket.models.countries import ISO_3166, check_country
 from docket.models.currencies import ISO_4217, check_currency, decimal_places
 
 
@@ -34,3 +36,10 @@ def test_money_in_circulation_is_taken_with_its_minor_unit() -> None:
 def test_what_is_not_money_docket_keeps_is_refused_saying_why(code: str, said: str) -> None:
     with pytest.raises(ValueError, match="^" + said.replace("(", r"\(").replace(")", r"\)")):
         check_currency(code)
+
+
+def test_a_parcel_goes_to_an_iso_3166_country_and_nowhere_else() -> None:
+    assert [check_country(code) for code in ("DE", "FR", "US", "JP", "XK")] == ["DE", "FR", "US", "JP", "XK"]
+    assert len(ISO_3166) == 250  # the 249 of ISO 3166-1, and Kosovo as carriers write it
+    with pytest.raises(ValueError, match=r"^'XX' is not an ISO 3166 country code, such as DE, FR or US$"):
+        check_country("XX")
