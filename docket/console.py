@@ -123,13 +123,17 @@ def order_record(record: OrderRecord) -> Group:
     return Group(
         order_summary(record.order),
         payments(record),
-        ByWidth(lambda wide: history(record, wide)),
+        history(record),
         stock_movements(record),
         notifications(record),
     )
 
 
-def history(record: OrderRecord, wide: bool) -> Table:
+def history(record: OrderRecord) -> ByWidth:
+    return ByWidth(lambda wide: _history(record, wide))
+
+
+def _history(record: OrderRecord, wide: bool) -> Table:
     when = ("at", "who") if wide else ("when, who",)
     table = _table("history", *when, "what", "move", "note", whole={"at": 16, "when, who": 16})
     for h in record.history:
@@ -362,8 +366,8 @@ def mail_retried(retried: MailRetried) -> Text:
 
 def callbacks(found: list[CallbackView]) -> Table | Text:
     """One callback in four columns that wrap where they should: id and gateway above the
-    gateway's event id; the order above the address the callback came from; when it came above when it was
-    processed; the answer (status and outcome)."""
+    gateway's event id; the order above the address the callback came from; when it came above
+    when it was processed; the answer (status and outcome)."""
     if not found:
         return Text("no callbacks waiting")
     table = _table(
