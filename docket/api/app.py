@@ -16,6 +16,7 @@ from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import ValidationError
 from sqlalchemy.exc import DataError, OperationalError
+from starlette.exceptions import HTTPException
 from temporalio.service import RPCError, RPCStatusCode
 
 from docket.adapters.payments import PaymentGateway, default_gateways
@@ -66,6 +67,25 @@ def create_app(docket: Docket, gateways: dict[str, PaymentGateway] | None = None
             content={"error": error.kind, "message": str(error)},
             headers=headers,
         )
+
+    @app.exception_handler(HTTPException)
+    async def no_such_route(request: Request, error: HTTPException) -> Response:
+        """Routing's own refusals (no such path, a method the path does not take) in the shape
+        every other refusal has, saying what is there instead."""
+        if error.status_code == 404:
+            said = {
+                "error": "NotFound",
+                "message": f"no route {request.method} {request.url.path}: the routes are listed at /docs",
+            }
+        elif error.status_code == 405:
+            allowed = next((v for k, v in (error.headers or {}).items() if k.lower() == "allow"), "")
+            said = {
+                "error": "MethodNotAllowed",
+                "message": f"{request.method} is not allowed on {request.url.path}: it takes {allowed}",
+            }
+        else:
+            said = {"error": type(error).__name__, "message": str(error.detail)}
+        return JSONResponse(status_code=error.status_code, content=said, headers=error.headers)
 
     @app.exception_handler(ValidationError)
     async def invalid_command(_request: Request, error: ValidationError) -> JSONResponse:

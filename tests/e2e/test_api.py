@@ -125,6 +125,21 @@ async def test_bad_requests_get_a_status_and_a_message_that_says_what_is_wrong(
         "unknown query parameter 'verbose': GET /orders/{order_id} takes no query parameters"
     )
     assert (await http.get("/orders", params={"shop_id": "alpha"}, headers=as_("alice"))).status_code == 200
+    # routing's refusals in the same shape, saying what is there instead
+    answer = await http.get("/order", headers=as_("alice"))
+    assert (answer.status_code, answer.json()) == (
+        404,
+        {"error": "NotFound", "message": "no route GET /order: the routes are listed at /docs"},
+    )
+    answer = await http.get("/orders/web-1/cancel", headers=as_("alice"))
+    assert (answer.status_code, answer.headers["allow"], answer.json()) == (
+        405,
+        "POST",
+        {
+            "error": "MethodNotAllowed",
+            "message": "GET is not allowed on /orders/web-1/cancel: it takes POST",
+        },
+    )
     for listing, params, said in (  # a filter naming what docket does not know: 404, not an empty list
         ("/orders", {"customer_id": "nobody"}, "unknown customer nobody"),
         ("/mail", {"order_id": "nope"}, "unknown order nope"),
