@@ -106,8 +106,10 @@ def shop_of(body: bytes) -> str:
     if not isinstance(found, dict):
         raise BadCallback(400, "the body is not a JSON object")
     shop = found.get("shop_id")
-    if not isinstance(shop, str) or not shop:
-        raise BadCallback(422, "shop_id is missing")
+    if shop is None or shop == "":
+        raise BadCallback(422, "the body has no shop_id: the id of the shop the payment is for")
+    if not isinstance(shop, str):
+        raise BadCallback(422, f"shop_id must be the shop's id as a string, not {json.dumps(shop)[:40]}")
     if NUL in shop:
         raise BadCallback(422, "shop_id may not contain the NUL character (\\u0000)")
     return shop

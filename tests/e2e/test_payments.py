@@ -201,6 +201,13 @@ async def test_bad_callbacks_get_their_own_status_and_change_nothing(payments: P
         assert (refused.status_code, refused.json()["message"]) == (400, "the body is not UTF-8 JSON")
     nul_shop = await post(json.dumps({**fact, "shop_id": "al\u0000pha"}).encode())
     assert nul_shop.status_code == 422 and "NUL" in nul_shop.json()["message"]
+    no_shop = await post(json.dumps({k: v for k, v in fact.items() if k != "shop_id"}).encode())
+    assert (no_shop.status_code, no_shop.json()["message"]) == (
+        422,
+        "the body has no shop_id: the id of the shop the payment is for",
+    )
+    numbered_shop = await post(json.dumps({**fact, "shop_id": 7}).encode())
+    assert numbered_shop.json()["message"] == "shop_id must be the shop's id as a string, not 7"
     assert (await post(json.dumps({**fact, "amount": "lots"}).encode())).status_code == 422
     too_long = await post(json.dumps({**fact, "event_id": "e" * 201}).encode())  # not a 503 "send it again"
     assert (
