@@ -5,11 +5,13 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable
 from dataclasses import dataclass
+from decimal import Decimal
 
 from rich.console import Console, ConsoleOptions, Group, RenderableType, RenderResult
 from rich.table import Table
 from rich.text import Text
 
+from docket.models.currencies import amount_text
 from docket.models.schemas import (
     CallbackView,
     CustomerChangeView,
@@ -74,6 +76,10 @@ def _table(
     return made
 
 
+def _money(amount: Decimal, currency: str) -> str:
+    return f"{amount_text(amount, currency)} {currency}"
+
+
 def state(value: str) -> Text:
     return Text(value, style=STATE_STYLE.get(value, "white"))
 
@@ -89,7 +95,7 @@ def order_summary(view: OrderView) -> Group:
             for line in d.lines
         )
         table.add_row(str(d.delivery_no), d.group.value, d.warehouse_id or "-", state(d.state.value), lines)
-    line = Text(f"{view.shop_id} · customer {view.customer_id} · {view.total} {view.currency} · ")
+    line = Text(f"{view.shop_id} · customer {view.customer_id} · {_money(view.total, view.currency)} · ")
     line.append_text(state(view.state.value))
     if view.rejection:
         line.append(f" · {view.rejection}", style="red")
@@ -193,7 +199,8 @@ def _payments(record: OrderRecord, wide: bool) -> Table:
     p = record.payment
     when = ("at", "who") if wide else ("when, who",)
     table = _table(
-        f"payment: {p.status.value} · captured {p.captured} · refunded {p.refunded} {p.currency}",
+        f"payment: {p.status.value} · captured {amount_text(p.captured, p.currency)}"
+        f" · refunded {_money(p.refunded, p.currency)}",
         *when,
         *("gateway", "operation", "amount", "result", "note"),
         whole={"at": 16, "when, who": 16, "amount": 0},
@@ -204,7 +211,7 @@ def _payments(record: OrderRecord, wide: bool) -> Table:
             *_when(t.at, t.operator_id, wide),
             t.gateway,
             t.operation.value + (f" (delivery {t.delivery_no})" if t.delivery_no else ""),
-            str(t.amount),  # in the currency the title names: an order has one
+            amount_text(t.amount, p.currency),  # in the currency the title names: an order has one
             state(t.result.value) + (Text(" settled") if t.settled else Text("")),
             t.note or "",
         )
@@ -228,7 +235,7 @@ def _order_page(page: OrderPage, wide: bool) -> Table:
         right=("total",),
     )
     for o in page.orders:
-        placed, total = o.placed_at.strftime(STAMP), f"{o.total} {o.currency}"
+        placed, total = o.placed_at.strftime(STAMP), _money(o.total, o.currency)
         if wide:
             deliveries = " ".join(f"{d.group.value}:{d.state.value}" for d in o.deliveries)
             table.add_row(

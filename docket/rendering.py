@@ -35,6 +35,7 @@ from jinja2.runtime import Context
 from markupsafe import Markup, escape
 
 from docket.adapters.mail import Mail
+from docket.models.currencies import amount_text
 from docket.models.notifications import template_name
 from docket.store.outbox import Letter
 
@@ -171,12 +172,12 @@ def _text_part(subtype: str, text: str) -> bytes:
 
 
 def money(amount: Any, currency: str) -> str:
-    """12.5, "EUR" -> "12.50 EUR"; never a float on the way."""
+    """12.5, "EUR" -> "12.50 EUR"; "3980.00", "JPY" -> "3,980 JPY"; never a float on the way."""
     try:
         value = Decimal(str(amount))
     except InvalidOperation:
         raise ValueError(f"not an amount of money: {amount!r}") from None
-    return f"{value:,.2f} {currency}"
+    return f"{amount_text(value, currency, grouped=True)} {currency}"
 
 
 def _zone(context: Context) -> ZoneInfo:

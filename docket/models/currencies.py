@@ -7,6 +7,8 @@ Bahraini dinar, say) is refused rather than rounded. Funds, precious metals and 
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 ISO_4217 = frozenset(
     """
     AED AFN ALL AMD ANG AOA ARS AUD AWG AZN BAM BBD BDT BGN BHD BIF BMD BND BOB BRL BSD BTN BWP
@@ -27,6 +29,12 @@ def decimal_places(code: str) -> int:
     if code in NO_DECIMALS:
         return 0
     return 3 if code in THREE_DECIMALS else 2
+
+
+def amount_text(amount: Decimal, currency: str, *, grouped: bool = False) -> str:
+    """An amount written as its currency is: 19.90 EUR, but 3980 JPY (the store keeps 3980.00);
+    `grouped` puts in thousands separators (1,234.50), as a mail does."""
+    return f"{amount:{',' if grouped else ''}.{decimal_places(currency)}f}"
 
 
 def check_currency(code: str) -> str:

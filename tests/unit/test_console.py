@@ -183,6 +183,27 @@ def test_an_order_on_80_columns_keeps_its_dates_identifiers_and_amounts_whole() 
     assert "error" not in text  # no mail failed: no error column
 
 
+def test_amounts_are_written_with_their_currencys_places() -> None:
+    record = a_returned_order()
+    yen = Decimal("3980.00")  # as the store keeps it: two places, whatever the currency
+    record = record.model_copy(
+        update={
+            "order": record.order.model_copy(update={"currency": "JPY", "total": yen}),
+            "payment": record.payment.model_copy(update={"currency": "JPY", "captured": yen}),
+            "payments": [record.payments[0].model_copy(update={"currency": "JPY", "amount": yen})],
+        }
+    )
+    terminal = Console(width=80, record=True, color_system=None)
+    terminal.print(show.order_record(record))
+    terminal.print(show.order_page(OrderPage(orders=[record.order], page=1, page_size=50, total=1)))
+    text = terminal.export_text()
+    assert "grace · 3980 JPY ·" in text
+    assert "payment: full · captured 3980 · refunded 0 JPY" in text
+    assert re.search(r"│ offline +│ capture +│ +3980 +│", text)
+    assert re.search(r"│ 3980 JPY │", text)  # the order list's total
+    assert "3980.00" not in text
+
+
 def test_an_order_list_keeps_states_and_totals_whole_and_shows_deliveries_where_there_is_room() -> None:
     order = a_returned_order().order.model_copy(update={"state": OrderState.partially_shipped})
     page = OrderPage(orders=[order], page=1, page_size=50, total=1)

@@ -3,10 +3,12 @@ which countries it may be shipped to."""
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 import pytest
 
 from docket.models.countries import ISO_3166, check_country
-from docket.models.currencies import ISO_4217, check_currency, decimal_places
+from docket.models.currencies import ISO_4217, amount_text, check_currency, decimal_places
 
 
 def test_money_in_circulation_is_taken_with_its_minor_unit() -> None:
@@ -19,6 +21,12 @@ def test_money_in_circulation_is_taken_with_its_minor_unit() -> None:
     ]
     assert (decimal_places("EUR"), decimal_places("JPY"), decimal_places("KRW")) == (2, 0, 0)
     assert len(ISO_4217) > 150 and all(len(code) == 3 and code.isupper() for code in ISO_4217)
+
+
+def test_an_amount_is_written_with_its_currencys_places() -> None:
+    assert amount_text(Decimal("3980.00"), "JPY") == "3980"
+    assert amount_text(Decimal("19.9"), "EUR") == "19.90"
+    assert amount_text(Decimal("123456.70"), "USD", grouped=True) == "123,456.70"
 
 
 @pytest.mark.parametrize(

@@ -101,9 +101,9 @@ def test_every_template_renders_a_subject_a_text_and_an_escaped_html_part(kind: 
     assert "<Buyer>" not in rendered.html and "Alpha & Sons" not in rendered.html, "HTML is escaped"
 
 
-def test_money_keeps_its_currency_and_two_places() -> None:
+def test_money_is_written_as_its_currency_is() -> None:
     assert money("1234.5", "EUR") == "1,234.50 EUR"
-    assert money("0.1", "JPY") == "0.10 JPY"
+    assert money("3980.00", "JPY") == "3,980 JPY"  # the store keeps two places; a yen has none
     with pytest.raises(ValueError, match="not an amount"):
         money("ten", "EUR")
 
