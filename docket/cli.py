@@ -355,7 +355,8 @@ def order_cancel(
 
 @order_app.command("return")
 def order_return(order_id: str, operator: AsOperator = None, note: Note = None) -> None:
-    """Shipped goods came back. Putting them on the shelf is `docket stock return`."""
+    """Goods on their way came back: delivered, or brought back by the carrier. Putting them on
+    the shelf is `docket stock return`."""
 
     async def job(running: Running) -> None:
         who = await acting(running, operator)

@@ -140,7 +140,8 @@ async def cancel_order(
 async def return_order(
     order_id: str, operator: CurrentOperator, docket: CurrentDocket, body: NoteBody | None = None
 ) -> OrderView:
-    """Shipped goods came back. Restocking them is POST /stock/returns."""
+    """Goods on their way came back (delivered, or brought back by the carrier, refused at the
+    door); deliveries not yet on their way are withdrawn. Restocking them is POST /stock/returns."""
     return await docket.return_order(
         operator, ReturnOrder(order_id=order_id, operator_id=operator.operator_id, note=_note(body))
     )

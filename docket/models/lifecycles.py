@@ -72,14 +72,16 @@ ORDER_TRANSITIONS: list[dict[str, object]] = [
         "dest": _O.cancelled_waiting_payment,
     },
     {"trigger": "refund_cancelled", "source": _O.cancelled_waiting_payment, "dest": _O.cancelled},
+    # goods come back once a delivery is on its way: delivered, or brought back by the carrier
+    # (refused at the door, undeliverable) while the order is still in progress
     {
         "trigger": "return_goods",
-        "source": [_O.partially_shipped, _O.completed],
+        "source": [_O.in_progress, _O.partially_shipped, _O.completed],
         "dest": _O.returned,
     },
     {
         "trigger": "return_awaiting_refund",
-        "source": [_O.partially_shipped, _O.completed],
+        "source": [_O.in_progress, _O.partially_shipped, _O.completed],
         "dest": _O.returned_waiting_payment,
     },
     {"trigger": "refund_returned", "source": _O.returned_waiting_payment, "dest": _O.returned},
@@ -118,7 +120,11 @@ DELIVERY_TRANSITIONS: list[dict[str, object]] = [
     },
     {"trigger": "void", "source": [_D.new, *_WAITING], "dest": _D.reservation_voided},
     {"trigger": "deallocate", "source": _ALLOCATED, "dest": _D.deallocated},
-    {"trigger": "return_goods", "source": _D.shipped, "dest": _D.returned},
+    {
+        "trigger": "return_goods",
+        "source": [_D.shipping, _D.shipping_waiting_payment, _D.shipped],
+        "dest": _D.returned,
+    },
 ]
 DELIVERY_FINAL = frozenset({_D.shipped, _D.reservation_voided, _D.deallocated, _D.returned})
 
@@ -138,7 +144,8 @@ ORDER_BY_HAND: dict[str, tuple[str, ...]] = {
     "refund_returned": ("record_refund", "retry_refund"),
 }
 DELIVERY_BY_HAND: dict[str, tuple[str, ...]] = {t: (t,) for t in OPERATOR_DELIVERY_TRIGGERS}
-# A delivery in one of these states is on its way: it can no longer be cancelled, only returned.
+# A delivery in one of these states is on its way: it can no longer be cancelled, only returned
+# (delivered, or brought back by the carrier).
 ON_ITS_WAY = frozenset({_D.shipping, _D.shipping_waiting_payment, _D.shipped})
 
 
@@ -153,6 +160,14 @@ def why_not_cancel(order_id: str, deliveries: Iterable[Any]) -> str | None:
     rest = [d for d in deliveries if d.state not in ON_ITS_WAY and d.state not in DELIVERY_FINAL]
     also = " (which also withdraws what has not shipped)" if rest else ""
     return f"order {order_id} cannot be cancelled: {listed}; take it back as a return{also}"
+
+
+def why_not_return(order_id: str, deliveries: Iterable[Any]) -> str | None:
+    """Why an order the table would let return has nothing to return (None if it has): an order in
+    progress with no delivery on its way is cancelled, not returned."""
+    if any(d.state in ON_ITS_WAY for d in deliveries):
+        return None
+    return f"order {order_id} has nothing on its way to take back: cancel it instead"
 
 
 S = TypeVar("S", bound=StrEnum)

@@ -141,7 +141,7 @@ class CancelOrder(Command):
 
 
 class ReturnOrder(OrderMoveBase):
-    """Goods came back after shipping; restocking them is a separate stock movement."""
+    """Goods came back once on their way; restocking them is a separate stock movement."""
 
 
 class RecordRefund(Command):

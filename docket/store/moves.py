@@ -18,7 +18,15 @@ from sqlalchemy.orm.attributes import set_committed_value
 
 from docket.models.errors import InvalidInput, NotFound, OrderRejected, Refused, StaleState
 from docket.models.fulfilment import automatic_triggers, release_moment
-from docket.models.lifecycles import DELIVERY, ON_ITS_WAY, ORDER, DeliveryState, OrderState, why_not_cancel
+from docket.models.lifecycles import (
+    DELIVERY,
+    ON_ITS_WAY,
+    ORDER,
+    DeliveryState,
+    OrderState,
+    why_not_cancel,
+    why_not_return,
+)
 from docket.models.payments import CAPTURES, REFUNDS, Operation, Result, Txn, refundable
 from docket.models.schemas import (
     CancelOrder,
@@ -285,17 +293,18 @@ def cancel_order(session: Session, cmd: CancelOrder, move_id: str, at: dt.dateti
 
 
 def return_order(session: Session, cmd: ReturnOrder, move_id: str, at: dt.datetime) -> OrderView:
-    """Shipped deliveries come back; any not yet shipped are withdrawn. Restocking is separate."""
+    """Deliveries on their way (delivered, or brought back by the carrier) come back; any not yet
+    on their way are withdrawn. Restocking is separate."""
     order = locked_order(session, cmd.order_id)
     ORDER.dest(order.state, "return_goods")
+    deliveries = queries.order_deliveries(session, order.order_id)
+    refusal = why_not_return(order.order_id, deliveries)
+    if refusal:
+        raise Refused(refusal)
     ctx = MoveContext(at=at, operator_id=cmd.operator_id, note=cmd.note)
-    for delivery in queries.order_deliveries(session, order.order_id):
-        if delivery.state is DeliveryState.shipped:
+    for delivery in deliveries:
+        if delivery.state in ON_ITS_WAY:
             move_delivery_state(session, order, delivery, "return_goods", ctx, move_id)
-        elif delivery.state in ON_ITS_WAY:
-            raise Refused(
-                f"delivery {delivery.delivery_no} is still {delivery.state.value}; return it once delivered"
-            )
         else:
             withdraw(session, order, delivery, ctx, move_id)
     owed = refund_owed(session, order, ctx, move_id)

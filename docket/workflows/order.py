@@ -13,7 +13,14 @@ from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from docket.models.errors import IllegalTransition
-    from docket.models.lifecycles import DELIVERY, ORDER, DeliveryState, OrderState, why_not_cancel
+    from docket.models.lifecycles import (
+        DELIVERY,
+        ORDER,
+        DeliveryState,
+        OrderState,
+        why_not_cancel,
+        why_not_return,
+    )
     from docket.models.messages import (
         AdvanceOrder,
         CancelOrderMove,
@@ -92,7 +99,7 @@ class OrderWorkflow:
       confirm_payment  a clerk confirms an offline payment
       move_delivery    pack, mark_ready, ship, deliver one delivery
       cancel           cancel the order (refused once a delivery is on its way)
-      return_goods     shipped goods came back
+      return_goods     goods on their way came back (delivered, or brought back by the carrier)
       record_refund    a clerk refunded by hand what a cancelled or returned order owes
       retry_refund     ask the gateway again for a refund it refused
       payment_callback a gateway's verified callback (settles a payment that was processing)
@@ -286,7 +293,10 @@ class OrderWorkflow:
 
     @return_goods.validator
     def _check_return(self, command: ReturnOrder) -> None:
-        self._check_order(command.order_id, "return_goods")
+        view = self._check_order(command.order_id, "return_goods")
+        refusal = why_not_return(view.order_id, view.deliveries) if self._settled() else None
+        if refusal:
+            raise ApplicationError(refusal, type="Refused")
 
     @workflow.update
     async def record_refund(self, command: RecordRefund) -> OrderView:

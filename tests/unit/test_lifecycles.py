@@ -67,3 +67,9 @@ def test_confirming_twice_is_illegal() -> None:
 
 def test_a_shipped_delivery_cannot_be_voided_or_deallocated() -> None:
     assert DELIVERY.allowed(DeliveryState.shipped) == ["return_goods"]
+
+
+def test_a_delivery_on_its_way_can_only_be_delivered_or_brought_back() -> None:
+    for on_its_way in (DeliveryState.shipping, DeliveryState.shipping_waiting_payment):
+        assert DELIVERY.allowed(on_its_way) == ["deliver", "return_goods"]
+    assert ORDER.allowed_by_hand(OrderState.in_progress) == ["cancel", "return_goods"]

@@ -279,7 +279,8 @@ async def test_illegal_moves_are_refused_with_the_reason_and_change_nothing(shop
     ):
         await move(shop, "o-1", 1, "ship")
     with pytest.raises(
-        IllegalTransition, match="order o-1 is in_progress: cannot confirm_payment; allowed from here: cancel"
+        IllegalTransition,
+        match="order o-1 is in_progress: cannot confirm_payment; allowed from here: cancel, return_goods$",
     ):
         await confirm(shop, "o-1")
     with pytest.raises(Forbidden, match="bob does not work for shop alpha"):
@@ -296,6 +297,37 @@ async def test_illegal_moves_are_refused_with_the_reason_and_change_nothing(shop
             alice, CancelOrder(order_id="o-1", operator_id="alice", reason="too late")
         )
     assert (await view_of(shop, "o-1")).deliveries[0].state is D.shipping
+
+
+async def test_a_parcel_the_carrier_brings_back_is_returned_while_the_order_is_in_progress(
+    shop: Shop,
+) -> None:
+    alice = await shop.op("alice")
+    await shop.docket.place_order(alice, place("o-1", ("WIDGET", 1)))
+    await confirm(shop, "o-1")
+    before = settled(await shop.docket.order_record(alice, "o-1"))
+    with pytest.raises(Refused, match="order o-1 has nothing on its way to take back: cancel it instead"):
+        await shop.docket.return_order(alice, ReturnOrder(order_id="o-1", operator_id="alice"))
+    assert settled(await shop.docket.order_record(alice, "o-1")) == before
+
+    await move(shop, "o-1", 1, "pack", "mark_ready", "ship")
+    returned = await shop.docket.return_order(
+        alice, ReturnOrder(order_id="o-1", operator_id="alice", note="refused at the door")
+    )
+    # paid offline: waiting for the money to go back by hand
+    assert (returned.state, returned.deliveries[0].state) == (OrderState.returned_waiting_payment, D.returned)
+    history = (await shop.docket.order_record(alice, "o-1")).history
+    assert ("delivery", "return_goods", "shipping", "returned", "refused at the door") in {
+        (e.entity.split()[0], e.trigger, e.from_state, e.to_state, e.note) for e in history
+    }
+
+    # paid on delivery: a parcel that never reached the customer was never paid for
+    await shop.docket.place_order(alice, place("o-2", ("WIDGET", 1), payment_flow="on_delivery"))
+    await move(shop, "o-2", 1, "pack", "mark_ready", "ship")
+    returned = await shop.docket.return_order(alice, ReturnOrder(order_id="o-2", operator_id="alice"))
+    assert (returned.state, returned.deliveries[0].state) == (OrderState.returned, D.returned)
+    assert (await shop.docket.order_record(alice, "o-2")).payments == []
+    assert (await shop.docket.verify_stock(alice)).ok
 
 
 @pytest.mark.parametrize("shop", [{"return_days": 30}], indirect=True)
