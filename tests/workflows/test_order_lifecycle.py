@@ -280,7 +280,7 @@ async def test_illegal_moves_are_refused_with_the_reason_and_change_nothing(shop
         await move(shop, "o-1", 1, "ship")
     with pytest.raises(
         IllegalTransition,
-        match="order o-1 is in_progress: cannot confirm_payment; allowed from here: cancel, return_goods$",
+        match=r"order o-1 is in_progress: cannot confirm_payment; allowed from here: cancel, return_goods$",
     ):
         await confirm(shop, "o-1")
     with pytest.raises(Forbidden, match="bob does not work for shop alpha"):
