@@ -18,9 +18,9 @@ from rich.console import Console
 
 from docket import console as show
 from docket.models.access import Operator
-from docket.models.errors import DocketError, InvalidInput
+from docket.models.errors import DocketError, InvalidInput, Refused
 from docket.models.inputs import problems
-from docket.models.lifecycles import OrderState
+from docket.models.lifecycles import DeliveryState, OrderState
 from docket.models.schemas import (
     MAX_PAGE,
     Address,
@@ -323,7 +323,12 @@ def _delivery_command(trigger: str, doc: str) -> None:
                 trigger=trigger,
                 note=note,
             )
-            out.print(show.order_summary(await running.docket.move_delivery(who, cmd)))
+            view = await running.docket.move_delivery(who, cmd)
+            out.print(show.order_summary(view))
+            delivery = view.delivery(delivery_no)
+            if trigger == "ship" and delivery and delivery.state is DeliveryState.ready_waiting_payment:
+                record = await running.docket.order_record(who, order_id)
+                raise Refused(show.why_held(record, delivery_no))  # printed, exit 5: not shipped
 
         run(job)
 

@@ -102,6 +102,27 @@ def order_summary(view: OrderView) -> Group:
     return Group(table, line)
 
 
+def why_held(record: OrderRecord, delivery_no: int) -> str:
+    """Why `ship` left a parcel at the door (pay per shipment: the gateway refused its capture),
+    and what can be done."""
+    order_id = record.order.order_id
+    refused = [
+        t
+        for t in record.payments
+        if t.delivery_no == delivery_no and t.operation.value == "capture" and t.result.value == "failed"
+    ]
+    why = (
+        f"the gateway refused its capture of {_money(refused[-1].amount, refused[-1].currency)}"
+        + (f" ({refused[-1].note})" if refused[-1].note else "")
+        if refused
+        else "its capture was not made"
+    )
+    return (
+        f"delivery {delivery_no} of order {order_id} is held, not shipped: {why}; "
+        f"`docket order ship {order_id} {delivery_no}` asks again, `docket order cancel {order_id}` gives up"
+    )
+
+
 WIDE = 110  # columns from which tables give each thing a column of its own
 
 

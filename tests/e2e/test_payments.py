@@ -504,19 +504,28 @@ async def test_pay_per_shipment_authorizes_at_placement_and_captures_each_parcel
 
 
 async def test_a_parcel_whose_capture_is_refused_is_held_until_shipping_it_again_captures(
-    payments: Payments,
+    payments: Payments, sqlite_engine: Engine
 ) -> None:
     cmd = place("s-1", ("WIDGET", 1), payment_flow="per_shipment", payment_token="tok_capture_fail")
     await payments.shop.docket.place_order(await payments.shop.op("alice"), cmd)
-    held = await move(payments.shop, "s-1", 1, "pack", "mark_ready", "ship")
-    assert held.deliveries[0].state.value == "ready_waiting_payment"
+    await move(payments.shop, "s-1", 1, "pack", "mark_ready")
+    cli = process_env(payments.shop, sqlite_engine) | {"DOCKET_OPERATOR": "alice", "COLUMNS": "200"}
+    code, out, err = await run_cli(cli, "order", "ship", "s-1", "1")
+    # the operator is told the parcel stayed, why, and what to do (exit 5: not shipped)
+    assert code == 5 and "ready_waiting_payment" in out
+    assert (
+        "delivery 1 of order s-1 is held, not shipped: the gateway refused its capture of 9.50 EUR"
+        " (insufficient funds); `docket order ship s-1 1` asks again, `docket order cancel s-1` gives up"
+    ) in err
     record = await payments.record("s-1")
     assert ("admin@alpha.test", "payment_failed") in {
         (n.recipient, n.template_key) for n in record.notifications
     }
 
-    shipped = await move(payments.shop, "s-1", 1, "ship")
-    assert shipped.deliveries[0].state.value == "shipping"
+    code, out, err = await run_cli(cli, "order", "ship", "s-1", "1")
+    assert code == 0 and "shipping" in out and not err
+    shipped = await payments.shop.docket.order_record(await payments.shop.op("alice"), "s-1")
+    assert shipped.order.deliveries[0].state.value == "shipping"
     record = await payments.record("s-1")
     assert [(p.operation.value, p.result.value) for p in record.payments] == [
         ("authorize", "ok"),
