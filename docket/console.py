@@ -239,11 +239,23 @@ def _payments(record: OrderRecord, wide: bool) -> Table:
     return table
 
 
+def _nothing_on(page: OrderPage | CustomerPage | MailPage, what: str) -> Text | None:
+    """What to say instead of an empty table: nothing found, or a page past the last."""
+    if not page.total:
+        return Text(f"no {what} found")
+    pages = -(-page.total // page.page_size)
+    if page.page > pages:
+        found = f"{page.total} {what}" + ("s" if page.total > 1 else "")
+        last = f"the last is {pages}" if pages > 1 else "there is one"
+        return Text(f"no page {page.page}: {found}, {page.page_size} to a page; {last}")
+    return None
+
+
 def order_page(page: OrderPage) -> ByWidth | Text:
     """Wide, each order's deliveries too; narrower, the shop under the order id and the
     deliveries left to `order show`."""
-    if not page.total:
-        return Text("no order found")
+    if nothing := _nothing_on(page, "order"):
+        return nothing
     return ByWidth(lambda wide: _order_page(page, wide))
 
 
@@ -298,8 +310,8 @@ def customer_history(changes: list[CustomerChangeView]) -> Table:
 
 
 def customer_page(page: CustomerPage) -> Table | Text:
-    if not page.total:
-        return Text("no customer found")
+    if nothing := _nothing_on(page, "customer"):
+        return nothing
     table = _table(
         f"customers (page {page.page}, {len(page.customers)} of {page.total})", "customer", "name", "e-mail"
     )
@@ -339,8 +351,8 @@ def mail_page(page: MailPage) -> Table | Text:
     """A mail's address and who it is (customer, shop admin, fulfilment centre) above its template;
     its state and tries above when it went; the error column only when a mail on the page has one:
     on an 80-column terminal addresses and errors need the room."""
-    if not page.total:
-        return Text("no mail found")
+    if nothing := _nothing_on(page, "mail"):
+        return nothing
     columns: tuple[str, ...] = ("id", "order", "mail", "state", "error")
     if not any(m.error for m in page.mails):
         columns = columns[:-1]

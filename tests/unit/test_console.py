@@ -221,6 +221,24 @@ def test_an_order_list_keeps_states_and_totals_whole_and_shows_deliveries_where_
     assert re.search(r"│ D-001 +│ harbour +│ grace +│ .* │ D1:returned D1:returned +│", wide)
 
 
+def test_a_page_past_the_last_says_how_many_pages_there_are() -> None:
+    order = a_returned_order().order
+    terminal = Console(width=80, record=True, color_system=None)
+    terminal.print(show.order_page(OrderPage(orders=[], page=99, page_size=50, total=6)))
+    terminal.print(show.order_page(OrderPage(orders=[], page=4, page_size=2, total=6)))
+    terminal.print(show.mail_page(MailPage(mails=[], page=2, page_size=50, total=1)))
+    terminal.print(show.order_page(OrderPage(orders=[], page=1, page_size=50, total=0)))
+    terminal.print(show.order_page(OrderPage(orders=[order], page=3, page_size=2, total=5)))
+    lines = terminal.export_text().splitlines()
+    assert lines[:4] == [
+        "no page 99: 6 orders, 50 to a page; there is one",
+        "no page 4: 6 orders, 2 to a page; the last is 3",
+        "no page 2: 1 mail, 50 to a page; there is one",
+        "no order found",
+    ]
+    assert "orders (page 3, 1 of 5)" in lines[4]  # the last page, as it is
+
+
 def test_the_callback_inbox_keeps_event_ids_and_times_whole_on_80_columns() -> None:
     def stored(callback_id: int, processed: bool) -> CallbackView:
         return CallbackView(
