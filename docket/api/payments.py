@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
@@ -57,13 +59,19 @@ async def callback(gateway: str, request: Request) -> JSONResponse:
     return JSONResponse(status_code=answered.status, content=content)
 
 
-@router.get("/inbox", response_model=list[CallbackView])
+STAFF: dict[int | str, dict[str, Any]] = {
+    401: {"description": "No or unknown API token"},
+    403: {"description": "The operator may not read or replay callbacks"},
+}
+
+
+@router.get("/inbox", response_model=list[CallbackView], responses=STAFF)
 async def inbox(request: Request, operator: CurrentOperator, all: bool = False) -> list[CallbackView]:
     """Stored callbacks not processed yet (with `all`: every one, newest 500)."""
     return await callbacks_of(request).inbox(operator, every=all)
 
 
-@router.post("/inbox/replay", response_model=list[CallbackView])
+@router.post("/inbox/replay", response_model=list[CallbackView], responses=STAFF)
 async def replay(request: Request, operator: CurrentOperator) -> list[CallbackView]:
     """Process the stored callbacks not processed yet; answers them as they now are."""
     return await callbacks_of(request).replay(operator)
