@@ -103,20 +103,18 @@ def order_summary(view: OrderView) -> Group:
 
 
 def why_held(record: OrderRecord, delivery_no: int) -> str:
-    """Why `ship` left a parcel at the door (pay per shipment: the gateway refused its capture),
-    and what can be done."""
+    """Why `ship` left a parcel at the door (pay per shipment: its capture was refused or is still
+    processing at the gateway), and what can be done."""
     order_id = record.order.order_id
-    refused = [
-        t
-        for t in record.payments
-        if t.delivery_no == delivery_no and t.operation.value == "capture" and t.result.value == "failed"
-    ]
-    why = (
-        f"the gateway refused its capture of {_money(refused[-1].amount, refused[-1].currency)}"
-        + (f" ({refused[-1].note})" if refused[-1].note else "")
-        if refused
-        else "its capture was not made"
-    )
+    captures = [t for t in record.payments if t.delivery_no == delivery_no and t.operation.value == "capture"]
+    last = captures[-1] if captures else None
+    amount = _money(last.amount, last.currency) if last else ""
+    if last and last.result.value == "processing":
+        why = f"the gateway is still processing its capture of {amount}; it ships when that settles"
+    elif last and last.result.value == "failed":
+        why = f"the gateway refused its capture of {amount}" + (f" ({last.note})" if last.note else "")
+    else:
+        why = "its capture was not made"
     return (
         f"delivery {delivery_no} of order {order_id} is held, not shipped: {why}; "
         f"`docket order ship {order_id} {delivery_no}` asks again, `docket order cancel {order_id}` gives up"

@@ -221,6 +221,25 @@ def test_an_order_list_keeps_states_and_totals_whole_and_shows_deliveries_where_
     assert re.search(r"│ D-001 +│ harbour +│ grace +│ .* │ D1:returned D1:returned +│", wide)
 
 
+def test_a_held_parcel_says_why_and_what_to_do() -> None:
+    record = a_returned_order()
+    capture = record.payments[0].model_copy(
+        update={"delivery_no": 1, "result": Result.processing, "note": None}
+    )
+    held = record.model_copy(update={"payments": [capture]})
+    assert show.why_held(held, 1) == (
+        "delivery 1 of order D-001 is held, not shipped: the gateway is still processing its capture"
+        " of 79.80 EUR; it ships when that settles; `docket order ship D-001 1` asks again,"
+        " `docket order cancel D-001` gives up"
+    )
+    refused = capture.model_copy(update={"result": Result.failed, "note": "insufficient funds"})
+    held = record.model_copy(update={"payments": [capture, refused]})  # the latest answer counts
+    assert show.why_held(held, 1).startswith(
+        "delivery 1 of order D-001 is held, not shipped: the gateway refused its capture of 79.80 EUR"
+        " (insufficient funds);"
+    )
+
+
 def test_a_page_past_the_last_says_how_many_pages_there_are() -> None:
     order = a_returned_order().order
     terminal = Console(width=80, record=True, color_system=None)
