@@ -15,6 +15,7 @@ from typing import Annotated, TypeVar
 import typer
 from pydantic import ValidationError
 from rich.console import Console
+from rich.text import Text
 
 from docket import console as show
 from docket.models.access import Operator
@@ -61,8 +62,10 @@ app.add_typer(payment_app, name="payment")
 app.add_typer(db_app, name="db")
 app.add_typer(catalogue_app, name="catalogue")
 
-out = Console()
-err = Console(stderr=True)
+# What is printed holds what operators and customers typed (names, notes, addresses): no Rich
+# markup or emoji codes are read in it ("[/x]" would fail the command, ":x:" become a cross).
+out = Console(markup=False, emoji=False)
+err = Console(stderr=True, markup=False, emoji=False)
 T = TypeVar("T")
 
 EXIT_UNAVAILABLE = 1  # Temporal cannot be reached, or the store is missing or not migrated
@@ -99,7 +102,7 @@ def settings() -> Settings:
 
 
 def fail(message: str, code: int) -> None:
-    err.print(f"[red]error:[/red] {message}", highlight=False)
+    err.print(Text.assemble(("error:", "red"), f" {message}"), highlight=False)
     raise typer.Exit(code)
 
 

@@ -11,6 +11,7 @@ from typing import Annotated, Any
 
 import typer
 from pydantic import ValidationError
+from rich.text import Text
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
@@ -162,7 +163,10 @@ def dev() -> None:
                     lambda s: s.scalar(select(func.count()).select_from(OperatorRow))
                 ):
                     out.print(
-                        "[yellow]no operators yet:[/yellow] docket catalogue load docs/catalogue.example.json"
+                        Text.assemble(
+                            ("no operators yet:", "yellow"),
+                            " docket catalogue load docs/catalogue.example.json",
+                        )
                     )
                 callback = f"http://{config.api_host}:{config.api_port}/payments/sandbox/callback"
                 sandbox = uvicorn.Server(

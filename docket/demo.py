@@ -13,6 +13,7 @@ import uvicorn
 from rich.console import Console, Group, RenderableType
 from rich.panel import Panel
 from rich.progress import Progress, SpinnerColumn, TextColumn
+from rich.text import Text
 from sqlalchemy import func, select
 
 from docket import console as show
@@ -159,8 +160,8 @@ class Demo:
     def tell(self, title: str, *body: RenderableType) -> None:
         self.out.print(Panel.fit(Group(*body), title=title, title_align="left"))
 
-    def refused(self, error: DocketError) -> str:
-        return f"[red]refused[/red] ({error.kind}): {error}"
+    def refused(self, error: DocketError) -> Text:
+        return Text.assemble(("refused", "red"), f" ({error.kind}): {error}")
 
 
 async def scenarios(demo: Demo) -> None:
@@ -254,7 +255,7 @@ async def scenarios(demo: Demo) -> None:
     )
 
     # 7. What docket refuses, and why.
-    lines = []
+    lines: list[Text] = []
     shipping = await demo.place("web", demo.order("harbour", "grace", ("ATLAS", 1, "39.90")))
     await demo.confirm("conrad", shipping.order_id, "paid")
     for attempt, job in [
@@ -271,9 +272,9 @@ async def scenarios(demo: Demo) -> None:
     ]:
         try:
             await job
-            lines.append(f"{attempt}: [green]accepted[/green]")
+            lines.append(Text.assemble(f"{attempt}: ", ("accepted", "green")))
         except DocketError as error:
-            lines.append(f"{attempt}: {demo.refused(error)}")
+            lines.append(Text(f"{attempt}: ").append_text(demo.refused(error)))
     await demo.move("paul", shipping.order_id, 1, "pack", "mark_ready", "ship")
     try:
         await demo.docket.cancel_order(
@@ -281,7 +282,7 @@ async def scenarios(demo: Demo) -> None:
             CancelOrder(order_id=shipping.order_id, operator_id="paul", reason="customer called"),
         )
     except DocketError as error:
-        lines.append(f"cancel an order already on its way: {demo.refused(error)}")
+        lines.append(Text("cancel an order already on its way: ").append_text(demo.refused(error)))
     demo.tell("7. refused, with the reason", *lines)
 
     # 8. A return, and the goods put back on the shelf.
@@ -429,8 +430,10 @@ async def _run(config: Settings, out: Console, progress: Progress) -> None:
         with running.docket.sessions.begin() as session:
             cat.load(session, demo_catalogue(dt.date.today()), dt.datetime.now(dt.UTC))
         out.print(
-            "[bold]docket demo[/bold]: two shops, two warehouses, products of every delivery kind, "
-            "operators of every role\n"
+            Text.assemble(
+                ("docket demo", "bold"),
+                ": two shops, two warehouses, products of every delivery kind, operators of every role\n",
+            )
         )
         api_port = _free_port()
         callback = f"http://127.0.0.1:{api_port}/payments/sandbox/callback"

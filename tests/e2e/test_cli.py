@@ -303,6 +303,26 @@ async def test_a_customer_is_registered_and_read_from_the_command_line(
         r"new-1 +│ Grace Buyer +│ grace@example.test", out
     )
 
+    # what people typed is printed as typed: no markup or emoji codes read in it
+    odd = "Eve [/x] :x: [bold]Bracket"
+    code, out, err = await docket(
+        shop,
+        sqlite_engine,
+        "customer",
+        "save",
+        "new-3",
+        "--name",
+        odd,
+        "--email",
+        "eve@example.test",
+        operator="carol",
+    )
+    assert code == 0 and f"new-3: {odd} <eve@example.test> (created)" in out, err
+    code, out, err = await docket(shop, sqlite_engine, "customer", "show", "new-3", operator="pat")
+    assert code == 0 and f"│ {odd} │" in out, err
+    code, _, err = await docket(shop, sqlite_engine, "customer", "show", "new-[/x]", operator="pat")
+    assert code == 3 and "unknown customer new-[/x]" in err  # an error repeats the input as given
+
     bad = ("customer", "save", "new-2", "--name", "X", "--email", "grace at example")
     code, _, err = await docket(shop, sqlite_engine, *bad, operator="carol")
     assert code == 2 and "email: not an e-mail address: write it as name@example.com" in err
