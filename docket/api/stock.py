@@ -12,6 +12,7 @@ from docket.api.app import CurrentDocket, CurrentOperator
 from docket.models.inputs import Input
 from docket.models.schemas import (
     AdjustStock,
+    Identifier,
     LedgerReport,
     ReceiveStock,
     StockLevel,
@@ -29,9 +30,9 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 
 
 class Body(Input):
-    reference: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$", description="Idempotency key")
-    warehouse_id: str
-    sku: str
+    reference: Identifier = Field(description="Delivery note or count sheet: the idempotency key")
+    warehouse_id: Identifier
+    sku: Identifier
 
 
 class ReceiptBody(Body):

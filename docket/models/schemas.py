@@ -84,7 +84,11 @@ class Address(Command):
     line2: str | None = None
     city: Annotated[str, StringConstraints(min_length=1, max_length=100)]
     postcode: Annotated[str, StringConstraints(min_length=1, max_length=20)]
-    country: Annotated[str, StringConstraints(pattern=r"^[A-Z]{2}$")]
+    country: Annotated[
+        str,
+        StringConstraints(pattern=r"^[A-Z]{2}$"),
+        _says("write an ISO 3166 country code in capitals, such as DE"),
+    ]
 
 
 class OrderLineIn(Command):

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from docket.models.errors import NotFound, Refused
+from docket.models.errors import InvalidInput, NotFound, Refused
 from docket.models.lifecycles import DeliveryState
 from docket.models.schemas import (
     LedgerProblem,
@@ -100,10 +100,14 @@ def record(
 
 
 def check_item(session: Session, warehouse_id: str, sku: str) -> None:
+    """A warehouse and a product docket knows, and a product that is kept in stock."""
     if session.get(Warehouse, warehouse_id) is None:
         raise NotFound(f"unknown warehouse {warehouse_id}")
-    if session.get(Product, sku) is None:
+    product = session.get(Product, sku)
+    if product is None:
         raise NotFound(f"unknown SKU {sku}")
+    if product.digital:
+        raise InvalidInput(f"{sku} is a digital product: no stock of it is kept, in any warehouse")
 
 
 def receive(

@@ -171,6 +171,11 @@ async def test_bad_requests_get_a_status_and_a_message_that_says_what_is_wrong(
         422,
         "shipping_address.country: 'XX' is not an ISO 3166 country code, such as DE, FR or US",
     )
+    lower = {**nowhere, "shipping_address": {**ORDER["shipping_address"], "country": "de"}}
+    answer = await http.post("/orders", json=lower, headers=as_("alice"))
+    assert answer.json()["message"] == (
+        "body.shipping_address.country: write an ISO 3166 country code in capitals, such as DE"
+    )
     yen = {
         **ORDER,
         "order_id": "web-yen",
@@ -280,6 +285,15 @@ async def test_stock_received_over_http_is_idempotent_by_reference(http: httpx.A
         "reference dn-7 already recorded another stock change (receive +5 WIDGET at north)"
         in typo.json()["message"]
     )
+    for body, said in (  # what is wrong, said in words, and nothing recorded
+        ({**receipt, "reference": "dn 8"}, "body.reference: use 1 to 64 letters, digits and _ . : -"),
+        (
+            {**receipt, "reference": "dn-8", "sku": "EBOOK"},
+            "EBOOK is a digital product: no stock of it is kept, in any warehouse",
+        ),
+    ):
+        refused = await http.post("/stock/receipts", json=body, headers=as_("alice"))
+        assert refused.status_code == 422 and refused.json()["message"].startswith(said)
     count = {"reference": "c-1", "warehouse_id": "north", "sku": "WIDGET", "delta": -99, "note": "count"}
     answer = await http.post("/stock/adjustments", json=count, headers=as_("alice"))
     assert answer.status_code == 409
