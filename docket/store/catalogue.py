@@ -397,6 +397,14 @@ def _check(session: Session, catalogue: Catalogue) -> dict[tuple[str, str], int]
             problems.append(f"opening stock of {s.sku} is in unknown warehouse {s.warehouse_id}")
         if s.sku not in skus:
             problems.append(f"opening stock names unknown product {s.sku}")
+    digital = {p.sku for p in catalogue.products if p.digital} | set(
+        session.scalars(select(Product.sku).where(Product.digital.is_(True)))
+    )
+    problems += [
+        f"opening stock of {s.sku} at {s.warehouse_id}: a digital product keeps no stock"
+        for s in catalogue.stock
+        if s.sku in digital
+    ]
     recorded = _recorded_opening(session, catalogue.stock)
     for s in catalogue.stock:
         was = recorded.get((s.warehouse_id, s.sku))

@@ -76,7 +76,10 @@ def test_a_catalogue_that_does_not_hold_together_is_refused_whole_naming_every_p
     bad.products.append(ProductIn(sku="POSTER", name="Poster"))  # new, and would be fine
     bad.shops.append(ShopIn(shop_id="gamma", name="Gamma", warehouses=["west"]))
     bad.operators.append(OperatorIn(operator_id="nina", name="Nina", roles=["call_centre"], shops=["gama"]))
-    bad.stock = [OpeningStock(warehouse_id="north", sku="WIDGET", on_hand=12)]  # 10 were recorded
+    bad.stock = [
+        OpeningStock(warehouse_id="north", sku="WIDGET", on_hand=12),  # 10 were recorded
+        OpeningStock(warehouse_id="north", sku="EBOOK", on_hand=5),  # digital: no stock
+    ]
     bad.products.append(ProductIn(sku="WIDGET", name="Widget again"))
     bad.operators.append(OperatorIn(operator_id="mallory", name="Mallory", roles=[], token="alice-token"))
 
@@ -90,6 +93,7 @@ def test_a_catalogue_that_does_not_hold_together_is_refused_whole_naming_every_p
     assert "operator nina works for unknown shop gama" in said
     assert "opening stock of WIDGET at north was recorded as 10, the file says 12" in said
     assert "operator mallory is given the token operator alice holds" in said
+    assert "opening stock of EBOOK at north: a digital product keeps no stock" in said
     with sessions() as s:
         assert s.get(Product, "POSTER") is None
         assert s.get(Shop, "gamma") is None
