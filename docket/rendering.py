@@ -200,11 +200,13 @@ def localdate(context: Context, moment: str | None) -> str:
 
 
 def lines_text(lines: list[dict[str, Any]], currency: str) -> str:
-    width = max((len(line["name"]) for line in lines), default=0)
+    """One line per order line, the amounts right-aligned under one another."""
+    items = [f"{line['name']}  ({line['sku']})" for line in lines]
+    amounts = [money(line["amount"], currency) for line in lines]
+    width, amount_width = max(map(len, items), default=0), max(map(len, amounts), default=0)
     return "\n".join(
-        f"  {line['quantity']:>3} x {line['name']:<{width}}  ({line['sku']})"
-        f"  {money(line['amount'], currency):>16}"
-        for line in lines
+        f"  {line['quantity']:>3} x {item:<{width}}  {amount:>{amount_width}}"
+        for line, item, amount in zip(lines, items, amounts, strict=True)
     )
 
 

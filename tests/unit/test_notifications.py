@@ -18,7 +18,7 @@ from docket.activities.mail import deliver
 from docket.adapters.mail import Mail, MaildirTransport
 from docket.models.lifecycles import DELIVERY, ORDER
 from docket.models.notifications import MAIL_FAILED, NOTIFY, PAYMENT_FACTS, every_template, template_name
-from docket.rendering import Renderer, RenderError, message_id, money
+from docket.rendering import Renderer, RenderError, lines_text, message_id, money
 from docket.store.outbox import Letter
 
 TEMPLATES = Path(__file__).parents[2] / "docket" / "templates"
@@ -99,6 +99,18 @@ def test_every_template_renders_a_subject_a_text_and_an_escaped_html_part(kind: 
     assert "o-1" in rendered.subject + rendered.text
     assert rendered.text and rendered.html
     assert "<Buyer>" not in rendered.html and "Alpha & Sons" not in rendered.html, "HTML is escaped"
+
+
+def test_an_orders_lines_in_a_text_mail_keep_their_amounts_in_one_column() -> None:
+    lines = [
+        {"quantity": 1, "name": "Harbour Atlas (hardback)", "sku": "ATLAS", "amount": "39.90"},
+        {"quantity": 2, "name": "Reading lamp", "sku": "LAMP", "amount": "50.00"},
+        {"quantity": 12, "name": "Harbour Atlas (e-book)", "sku": "EBOOK-1", "amount": "1234.5"},
+    ]
+    text = lines_text(lines, "EUR").splitlines()
+    assert text[2] == "   12 x Harbour Atlas (e-book)  (EBOOK-1)  1,234.50 EUR"
+    assert len({len(row) for row in text}) == 1, text  # every amount ends in one column
+    assert [row.index(" x ") for row in text] == [5, 5, 5]
 
 
 def test_money_is_written_as_its_currency_is() -> None:
