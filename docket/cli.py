@@ -581,6 +581,12 @@ def mail_retry(
 ) -> None:
     """Send failed mails again (after fixing an address or a template)."""
 
+    if not outbox_ids and not order:
+        fail(
+            "name the mails to retry: their ids (docket mail list), or --order ID for an order's failed ones",
+            2,
+        )
+
     async def job(running: Running) -> None:
         cmd = RetryMail(outbox_ids=outbox_ids or [], order_id=order)
         out.print(show.mail_retried(await running.docket.retry_mail(await acting(running, operator), cmd)))

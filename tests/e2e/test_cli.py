@@ -454,6 +454,8 @@ async def test_an_operator_lists_and_reads_the_mail_of_an_order(shop: Shop, sqli
 
     code, out, err = await docket(shop, sqlite_engine, "mail", "show", "424242")
     assert code == 3 and "unknown mail 424242" in err
+    code, out, err = await docket(shop, sqlite_engine, "mail", "retry")
+    assert code == 2 and "their ids (docket mail list), or --order ID" in " ".join(err.split())
 
 
 async def test_reading_orders_stock_and_mail_needs_no_temporal_and_a_move_says_it_cannot_reach_it(
