@@ -40,5 +40,11 @@ def _holds_nul(value: Any) -> bool:
 
 
 def problems(errors: Iterable[Mapping[str, Any]]) -> str:
-    """Pydantic's errors as one line, each named by its place: `lines.0.quantity: ...; email: ...`."""
-    return "; ".join(f"{'.'.join(map(str, e['loc'])) or 'input'}: {e['msg']}" for e in errors)
+    """Pydantic's errors as one line, each named by its place: `lines.0.quantity: ...; email: ...`;
+    docket's own checks say what they say, without pydantic's `Value error, ` before it."""
+    return "; ".join(f"{'.'.join(map(str, e['loc'])) or 'input'}: {_said(e)}" for e in errors)
+
+
+def _said(error: Mapping[str, Any]) -> str:
+    raised = (error.get("ctx") or {}).get("error")
+    return str(raised) if error.get("type") == "value_error" and raised is not None else str(error["msg"])

@@ -7,6 +7,7 @@ from decimal import Decimal
 import pytest
 from pydantic import ValidationError
 
+from docket.models.inputs import problems
 from docket.models.schemas import (
     AdjustStock,
     CancelOrder,
@@ -14,6 +15,7 @@ from docket.models.schemas import (
     MoveDelivery,
     OrderLineIn,
     PlaceOrder,
+    RetryMail,
 )
 from docket.store.catalogue import Catalogue, ProductIn
 from tests.orders import ADDRESS
@@ -146,3 +148,14 @@ def test_text_that_is_not_unicode_is_refused_at_the_door() -> None:
     """What a command line makes of a byte that is not UTF-8 (argv is decoded with surrogateescape)."""
     with pytest.raises(ValidationError, match="unable to parse raw data as a unicode string"):
         CancelOrder(order_id="o-1", operator_id="pat", reason=b"caf\xe9".decode(errors="surrogateescape"))
+
+
+def test_docket_s_own_checks_are_told_in_their_own_words() -> None:
+    with pytest.raises(ValidationError) as refused:
+        RetryMail()
+    assert problems(refused.value.errors()) == (
+        "input: name the mails to retry: outbox_ids, or order_id for an order's failed mails"
+    )
+    with pytest.raises(ValidationError) as refused:
+        OrderLineIn.model_validate(line(quantity=0))
+    assert problems(refused.value.errors()) == "quantity: Input should be greater than 0"  # pydantic's own
