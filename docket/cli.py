@@ -106,6 +106,17 @@ def fail(message: str, code: int) -> None:
     raise typer.Exit(code)
 
 
+def read_text(path: Path) -> str:
+    """A file an operator names (`-`: standard input), or exit 2 saying why it cannot be read."""
+    try:
+        return sys.stdin.read() if str(path) == "-" else path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        fail(f"{path} is not UTF-8 text", 2)
+    except OSError as error:
+        fail(f"cannot read {path}: {error.strerror or error}", 2)
+    raise AssertionError("unreachable")
+
+
 def _validation_text(error: ValidationError) -> str:
     return problems(error.errors())
 
@@ -213,10 +224,26 @@ def order_place(
     operator: AsOperator = None,
 ) -> None:
     """Place an order. Placing the same --order-id again answers with the first result."""
+    given = [
+        name
+        for name, value in (
+            ("--shop", shop),
+            ("--customer", customer),
+            ("--line", line),
+            ("--ship-to", ship_to),
+            ("--order-id", order_id),
+            ("--payment-flow", payment_flow),
+            ("--payment-token", payment_token),
+            ("--single-parcel", single_parcel),
+        )
+        if value is not None
+    ]
+    if from_json is not None and given:
+        fail(f"--json gives the whole order: leave out {', '.join(given)}", 2)
+    text = read_text(from_json) if from_json is not None else None
 
     async def job(running: Running) -> None:
-        if from_json is not None:
-            text = sys.stdin.read() if str(from_json) == "-" else from_json.read_text()
+        if text is not None:
             cmd = PlaceOrder.model_validate_json(text)
         else:
             if not (shop and customer and line and ship_to):

@@ -28,6 +28,7 @@ from docket.cli import (
     err,
     fail,
     out,
+    read_text,
     run,
     settings,
     stop_on_sigterm,
@@ -65,7 +66,7 @@ def catalogue_load(path: Path) -> None:
     from docket.store import catalogue
 
     try:
-        loaded = catalogue.Catalogue.model_validate_json(path.read_text())
+        loaded = catalogue.Catalogue.model_validate_json(read_text(path))
     except ValidationError as error:
         fail(_validation_text(error), 2)
     done = _in_store(

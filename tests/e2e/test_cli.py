@@ -348,6 +348,27 @@ async def test_a_catalogue_naming_an_unknown_time_zone_or_gateway_is_refused_who
     assert "api_tokens" not in out  # nothing was loaded
 
 
+async def test_a_file_that_cannot_be_read_is_named_with_the_reason(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    env = {**os.environ, "DOCKET_DATABASE_URL": f"sqlite:///{tmp_path / 'docket.db'}", "DOCKET_OPERATOR": "x"}
+    utf16 = tmp_path / "order.json"
+    utf16.write_text('{"order_id": "o-1"}', encoding="utf-16")
+    for args, said in (
+        (
+            ("catalogue", "load", str(tmp_path / "nope.json")),
+            f"cannot read {tmp_path / 'nope.json'}: No such file",
+        ),
+        (("catalogue", "load", str(tmp_path)), f"cannot read {tmp_path}: Is a directory"),
+        (("order", "place", "--json", str(utf16)), f"{utf16} is not UTF-8 text"),
+        (
+            ("order", "place", "--json", str(utf16), "--shop", "alpha"),
+            "--json gives the whole order: leave out --shop",
+        ),
+    ):
+        code, _, err = await run_cli(env, *args)
+        assert code == 2 and said in " ".join(err.split()), (args, err)
+        assert "Traceback" not in err
+
+
 async def test_a_store_that_is_missing_or_not_migrated_is_named_with_the_command_that_fixes_it(
     tmp_path,
 ) -> None:  # type: ignore[no-untyped-def]
