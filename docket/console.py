@@ -12,6 +12,7 @@ from rich.table import Table
 from rich.text import Text
 
 from docket.models.currencies import amount_text
+from docket.models.payments import Operation, Result
 from docket.models.schemas import (
     CallbackView,
     CustomerChangeView,
@@ -106,12 +107,14 @@ def why_held(record: OrderRecord, delivery_no: int) -> str:
     """Why `ship` left a parcel at the door (pay per shipment: its capture was refused or is still
     processing at the gateway), and what can be done."""
     order_id = record.order.order_id
-    captures = [t for t in record.payments if t.delivery_no == delivery_no and t.operation.value == "capture"]
+    captures = [
+        t for t in record.payments if t.delivery_no == delivery_no and t.operation is Operation.capture
+    ]
     last = captures[-1] if captures else None
     amount = _money(last.amount, last.currency) if last else ""
-    if last and last.result.value == "processing":
+    if last and last.result is Result.processing:
         why = f"the gateway is still processing its capture of {amount}; it ships when that settles"
-    elif last and last.result.value == "failed":
+    elif last and last.result is Result.failed:
         why = f"the gateway refused its capture of {amount}" + (f" ({last.note})" if last.note else "")
     else:
         why = "its capture was not made"
