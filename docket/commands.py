@@ -417,13 +417,22 @@ def _check_money(cmd: PlaceOrder) -> None:
             )
 
 
+ADDRESS_LINE = 200  # characters, as the first line of an address
+
+
 def _check_country(cmd: PlaceOrder) -> None:
-    """A country a parcel can be addressed to; at intake, like the currency, so that accepted
-    orders replay as they were."""
+    """An address a parcel can carry: a country it can be sent to, and a second line no longer
+    than the first may be. At intake, like the currency, so that accepted orders replay as they
+    were."""
+    address = cmd.shipping_address
     try:
-        check_country(cmd.shipping_address.country)
+        check_country(address.country)
     except ValueError as refused:
         raise InvalidInput(f"shipping_address.country: {refused}") from None
+    if address.line2 is not None and len(address.line2) > ADDRESS_LINE:
+        raise InvalidInput(
+            f"shipping_address.line2: {len(address.line2)} characters; at most {ADDRESS_LINE}, as line1"
+        )
 
 
 def _check_catalogue(session: Session, cmd: PlaceOrder) -> None:

@@ -17,6 +17,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import ValidationError
 from sqlalchemy.exc import DataError, OperationalError
 from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from temporalio.service import RPCError, RPCStatusCode
 
 from docket.adapters.payments import PaymentGateway, default_gateways
@@ -51,6 +52,7 @@ def create_app(docket: Docket, gateways: dict[str, PaymentGateway] | None = None
         description="Orders, deliveries and stock as durable workflows. Every staff call carries an "
         "operator's bearer token; the operator's roles and shops decide what it may do.",
     )
+    app.add_middleware(BodyLimit, limit=MAX_BODY)
     app.state.docket = docket
     app.state.callbacks = Callbacks(docket, gateways if gateways is not None else default_gateways())
     app.include_router(orders.router)
@@ -83,6 +85,8 @@ def create_app(docket: Docket, gateways: dict[str, PaymentGateway] | None = None
                 "error": "MethodNotAllowed",
                 "message": f"{request.method} is not allowed on {request.url.path}: it takes {allowed}",
             }
+        elif error.status_code == 413:
+            said = {"error": "TooLarge", "message": str(error.detail)}
         else:
             said = {"error": type(error).__name__, "message": str(error.detail)}
         return JSONResponse(status_code=error.status_code, content=said, headers=error.headers)
@@ -139,6 +143,43 @@ def create_app(docket: Docket, gateways: dict[str, PaymentGateway] | None = None
         return JSONResponse(status_code=200 if ok else 503, content=checks)
 
     return app
+
+
+MAX_BODY = 1024 * 1024  # bytes: an order of 200 lines is about 40 KB
+
+
+class BodyLimit:
+    """Refuses a request body of more than `limit` bytes (413) without holding it: by its
+    Content-Length when it gives one, else as it arrives. Every route, the unauthenticated gateway
+    callbacks included, reads its body whole."""
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope["headers"]).get(b"content-length", b"")
+        if declared.isdigit() and int(declared) > self.limit:
+            await JSONResponse(
+                status_code=413, content={"error": "TooLarge", "message": self._said(int(declared))}
+            )(scope, receive, send)
+            return
+        received = 0
+
+        async def counted() -> Message:
+            nonlocal received
+            message = await receive()
+            received += len(message.get("body", b""))
+            if received > self.limit:
+                raise HTTPException(413, f"the body is more than {self.limit:,} bytes, the most taken")
+            return message
+
+        await self.app(scope, counted, send)
+
+    def _said(self, size: int) -> str:
+        return f"the body is {size:,} bytes; at most {self.limit:,} are taken"
 
 
 UNAVAILABLE = (RPCStatusCode.UNAVAILABLE, RPCStatusCode.DEADLINE_EXCEEDED, RPCStatusCode.RESOURCE_EXHAUSTED)

@@ -125,6 +125,31 @@ async def test_bad_requests_get_a_status_and_a_message_that_says_what_is_wrong(
         "unknown query parameter 'verbose': GET /orders/{order_id} takes no query parameters"
     )
     assert (await http.get("/orders", params={"shop_id": "alpha"}, headers=as_("alice"))).status_code == 200
+    # a body over 1 MiB is refused unread, declared or streamed, on every route
+    huge = b'{"pad": "' + b"x" * (2 * 1024 * 1024) + b'"}'
+    for path in ("/orders", "/payments/sandbox/callback"):
+        answer = await http.post(path, content=huge, headers=as_("alice"))
+        assert (answer.status_code, answer.json()) == (
+            413,
+            {"error": "TooLarge", "message": "the body is 2,097,163 bytes; at most 1,048,576 are taken"},
+        )
+
+    async def streamed() -> AsyncIterator[bytes]:  # no Content-Length: counted as it comes
+        for start in range(0, len(huge), 64 * 1024):
+            yield huge[start : start + 64 * 1024]
+
+    answer = await http.post("/payments/sandbox/callback", content=streamed())
+    assert (answer.status_code, answer.json()["message"]) == (
+        413,
+        "the body is more than 1,048,576 bytes, the most taken",
+    )
+    where = {"name": "A", "line1": "1 Main St", "city": "Berlin", "postcode": "10115", "country": "DE"}
+    long_line2 = {**ORDER, "order_id": "web-l2", "shipping_address": {**where, "line2": "y" * 201}}
+    answer = await http.post("/orders", json=long_line2, headers=as_("alice"))
+    assert (answer.status_code, answer.json()["message"]) == (
+        422,
+        "shipping_address.line2: 201 characters; at most 200, as line1",
+    )
     # routing's refusals in the same shape, saying what is there instead
     answer = await http.get("/order", headers=as_("alice"))
     assert (answer.status_code, answer.json()) == (
