@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import os
 import signal
 import sys
 import uuid
@@ -41,7 +42,7 @@ from docket.models.schemas import (
     ReturnOrder,
 )
 from docket.runtime import Running, connected
-from docket.settings import Settings
+from docket.settings import Settings, unknown_variables
 from docket.store.queries import as_utc
 
 app = typer.Typer(help="docket: orders, deliveries and stock as durable workflows.", no_args_is_help=True)
@@ -94,11 +95,19 @@ def main() -> None:
 
 def settings() -> Settings:
     try:
-        return Settings()
+        loaded = Settings()
     except ValidationError as error:  # named as they are set: DOCKET_WORKFLOW_CACHE, not workflow_cache
         named = [{**e, "loc": (f"DOCKET_{'_'.join(map(str, e['loc'])).upper()}",)} for e in error.errors()]
         fail(f"bad settings: {problems(named)}", 2)
         raise  # unreachable
+    if not _told_of_unknown:
+        _told_of_unknown.append(True)
+        for said in unknown_variables(os.environ):
+            err.print(Text.assemble(("warning:", "yellow"), f" {said}"), highlight=False)
+    return loaded
+
+
+_told_of_unknown: list[bool] = []  # once per process
 
 
 def fail(message: str, code: int) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Mapping
 from enum import StrEnum
 from pathlib import Path
 
@@ -77,3 +79,24 @@ class Settings(BaseSettings):
     @property
     def database(self) -> str:
         return self.database_url or f"sqlite:///{self.var_dir / 'docket.db'}"
+
+
+# Variables docket's own tests and benchmarks read: not settings, and not typos.
+TOOLING = frozenset(
+    {"DOCKET_TEST_DATABASE_URL", "DOCKET_REQUIRE_POSTGRES", "DOCKET_BENCH_GC_LOG", "DOCKET_RECORD_HISTORIES"}
+)
+
+
+def unknown_variables(environ: Mapping[str, str]) -> list[str]:
+    """DOCKET_* variables that name no setting, each with the setting it is closest to: a
+    misspelt one (DOCKET_DATABSE_URL) would leave the default in force without a word."""
+    known = [name.upper() for name in Settings.model_fields]
+    said = []
+    for name in sorted(n.upper() for n in environ if n.upper().startswith("DOCKET_")):
+        if name.removeprefix("DOCKET_") in known or name in TOOLING:
+            continue
+        close = difflib.get_close_matches(name.removeprefix("DOCKET_"), known, n=1, cutoff=0.75)
+        said.append(
+            f"{name} is not a docket setting" + (f"; did you mean DOCKET_{close[0]}?" if close else "")
+        )
+    return said

@@ -367,6 +367,12 @@ async def test_a_file_that_cannot_be_read_is_named_with_the_reason(tmp_path) -> 
         code, _, err = await run_cli(env, *args)
         assert code == 2 and said in " ".join(err.split()), (args, err)
         assert "Traceback" not in err
+    # a misspelt setting is told of, and the command goes on
+    code, _, err = await run_cli(env | {"DOCKET_DATABSE_URL": "postgresql://elsewhere/db"}, "db", "upgrade")
+    assert code == 0 and (
+        "warning: DOCKET_DATABSE_URL is not a docket setting; did you mean DOCKET_DATABASE_URL?"
+        in " ".join(err.split())
+    )
 
 
 async def test_a_store_that_is_missing_or_not_migrated_is_named_with_the_command_that_fixes_it(
