@@ -5,18 +5,20 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import os
+import re
 import signal
 import sys
 import uuid
 from collections.abc import Awaitable, Callable
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
-from typing import Annotated, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import typer
 from pydantic import ValidationError
 from rich.console import Console
 from rich.text import Text
+from typer.core import TyperCommand
 
 from docket import console as show
 from docket.models.access import Operator
@@ -84,8 +86,36 @@ AsOperator = Annotated[
     str | None,
     typer.Option("--as", envvar="DOCKET_OPERATOR", help="The operator acting (or DOCKET_OPERATOR)."),
 ]
-# `docket stock adjust hamburg ATLAS -2`: a count below zero is an argument, not an unknown option.
-NUMBERS_MAY_BE_NEGATIVE = {"ignore_unknown_options": True}
+NUMBER = re.compile(r"-\d+")
+
+
+class NumbersMayBeNegative(TyperCommand):
+    """`docket stock adjust hamburg ATLAS -2`: a count below zero is an argument, not an unknown
+    option. Any other unknown option is still refused by name (`--warehouse hamburg` must not be
+    read as the warehouse `--warehouse` and the SKU `hamburg`)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.ignore_unknown_options = True  # "-2" reaches the arguments; checked below
+
+    def parse_args(self, ctx: typer.Context, args: list[str]) -> list[str]:  # type: ignore[override]
+        options = [p for p in self.get_params(ctx) if p.param_type_name == "option"]
+        takes_value = {name for p in options if not p.is_flag for name in p.opts}  # type: ignore[attr-defined]
+        known = sorted({name for p in options for name in (*p.opts, *p.secondary_opts)})
+        given = iter(args)
+        for arg in given:
+            if arg == "--":
+                break
+            if arg in takes_value:
+                next(given, None)  # its value, whatever it looks like (`--note "-2 torn"`)
+            elif arg.startswith("-") and arg.split("=", 1)[0] not in known and not NUMBER.fullmatch(arg):
+                ctx.fail(
+                    f"No such option: {arg.split('=', 1)[0]}. This command takes {', '.join(known)};"
+                    f" the warehouse, SKU and count come first, as in {ctx.command_path} hamburg ATLAS 5"
+                )
+        return super().parse_args(ctx, args)
+
+
 Note = Annotated[str | None, typer.Option("--note", help="Why, for the audit trail.")]
 
 
@@ -448,7 +478,7 @@ Reference = Annotated[
 ]
 
 
-@stock_app.command("receive", context_settings=NUMBERS_MAY_BE_NEGATIVE)
+@stock_app.command("receive", cls=NumbersMayBeNegative)
 def stock_receive(
     warehouse: str,
     sku: str,
@@ -474,7 +504,7 @@ def stock_receive(
     run(job)
 
 
-@stock_app.command("return", context_settings=NUMBERS_MAY_BE_NEGATIVE)
+@stock_app.command("return", cls=NumbersMayBeNegative)
 def stock_return(
     warehouse: str,
     sku: str,
@@ -503,7 +533,7 @@ def stock_return(
     run(job)
 
 
-@stock_app.command("adjust", context_settings=NUMBERS_MAY_BE_NEGATIVE)
+@stock_app.command("adjust", cls=NumbersMayBeNegative)
 def stock_adjust(
     warehouse: str,
     sku: str,

@@ -229,6 +229,38 @@ async def test_stock_is_taken_off_with_a_negative_count_written_as_it_is_said(
     )
     assert code == 2 and "quantity: Input should be greater than 0" in err
 
+    # an option the command does not take is refused by name, not read as the warehouse
+    code, _, err = await docket(
+        shop,
+        sqlite_engine,
+        "stock",
+        "adjust",
+        "--warehouse",
+        "north",
+        "--sku",
+        "WIDGET",
+        "-3",
+        "--ref",
+        "count-2",
+        "--note",
+        "-3 torn",
+    )
+    assert code == 2 and "No such option: --warehouse" in err and "--note, --ref" in err
+    code, out, err = await docket(
+        shop,
+        sqlite_engine,
+        "stock",
+        "adjust",
+        "north",
+        "WIDGET",
+        "-1",
+        "--ref",
+        "count-3",
+        "--note",
+        "-1 torn",
+    )
+    assert code == 0 and "north/WIDGET: on hand 6, reserved 0" in out, err
+
 
 async def test_the_example_catalogue_loads_and_prints_each_operators_token_once(tmp_path) -> None:  # type: ignore[no-untyped-def]
     example = Path(__file__).parents[2] / "docs" / "catalogue.example.json"
