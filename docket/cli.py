@@ -565,7 +565,8 @@ def stock_show(
     sku: Annotated[str | None, typer.Option()] = None,
     operator: AsOperator = None,
 ) -> None:
-    """On hand, reserved and available, per warehouse and SKU."""
+    """On hand, reserved, available, and back-ordered: what waiting orders still want beyond what is
+    reserved for them (receipts go to them first, oldest order first)."""
 
     async def job(running: Running) -> None:
         out.print(

@@ -289,10 +289,13 @@ def stock_levels(levels: list[StockLevel]) -> Table:
         "on hand",
         "reserved",
         "available",
-        right=("on hand", "reserved", "available"),
+        "back-ordered",
+        right=("on hand", "reserved", "available", "back-ordered"),
     )
     for s in levels:
-        table.add_row(s.warehouse_id, s.sku, str(s.on_hand), str(s.reserved), str(s.available))
+        table.add_row(
+            s.warehouse_id, s.sku, str(s.on_hand), str(s.reserved), str(s.available), str(s.backordered)
+        )
     return table
 
 
@@ -324,6 +327,8 @@ def customer_page(page: CustomerPage) -> Table | Text:
 def stock_received(received: StockReceived) -> Text:
     level = received.level
     text = Text(f"{level.warehouse_id}/{level.sku}: on hand {level.on_hand}, reserved {level.reserved}")
+    if level.backordered:
+        text.append(f", back-ordered {level.backordered}")
     if received.duplicate:
         text.append(
             f" (reference {received.reference} was already recorded; nothing changed)", style="yellow"

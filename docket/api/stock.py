@@ -79,7 +79,7 @@ async def adjust(body: AdjustmentBody, operator: CurrentOperator, docket: Curren
 async def levels(
     operator: CurrentOperator, docket: CurrentDocket, warehouse_id: str | None = None, sku: str | None = None
 ) -> list[StockLevel]:
-    """On hand, reserved and available per warehouse and SKU; filtered by warehouse or SKU (404
+    """On hand, reserved, available and back-ordered per warehouse and SKU; filtered by warehouse or SKU (404
     for one docket does not know)."""
     return await docket.stock_levels(operator, warehouse_id, sku)
 

@@ -461,6 +461,10 @@ class StockLevel(View):
     sku: str
     on_hand: int
     reserved: int
+    backordered: int = Field(
+        0,
+        description="Units that waiting orders (back orders, pre-orders) still want beyond what is reserved",
+    )
 
     @computed_field  # type: ignore[prop-decorator]
     @property

@@ -126,7 +126,7 @@ def receive(
     stock = (lock_stock(session, [(warehouse_id, sku)]))[(warehouse_id, sku)]
     record(session, stock, kind, ctx, on_hand=quantity, order_id=order_id)
     woken = offer_to_waiting(session, stock, ctx)
-    return level(stock), woken
+    return level(session, stock), woken
 
 
 # Deliveries whose goods have left the warehouse: what may come back from them.
@@ -179,7 +179,7 @@ def adjust(
         )
     record(session, stock, StockMoveKind.adjust, ctx, on_hand=delta)
     woken = offer_to_waiting(session, stock, ctx) if delta > 0 else []
-    return level(stock), woken
+    return level(session, stock), woken
 
 
 def offer_to_waiting(session: Session, stock: Stock, ctx: MoveContext) -> list[WokenDelivery]:
@@ -231,13 +231,10 @@ def offer_to_waiting(session: Session, stock: Stock, ctx: MoveContext) -> list[W
     return woken
 
 
-def level(stock: Stock) -> StockLevel:
-    return StockLevel(
-        warehouse_id=stock.warehouse_id,
-        sku=stock.sku,
-        on_hand=stock.on_hand,
-        reserved=stock.reserved,
-    )
+def level(session: Session, stock: Stock) -> StockLevel:
+    """A stock row's counters, and what waiting orders still want of it."""
+    wanted = backordered(session, stock.warehouse_id, stock.sku)
+    return _level(stock, wanted.get((stock.warehouse_id, stock.sku), 0))
 
 
 def levels(session: Session, warehouse_id: str | None = None, sku: str | None = None) -> list[StockLevel]:
@@ -246,7 +243,39 @@ def levels(session: Session, warehouse_id: str | None = None, sku: str | None = 
         query = query.where(Stock.warehouse_id == warehouse_id)
     if sku:
         query = query.where(Stock.sku == sku)
-    return [level(s) for s in session.scalars(query)]
+    wanted = backordered(session, warehouse_id, sku)
+    return [_level(s, wanted.get((s.warehouse_id, s.sku), 0)) for s in session.scalars(query)]
+
+
+def backordered(
+    session: Session, warehouse_id: str | None = None, sku: str | None = None
+) -> dict[tuple[str, str], int]:
+    """Units that waiting deliveries still want beyond what is reserved for them, per warehouse
+    and SKU: what the next receipts go to (`offer_to_waiting`)."""
+    query = (
+        select(Delivery.warehouse_id, OrderLine.sku, func.sum(OrderLine.short))
+        .join(
+            Delivery,
+            (Delivery.order_id == OrderLine.order_id) & (Delivery.delivery_no == OrderLine.delivery_no),
+        )
+        .where(OrderLine.short > 0, Delivery.state.in_(WAITING_FOR_STOCK))
+        .group_by(Delivery.warehouse_id, OrderLine.sku)
+    )
+    if warehouse_id:
+        query = query.where(Delivery.warehouse_id == warehouse_id)
+    if sku:
+        query = query.where(OrderLine.sku == sku)
+    return {(w, s): int(n) for w, s, n in session.execute(query) if w is not None}
+
+
+def _level(stock: Stock, backordered: int) -> StockLevel:
+    return StockLevel(
+        warehouse_id=stock.warehouse_id,
+        sku=stock.sku,
+        on_hand=stock.on_hand,
+        reserved=stock.reserved,
+        backordered=backordered,
+    )
 
 
 def verify(session: Session) -> LedgerReport:

@@ -300,6 +300,7 @@ async def test_stock_received_over_http_is_idempotent_by_reference(http: httpx.A
             "sku": "WIDGET",
             "on_hand": 15,
             "reserved": 0,
+            "backordered": 0,
             "available": 15,
         }
     )

@@ -161,12 +161,15 @@ async def test_a_back_order_waits_and_received_stock_wakes_the_oldest_first(shop
         D.wait_inventory,
         D.wait_inventory,
     ]
+    [level] = await shop.docket.stock_levels(alice, "north", "GADGET")
+    assert (level.available, level.backordered) == (0, 4)  # what the next receipts go to
 
     received = await shop.docket.change_stock(
         alice,
         ReceiveStock(reference="po-1", warehouse_id="north", sku="GADGET", quantity=3, operator_id="alice"),
     )
     assert [(w.order_id, w.delivery_no) for w in received.woken] == [("o-2", 1)]
+    assert (received.level.reserved, received.level.backordered) == (3, 1)  # o-3 holds 1 of its 2
 
     async def o2_allocated():  # type: ignore[no-untyped-def]
         return (await view_of(shop, "o-2")).deliveries[0].state is D.allocated
