@@ -186,9 +186,11 @@ def notifications(record: OrderRecord) -> Table:
     return table
 
 
-def stock_movements(record: OrderRecord) -> Table:
+def stock_movements(record: OrderRecord) -> Table | Text:
     """Grouped by delivery under a line naming it, goods back on the shelf last under "returns": a
     column for the delivery would leave the notes no room on an 80-column terminal."""
+    if not record.stock_movements:
+        return Text("stock movements: none")
     table = _table(
         "stock movements",
         *("at", "stock", "kind", "on hand", "reserved", "note"),
@@ -217,12 +219,17 @@ def payments(record: OrderRecord) -> ByWidth:
     return ByWidth(lambda wide: _payments(record, wide))
 
 
-def _payments(record: OrderRecord, wide: bool) -> Table:
+def _payments(record: OrderRecord, wide: bool) -> Table | Text:
     p = record.payment
+    title = (
+        f"payment: {p.status.value} · captured {amount_text(p.captured, p.currency)}"
+        f" · refunded {_money(p.refunded, p.currency)}"
+    )
+    if not record.payments:  # a title over an empty table reads as a rendering fault
+        return Text(f"payment: {p.status.value} · nothing recorded yet")
     when = ("at", "who") if wide else ("when, who",)
     table = _table(
-        f"payment: {p.status.value} · captured {amount_text(p.captured, p.currency)}"
-        f" · refunded {_money(p.refunded, p.currency)}",
+        title,
         *when,
         *("gateway", "operation", "amount", "result", "note"),
         whole={"at": 16, "when, who": 16, "amount": 0},

@@ -183,6 +183,23 @@ def test_an_order_on_80_columns_keeps_its_dates_identifiers_and_amounts_whole() 
     assert "error" not in text  # no mail failed: no error column
 
 
+def test_an_order_with_no_payment_or_stock_yet_says_so_instead_of_printing_empty_tables() -> None:
+    record = a_returned_order()
+    unpaid = record.model_copy(
+        update={
+            "payment": record.payment.model_copy(update={"status": PaymentStatus.none}),
+            "payments": [],
+            "stock_movements": [],
+        }
+    )
+    terminal = Console(width=80, record=True, color_system=None)
+    terminal.print(show.order_record(unpaid))
+    text = terminal.export_text()
+    assert "payment: none · nothing recorded yet\n" in text
+    assert "stock movements: none\n" in text
+    assert "operation" not in text and "on hand" not in text  # no headers over nothing
+
+
 def test_amounts_are_written_with_their_currencys_places() -> None:
     record = a_returned_order()
     yen = Decimal("3980.00")  # as the store keeps it: two places, whatever the currency
