@@ -47,16 +47,17 @@ from docket.runtime import Running, connected
 from docket.settings import Settings, unknown_variables
 from docket.store.queries import as_utc
 
-app = typer.Typer(help="docket: orders, deliveries and stock as durable workflows.", no_args_is_help=True)
-order_app = typer.Typer(help="Place, move and read orders.", no_args_is_help=True)
-stock_app = typer.Typer(help="Receive, adjust, read and verify stock.", no_args_is_help=True)
-payment_app = typer.Typer(help="Gateway callbacks: the inbox, and replaying it.", no_args_is_help=True)
-mail_app = typer.Typer(
-    help="Mails sent for orders: list, read, send failed ones again.", no_args_is_help=True
-)
-db_app = typer.Typer(help="The database schema.", no_args_is_help=True)
-catalogue_app = typer.Typer(help="Shops, warehouses, products, customers, operators.", no_args_is_help=True)
-customer_app = typer.Typer(help="Register customers and read them.", no_args_is_help=True)
+# Help is plain text: no Rich markup is read in it, and a docstring's line breaks are only its
+# source's wrapping (in "rich" mode Typer kept them in the command lists, mid-sentence).
+GROUP: dict[str, Any] = {"no_args_is_help": True, "rich_markup_mode": "markdown"}
+app = typer.Typer(help="docket: orders, deliveries and stock as durable workflows.", **GROUP)
+order_app = typer.Typer(help="Place, move and read orders.", **GROUP)
+stock_app = typer.Typer(help="Receive, adjust, read and verify stock.", **GROUP)
+payment_app = typer.Typer(help="Gateway callbacks: the inbox, and replaying it.", **GROUP)
+mail_app = typer.Typer(help="Mails sent for orders: list, read, send failed ones again.", **GROUP)
+db_app = typer.Typer(help="The database schema.", **GROUP)
+catalogue_app = typer.Typer(help="Shops, warehouses, products, customers, operators.", **GROUP)
+customer_app = typer.Typer(help="Register customers and read them.", **GROUP)
 app.add_typer(order_app, name="order")
 app.add_typer(customer_app, name="customer")
 app.add_typer(stock_app, name="stock")
