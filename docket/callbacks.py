@@ -178,9 +178,13 @@ class Callbacks:
             workflow_id(fact.order_id, self.docket.workflow_id_prefix)
         )
         try:
-            result = await handle.execute_update(
-                OrderWorkflow.payment_callback,
-                PaymentCallback(gateway=gateway, fact=fact, callback_id=callback_id),
+            result = await self.docket.answer(
+                handle.execute_update(
+                    OrderWorkflow.payment_callback,
+                    PaymentCallback(gateway=gateway, fact=fact, callback_id=callback_id),
+                ),
+                f"the callback is stored and was sent to order {fact.order_id}",
+                "send it again, or replay it with docket payment inbox --replay",
             )
         except WorkflowUpdateFailedError as failed:
             error = domain_error(failed)

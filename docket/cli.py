@@ -79,6 +79,7 @@ EXIT = {
     "Forbidden": 4,
     "Unauthenticated": 4,
     "StoreNotReady": EXIT_UNAVAILABLE,
+    "Unavailable": EXIT_UNAVAILABLE,
 }
 EXIT_REFUSED = 5
 EXIT_LEDGER_BROKEN = 6

@@ -4,8 +4,9 @@ request makes sense, then the workflow that carries it out. No HTTP and no termi
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, TypeVar
@@ -18,6 +19,7 @@ from temporalio.client import (
     WorkflowFailureError,
     WorkflowHandle,
     WorkflowUpdateFailedError,
+    WorkflowUpdateRPCTimeoutOrCancelledError,
 )
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
@@ -26,7 +28,15 @@ from temporalio.service import RPCError, RPCStatusCode
 from docket.models.access import DELIVERY_TRIGGER_ACTION, Action, Operator
 from docket.models.countries import check_country
 from docket.models.currencies import check_currency, decimal_places
-from docket.models.errors import Forbidden, InvalidInput, NotFound, OrderRejected, Refused, from_kind
+from docket.models.errors import (
+    Forbidden,
+    InvalidInput,
+    NotFound,
+    OrderRejected,
+    Refused,
+    Unavailable,
+    from_kind,
+)
 from docket.models.lifecycles import OrderState
 from docket.models.messages import DeliverMail, MailDue, StockChange
 from docket.models.schemas import (
@@ -77,6 +87,7 @@ class Docket:
     task_queue: str
     workflow_id_prefix: str = ""
     renderer: Renderer = field(default_factory=lambda: Renderer("docket@localhost"))
+    answer_timeout: float = 30.0  # seconds a command waits for a workflow's answer
     # An order never changes shop: remember it for authorising the moves that follow.
     _order_shops: dict[str, str] = field(default_factory=dict, repr=False, compare=False)
 
@@ -109,11 +120,21 @@ class Docket:
                 id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
                 id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
             )
-            view = await self.temporal.execute_update_with_start_workflow(
-                OrderWorkflow.placement, start_workflow_operation=start
+            view = await self.answer(
+                self.temporal.execute_update_with_start_workflow(
+                    OrderWorkflow.placement, start_workflow_operation=start
+                ),
+                f"order {cmd.order_id} was sent",
+                "placing it again with the same order id is safe: it answers with the order once placed",
             )
         except WorkflowAlreadyStartedError:
             view = await self.read(lambda session: queries.order_view(session, cmd.order_id))
+        except Unavailable:
+            # the start's own future holds the abandoned call as well: read it, or asyncio reports
+            # it unread on standard error
+            with contextlib.suppress(Exception, asyncio.CancelledError):
+                await start.workflow_handle()
+            raise
         if view.state is OrderState.rejected:  # its lines belong to no delivery: read them
             lines = await self.read(lambda session: queries.order_lines(session, cmd.order_id))
             _require_same_order(cmd, view, [(line.sku, line.quantity, line.unit_price) for line in lines])
@@ -187,7 +208,11 @@ class Docket:
             workflow_id(order_id, self.workflow_id_prefix)
         )
         try:
-            return await handle.execute_update(update, cmd)  # type: ignore[no-any-return]
+            return await self.answer(  # type: ignore[no-any-return]
+                handle.execute_update(update, cmd),
+                f"{_move_name(update, cmd)} was sent to order {order_id}",
+                f"it may still be carried out once one runs: docket order show {order_id} tells",
+            )
         except WorkflowUpdateFailedError as failed:
             raise domain_error(failed) from None
         except RPCError as error:
@@ -229,9 +254,17 @@ class Docket:
                 # A refused change recorded nothing: the same reference may be tried again.
                 id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE_FAILED_ONLY,
             )
-            return await handle.result()
+            return await self.answer(
+                handle.result(),
+                f"stock change {cmd.reference} was sent",
+                "the same change again (same reference) is safe: it answers with the result once applied",
+            )
         except WorkflowAlreadyStartedError:
-            first = await self.temporal.get_workflow_handle_for(StockWorkflow.run, workflow).result()
+            first = await self.answer(
+                self.temporal.get_workflow_handle_for(StockWorkflow.run, workflow).result(),
+                f"stock change {cmd.reference} was sent before",
+                "the same change again (same reference) is safe: it answers with the result once applied",
+            )
             await self.read(lambda session: _require_same_change(session, cmd))
             return first.model_copy(update={"duplicate": True})
         except WorkflowFailureError as failed:
@@ -370,6 +403,18 @@ class Docket:
     async def operator_by_token(self, token: str) -> Operator | None:
         return await self.read(lambda session: queries.operator_by_token(session, token))
 
+    async def answer(self, call: Awaitable[T], what: str, then: str) -> T:
+        """A workflow's answer, waited for at most `answer_timeout` seconds. Temporal keeps what it
+        was handed while no worker runs; the caller is told so instead of waiting without end."""
+        try:
+            async with asyncio.timeout(self.answer_timeout):
+                return await call
+        except (TimeoutError, WorkflowUpdateRPCTimeoutOrCancelledError):
+            raise Unavailable(
+                f"{what} but got no answer within {self.answer_timeout:g} s, so no worker may be"
+                f" running (docket worker, on task queue {self.task_queue}); {then}"
+            ) from None
+
     async def read(self, query: Callable[[Session], T]) -> T:
         """Run a read against the store in a thread, so the event loop keeps serving."""
 
@@ -378,6 +423,12 @@ class Docket:
                 return query(session)
 
         return await asyncio.to_thread(in_session)
+
+
+def _move_name(update: Any, cmd: Any) -> str:
+    if isinstance(cmd, MoveDelivery):
+        return f"{cmd.trigger} of delivery {cmd.delivery_no}"
+    return str(update.__name__).replace("_", " ")
 
 
 def _require_same_order(cmd: PlaceOrder, placed: OrderView, lines: list[tuple[str, int, Decimal]]) -> None:

@@ -147,7 +147,12 @@ async def connected(settings: Settings, migrate: bool = False, lazy: bool = Fals
         client = await temporal_client(settings, lazy=lazy)
         renderer = Renderer(settings.mail_from, settings.template_overrides)
         docket = Docket(
-            client, make_session_factory(engine), settings.task_queue, settings.workflow_id_prefix, renderer
+            client,
+            make_session_factory(engine),
+            settings.task_queue,
+            settings.workflow_id_prefix,
+            renderer,
+            answer_timeout=settings.answer_timeout,
         )
         gateways = default_gateways(settings.sandbox_url)
         yield Running(

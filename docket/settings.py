@@ -39,6 +39,9 @@ class Settings(BaseSettings):
         default=1000, ge=1, le=100_000, description="workflows a worker keeps in memory (docs/operations.md)"
     )
     workflow_id_prefix: str = Field(default="", pattern=r"^[A-Za-z0-9_.-]*$")
+    answer_timeout: float = Field(
+        default=30.0, gt=0, le=3600, description="seconds a command waits for its workflow to answer"
+    )
     api_host: str = "127.0.0.1"
     api_port: int = Field(default=8000, ge=1, le=65535)
     operator: str | None = None

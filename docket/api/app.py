@@ -37,6 +37,7 @@ STATUS = {
     "Refused": 409,
     "StaleState": 409,
     "StoreNotReady": 503,
+    "Unavailable": 503,
 }
 
 bearer = HTTPBearer(auto_error=False, description="An operator's API token")
@@ -63,7 +64,10 @@ def create_app(docket: Docket, gateways: dict[str, PaymentGateway] | None = None
 
     @app.exception_handler(DocketError)
     async def domain_error(_request: Request, error: DocketError) -> JSONResponse:
-        headers = {"WWW-Authenticate": "Bearer"} if error.kind == "Unauthenticated" else None
+        headers = {
+            "Unauthenticated": {"WWW-Authenticate": "Bearer"},
+            "Unavailable": {"Retry-After": "5"},
+        }.get(error.kind)
         return JSONResponse(
             status_code=STATUS.get(error.kind, 400),
             content={"error": error.kind, "message": str(error)},

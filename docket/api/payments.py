@@ -36,7 +36,10 @@ def callbacks_of(request: Request) -> Callbacks:
         404: {"description": "Unknown gateway, or an order the shop does not have"},
         409: {"description": "The order is closed: nothing changed"},
         422: {"description": "Not a payment callback, or amount or currency do not match"},
-        503: {"description": "The callback could not be stored: send it again"},
+        503: {
+            "description": "The callback could not be stored, or was stored but the order's workflow did"
+            " not answer in time (no worker running): send it again"
+        },
     },
 )
 async def callback(gateway: str, request: Request) -> JSONResponse:

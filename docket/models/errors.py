@@ -65,6 +65,13 @@ class StoreNotReady(DocketError):
     kind = "StoreNotReady"
 
 
+class Unavailable(DocketError):
+    """Temporal took the request but no answer came in time: no worker may be running. An order or
+    stock change sent is carried out once one runs; a move may be (the message says which)."""
+
+    kind = "Unavailable"
+
+
 class StaleState(DocketError):
     """A guarded write found the row in another state than the move expected."""
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
@@ -444,6 +445,69 @@ async def test_with_temporal_down_an_order_gets_503_and_the_same_request_later_g
                     again = await http.post("/orders", json=ORDER, headers=as_("alice"))
                     assert again.status_code == 200, again.text
                     assert again.json()["state"] == "waiting_confirmation"
+
+
+async def test_with_no_worker_running_a_request_is_told_so_in_time_and_carried_out_once_one_runs(
+    sqlite_engine: Engine, temporal_env: WorkflowEnvironment
+) -> None:
+    """Temporal is up but nothing works its task queue: each request gets 503 within the answer
+    timeout instead of waiting without end, and what it handed over is carried out once a worker
+    runs: the order placed, the stock received, the move made."""
+    async for shop in running_docket(sqlite_engine, temporal_env.client, with_worker=False):
+        docket = dataclasses.replace(shop.docket, answer_timeout=1.0)
+        async with (
+            served(create_app(docket), listening()) as url,
+            httpx.AsyncClient(base_url=url, timeout=60) as http,
+        ):
+            receipt = {"reference": "dn-9", "warehouse_id": "north", "sku": "WIDGET", "quantity": 5}
+            for path, body, then in (
+                ("/orders", ORDER, "placing it again with the same order id is safe"),
+                ("/stock/receipts", receipt, "the same change again (same reference) is safe"),
+            ):
+                started = time.monotonic()
+                answer = await http.post(path, json=body, headers=as_("alice"))
+                assert (answer.status_code, answer.headers.get("Retry-After")) == (503, "5"), answer.text
+                said = answer.json()
+                assert said["error"] == "Unavailable" and then in said["message"]
+                assert (
+                    f"no worker may be running (docket worker, on task queue {shop.task_queue})"
+                    in (said["message"])
+                )
+                assert time.monotonic() - started < 15  # told in time, not left waiting
+
+            async with build_worker(
+                temporal_env.client,
+                shop.sessions,
+                shop.task_queue,
+                transport=shop.transport,
+                renderer=shop.docket.renderer,
+                gateways={},
+            ):
+                again = await http.post("/orders", json=ORDER, headers=as_("alice"))
+                assert (again.status_code, again.json()["state"]) == (200, "waiting_confirmation"), again.text
+                stocked = await http.post("/stock/receipts", json=receipt, headers=as_("alice"))
+                assert stocked.status_code == 200 and stocked.json()["duplicate"], stocked.text
+                [level] = (
+                    await http.get("/stock?warehouse_id=north&sku=WIDGET", headers=as_("alice"))
+                ).json()
+                assert level["on_hand"] == 15  # received once, whatever was asked twice
+
+            confirm = await http.post("/orders/web-1/confirm-payment", headers=as_("alice"))
+            assert confirm.status_code == 503 and "docket order show web-1 tells" in confirm.json()["message"]
+            async with build_worker(
+                temporal_env.client,
+                shop.sessions,
+                shop.task_queue,
+                transport=shop.transport,
+                renderer=shop.docket.renderer,
+                gateways={},
+            ):
+
+                async def confirmed() -> bool:
+                    order = (await http.get("/orders/web-1", headers=as_("alice"))).json()["order"]
+                    return order["state"] == "in_progress"
+
+                await eventually(confirmed)
 
 
 @pytest.mark.postgres

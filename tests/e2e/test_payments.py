@@ -4,6 +4,7 @@ docket back over real HTTP with signed callbacks."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import time
 import warnings
@@ -228,6 +229,42 @@ async def test_bad_callbacks_get_their_own_status_and_change_nothing(payments: P
     # only authenticated, well-formed callbacks were stored: evt-forged, evt-2, evt-3 (+ the sandbox's)
     stored = await payments.shop.docket.read(lambda s: set(s.scalars(select(PaymentCallback.event_id))))
     assert {"evt-forged", "evt-2", "evt-3"} <= stored
+
+
+async def test_a_callback_its_order_does_not_answer_in_time_gets_503_and_its_resend_the_answer(
+    payments: Payments,
+) -> None:
+    """No answer within the answer timeout (a worker down, say): the gateway is told to send the
+    callback again; it stays stored, unprocessed, and the resend is answered as it would have been."""
+    await payments.place("p-1", "tok_review_ok")
+    fact = {
+        "event_id": "evt-slow",
+        "shop_id": "alpha",
+        "order_id": "p-1",
+        "operation": "authorize_capture",
+        "amount": "19.00",
+        "currency": "EUR",
+        "result": "ok",
+        "idempotency_key": "nope",  # refused by the order's workflow: no such payment
+    }
+    body = json.dumps(fact).encode()
+    impatient = dataclasses.replace(payments.shop.docket, answer_timeout=0.001)
+    async with (
+        served(create_app(impatient, default_gateways()), listening()) as url,
+        httpx.AsyncClient(base_url=url, timeout=30) as api,
+    ):
+        headers = signed_headers(ALPHA_SECRET, int(time.time()), body)
+        late = await api.post("/payments/sandbox/callback", content=body, headers=headers)
+    assert (late.status_code, late.headers.get("Retry-After")) == (503, "5"), late.text
+    assert "the callback is stored and was sent to order p-1" in late.json()["message"]
+    inbox = (
+        await payments.api.get("/payments/inbox", headers={"Authorization": "Bearer alice-token"})
+    ).json()
+    assert [c["event_id"] for c in inbox if c["event_id"] == "evt-slow"] == ["evt-slow"]
+
+    headers = signed_headers(ALPHA_SECRET, int(time.time()), body)
+    resent = await payments.api.post("/payments/sandbox/callback", content=body, headers=headers)
+    assert resent.status_code == 422 and "idempotency key" in resent.json()["message"]
 
 
 async def _at_least(count, n: int) -> bool:  # type: ignore[no-untyped-def]
