@@ -245,7 +245,12 @@ def order_place(
             help="Name, street, city, postcode and country code joined by |, as in 'Ada | 1 Main St | Berlin | 10115 | DE'."
         ),
     ] = None,
-    payment_flow: Annotated[PaymentFlow | None, typer.Option(help="Default: the shop's.")] = None,
+    payment_flow: Annotated[
+        PaymentFlow | None,
+        typer.Option(
+            metavar="FLOW", help=f"One of: {', '.join(f.value for f in PaymentFlow)}; default: the shop's."
+        ),
+    ] = None,
     payment_token: Annotated[
         str | None,
         typer.Option(help="The card's token from the shop's gateway (its payment form or terminal)."),
@@ -336,7 +341,10 @@ def moment(value: str) -> dt.datetime:
 @order_app.command("list")
 def order_list(
     shop: Annotated[str | None, typer.Option()] = None,
-    state: Annotated[OrderState | None, typer.Option()] = None,
+    state: Annotated[
+        OrderState | None,
+        typer.Option(metavar="STATE", help=f"One of: {', '.join(s.value for s in OrderState)}."),
+    ] = None,
     customer: Annotated[str | None, typer.Option()] = None,
     since: Annotated[
         dt.datetime | None,
