@@ -14,6 +14,7 @@ import pytest
 import uvicorn
 from sqlalchemy import Engine
 from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Worker
 
 from docket.api.app import create_app
 from docket.connect import temporal_client
@@ -455,6 +456,17 @@ async def test_with_no_worker_running_a_request_is_told_so_in_time_and_carried_o
     runs: the order placed, the stock received, the move made."""
     async for shop in running_docket(sqlite_engine, temporal_env.client, with_worker=False):
         docket = dataclasses.replace(shop.docket, answer_timeout=1.0)
+
+        def worker(on: Shop = shop) -> Worker:
+            return build_worker(
+                temporal_env.client,
+                on.sessions,
+                on.task_queue,
+                transport=on.transport,
+                renderer=on.docket.renderer,
+                gateways={},
+            )
+
         async with (
             served(create_app(docket), listening()) as url,
             httpx.AsyncClient(base_url=url, timeout=60) as http,
@@ -475,14 +487,7 @@ async def test_with_no_worker_running_a_request_is_told_so_in_time_and_carried_o
                 )
                 assert time.monotonic() - started < 15  # told in time, not left waiting
 
-            async with build_worker(
-                temporal_env.client,
-                shop.sessions,
-                shop.task_queue,
-                transport=shop.transport,
-                renderer=shop.docket.renderer,
-                gateways={},
-            ):
+            async with worker():
                 again = await http.post("/orders", json=ORDER, headers=as_("alice"))
                 assert (again.status_code, again.json()["state"]) == (200, "waiting_confirmation"), again.text
                 stocked = await http.post("/stock/receipts", json=receipt, headers=as_("alice"))
@@ -494,14 +499,7 @@ async def test_with_no_worker_running_a_request_is_told_so_in_time_and_carried_o
 
             confirm = await http.post("/orders/web-1/confirm-payment", headers=as_("alice"))
             assert confirm.status_code == 503 and "docket order show web-1 tells" in confirm.json()["message"]
-            async with build_worker(
-                temporal_env.client,
-                shop.sessions,
-                shop.task_queue,
-                transport=shop.transport,
-                renderer=shop.docket.renderer,
-                gateways={},
-            ):
+            async with worker():
 
                 async def confirmed() -> bool:
                     order = (await http.get("/orders/web-1", headers=as_("alice"))).json()["order"]

@@ -165,11 +165,10 @@ async def test_a_late_failure_after_success_is_recorded_and_changes_nothing(paym
     assert (record.payment.status.value, record.payment.captured) == ("full", Decimal("19.00"))
 
 
-async def test_bad_callbacks_get_their_own_status_and_change_nothing(payments: Payments) -> None:
-    placed = await payments.place("p-1", "tok_review_ok")
-    assert placed.state is OrderState.waiting_payment
-    fact = {
-        "event_id": "evt-forged",
+def forged(event_id: str) -> dict[str, str]:
+    """A callback for order p-1 naming a payment docket never asked for (idempotency key `nope`)."""
+    return {
+        "event_id": event_id,
         "shop_id": "alpha",
         "order_id": "p-1",
         "operation": "authorize_capture",
@@ -178,6 +177,12 @@ async def test_bad_callbacks_get_their_own_status_and_change_nothing(payments: P
         "result": "ok",
         "idempotency_key": "nope",
     }
+
+
+async def test_bad_callbacks_get_their_own_status_and_change_nothing(payments: Payments) -> None:
+    placed = await payments.place("p-1", "tok_review_ok")
+    assert placed.state is OrderState.waiting_payment
+    fact = forged("evt-forged")
 
     async def post(
         body: bytes, secret: str = ALPHA_SECRET, at: int | None = None, gateway: str = "sandbox"
@@ -237,16 +242,7 @@ async def test_a_callback_its_order_does_not_answer_in_time_gets_503_and_its_res
     """No answer within the answer timeout (a worker down, say): the gateway is told to send the
     callback again; it stays stored, unprocessed, and the resend is answered as it would have been."""
     await payments.place("p-1", "tok_review_ok")
-    fact = {
-        "event_id": "evt-slow",
-        "shop_id": "alpha",
-        "order_id": "p-1",
-        "operation": "authorize_capture",
-        "amount": "19.00",
-        "currency": "EUR",
-        "result": "ok",
-        "idempotency_key": "nope",  # refused by the order's workflow: no such payment
-    }
+    fact = forged("evt-slow")  # refused by the order's workflow: no such payment
     body = json.dumps(fact).encode()
     impatient = dataclasses.replace(payments.shop.docket, answer_timeout=0.001)
     async with (
