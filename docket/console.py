@@ -226,7 +226,7 @@ def _payments(record: OrderRecord, wide: bool) -> Table | Text:
         f" · refunded {_money(p.refunded, p.currency)}"
     )
     if not record.payments:  # a title over an empty table reads as a rendering fault
-        return Text(f"payment: {p.status.value} · nothing recorded yet")
+        return Text(f"payment: {p.status.value} · no payment recorded")
     when = ("at", "who") if wide else ("when, who",)
     table = _table(
         title,

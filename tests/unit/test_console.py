@@ -195,7 +195,7 @@ def test_an_order_with_no_payment_or_stock_yet_says_so_instead_of_printing_empty
     terminal = Console(width=80, record=True, color_system=None)
     terminal.print(show.order_record(unpaid))
     text = terminal.export_text()
-    assert "payment: none · nothing recorded yet\n" in text
+    assert "payment: none · no payment recorded\n" in text
     assert "stock movements: none\n" in text
     assert "operation" not in text and "on hand" not in text  # no headers over nothing
 
