@@ -439,8 +439,9 @@ def order_cancel(
 
 @order_app.command("return")
 def order_return(order_id: str, operator: AsOperator = None, note: Note = None) -> None:
-    """Goods on their way came back: delivered, or brought back by the carrier. Putting them on
-    the shelf is `docket stock return`."""
+    """The whole order comes back: deliveries on their way or delivered are returned (brought back
+    by the carrier, or sent back), those not yet on their way are withdrawn, and what was paid is
+    refunded. Putting goods back on the shelf is `docket stock return`."""
 
     async def job(running: Running) -> None:
         who = await acting(running, operator)
