@@ -344,6 +344,11 @@ def stock_received(received: StockReceived) -> Text:
         text.append(
             f"\n  woke order {woken.order_id} delivery {woken.delivery_no} (+{woken.reserved} reserved)"
         )
+    for part in received.partly:
+        text.append(
+            f"\n  order {part.order_id} delivery {part.delivery_no} took {part.reserved},"
+            f" still waits for {part.short}"
+        )
     return text
 
 

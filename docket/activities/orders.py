@@ -199,12 +199,12 @@ class OrderActivities:
 
         def change(session: Session) -> StockReceived:
             if isinstance(cmd, AdjustStock):
-                level, woken = stock.adjust(session, cmd.warehouse_id, cmd.sku, cmd.delta, ctx)
+                level, woken, partly = stock.adjust(session, cmd.warehouse_id, cmd.sku, cmd.delta, ctx)
             else:
-                level, woken = stock.receive(
+                level, woken, partly = stock.receive(
                     session, cmd.warehouse_id, cmd.sku, cmd.quantity, cmd.kind, ctx, cmd.order_id
                 )
-            return StockReceived(reference=cmd.reference, level=level, woken=woken)
+            return StockReceived(reference=cmd.reference, level=level, woken=woken, partly=partly)
 
         return self._once(move.move_id, move.at, StockReceived, change)[0]
 

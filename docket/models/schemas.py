@@ -475,13 +475,15 @@ class StockLevel(View):
 class WokenDelivery(View):
     order_id: str
     delivery_no: int
-    reserved: int
+    reserved: int  # units this change reserved for it
+    short: int = 0  # units it still waits for (0: it is whole and goes ahead)
 
 
 class StockReceived(View):
     reference: str
     level: StockLevel
-    woken: list[WokenDelivery]
+    woken: list[WokenDelivery]  # deliveries made whole: their orders go ahead
+    partly: list[WokenDelivery] = []  # deliveries that took some and still wait for the rest
     duplicate: bool = False
 
 

@@ -118,15 +118,15 @@ def receive(
     kind: StockMoveKind,
     ctx: MoveContext,
     order_id: str | None = None,
-) -> tuple[StockLevel, list[WokenDelivery]]:
+) -> tuple[StockLevel, list[WokenDelivery], list[WokenDelivery]]:
     """Goods arrive (or come back): on hand goes up, then the oldest waiting deliveries take them."""
     check_item(session, warehouse_id, sku)
     if kind is StockMoveKind.return_:
         _check_return(session, order_id or "", sku, quantity)
     stock = (lock_stock(session, [(warehouse_id, sku)]))[(warehouse_id, sku)]
     record(session, stock, kind, ctx, on_hand=quantity, order_id=order_id)
-    woken = offer_to_waiting(session, stock, ctx)
-    return level(session, stock), woken
+    woken, partly = offer_to_waiting(session, stock, ctx)
+    return level(session, stock), woken, partly
 
 
 # Deliveries whose goods have left the warehouse: what may come back from them.
@@ -168,7 +168,7 @@ def _check_return(session: Session, order_id: str, sku: str, quantity: int) -> N
 
 def adjust(
     session: Session, warehouse_id: str, sku: str, delta: int, ctx: MoveContext
-) -> tuple[StockLevel, list[WokenDelivery]]:
+) -> tuple[StockLevel, list[WokenDelivery], list[WokenDelivery]]:
     """A count correction. Never below what is reserved: those units are promised to orders."""
     check_item(session, warehouse_id, sku)
     stock = (lock_stock(session, [(warehouse_id, sku)]))[(warehouse_id, sku)]
@@ -178,17 +178,20 @@ def adjust(
             f"{stock.reserved} reserved for orders; at most {stock.on_hand - stock.reserved} can go"
         )
     record(session, stock, StockMoveKind.adjust, ctx, on_hand=delta)
-    woken = offer_to_waiting(session, stock, ctx) if delta > 0 else []
-    return level(session, stock), woken
+    woken, partly = offer_to_waiting(session, stock, ctx) if delta > 0 else ([], [])
+    return level(session, stock), woken, partly
 
 
-def offer_to_waiting(session: Session, stock: Stock, ctx: MoveContext) -> list[WokenDelivery]:
+def offer_to_waiting(
+    session: Session, stock: Stock, ctx: MoveContext
+) -> tuple[list[WokenDelivery], list[WokenDelivery]]:
     """Reserve what is available for lines still short of it, oldest order first.
 
-    Returns the deliveries that are now fully reserved (their workflows are told)."""
+    Returns the deliveries now fully reserved (their workflows are told), and those that took
+    some and still wait for the rest."""
     available = stock.on_hand - stock.reserved
     if available <= 0:
-        return []
+        return [], []
     short_lines = session.scalars(
         select(OrderLine)
         .join(
@@ -217,18 +220,17 @@ def offer_to_waiting(session: Session, stock: Stock, ctx: MoveContext) -> list[W
         key = (line.order_id, line.delivery_no or 0)
         touched[key] = touched.get(key, 0) + take
     session.flush()
-    woken = []
+    woken: list[WokenDelivery] = []
+    partly: list[WokenDelivery] = []
     for (order_id, delivery_no), took in touched.items():
-        still_short = session.scalar(
-            select(func.count()).where(
-                OrderLine.order_id == order_id,
-                OrderLine.delivery_no == delivery_no,
-                OrderLine.short > 0,
+        short = session.scalar(
+            select(func.coalesce(func.sum(OrderLine.short), 0)).where(
+                OrderLine.order_id == order_id, OrderLine.delivery_no == delivery_no
             )
         )
-        if not still_short:
-            woken.append(WokenDelivery(order_id=order_id, delivery_no=delivery_no, reserved=took))
-    return woken
+        taken = WokenDelivery(order_id=order_id, delivery_no=delivery_no, reserved=took, short=short or 0)
+        (partly if taken.short else woken).append(taken)
+    return woken, partly
 
 
 def level(session: Session, stock: Stock) -> StockLevel:

@@ -89,10 +89,11 @@ def test_received_stock_goes_to_the_oldest_waiting_back_order_first(sessions) ->
             moves.place_order(s, place(f"o-{n}", ("GADGET", 2)), f"m{n}", NOW + dt.timedelta(seconds=n))
     # o-0 took the 2 on hand; o-1 and o-2 wait for 2 each.
     with sessions.begin() as s:
-        level, woken = stock.receive(
+        level, woken, partly = stock.receive(
             s, "north", "GADGET", 3, StockMoveKind.receive, MoveContext(at=NOW, reference="r1")
         )
     assert [(w.order_id, w.reserved) for w in woken] == [("o-1", 2)]
+    assert [(p.order_id, p.reserved, p.short) for p in partly] == [("o-2", 1, 1)]  # took 1, waits for 1
     assert (level.on_hand, level.reserved) == (5, 5)
     with sessions() as s:
         o2 = queries.order_view(s, "o-2")

@@ -26,8 +26,11 @@ from docket.models.schemas import (
     PaymentFlow,
     PaymentSummary,
     PaymentView,
+    StockLevel,
     StockMoveKind,
     StockMovementView,
+    StockReceived,
+    WokenDelivery,
 )
 
 AT = dt.datetime(2026, 11, 24, 9, 30, tzinfo=dt.UTC)
@@ -313,3 +316,17 @@ def test_an_orders_history_puts_who_under_when_on_80_columns_and_beside_it_when_
     assert re.search(
         r"│ 2026-11-23 09:30 │ hanna │ order +│ confirm_payment: waiting_confirmation → in_progress +│", wide
     )
+
+
+def test_a_receipt_names_the_orders_it_made_whole_and_those_still_short() -> None:
+    received = StockReceived(
+        reference="dn-7",
+        level=StockLevel(warehouse_id="hamburg", sku="LAMP", on_hand=3, reserved=3, backordered=1),
+        woken=[WokenDelivery(order_id="D-2", delivery_no=1, reserved=2)],
+        partly=[WokenDelivery(order_id="D-3", delivery_no=1, reserved=1, short=1)],
+    )
+    assert show.stock_received(received).plain.splitlines() == [
+        "hamburg/LAMP: on hand 3, reserved 3, back-ordered 1",
+        "  woke order D-2 delivery 1 (+2 reserved)",
+        "  order D-3 delivery 1 took 1, still waits for 1",
+    ]

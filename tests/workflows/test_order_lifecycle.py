@@ -170,6 +170,7 @@ async def test_a_back_order_waits_and_received_stock_wakes_the_oldest_first(shop
     )
     assert [(w.order_id, w.delivery_no) for w in received.woken] == [("o-2", 1)]
     assert (received.level.reserved, received.level.backordered) == (3, 1)  # o-3 holds 1 of its 2
+    assert [(p.order_id, p.reserved, p.short) for p in received.partly] == [("o-3", 1, 1)]
 
     async def o2_allocated():  # type: ignore[no-untyped-def]
         return (await view_of(shop, "o-2")).deliveries[0].state is D.allocated
