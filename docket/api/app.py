@@ -18,6 +18,9 @@ from pydantic import ValidationError
 from sqlalchemy.exc import DataError, OperationalError
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from temporalio.api.enums.v1 import TaskQueueType
+from temporalio.api.taskqueue.v1 import TaskQueue
+from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
 from temporalio.service import RPCError, RPCStatusCode
 
 from docket.adapters.payments import PaymentGateway, default_gateways
@@ -141,9 +144,14 @@ def create_app(docket: Docket, gateways: dict[str, PaymentGateway] | None = None
     @app.get("/ready", tags=["meta"], responses={503: {"description": "What cannot be reached, and why"}})
     async def ready() -> JSONResponse:
         """Readiness: the database is reachable at this docket's schema revision and Temporal
-        answers its health check. 503 names what is not ready (a load balancer waits for 200)."""
+        answers its health check. 503 names what is not ready (a load balancer waits for 200).
+        `workers` says whether any worker polls docket's task queue: without one, moves wait and
+        are answered 503 after the answer timeout, but reads, callbacks (stored) and this API
+        still serve, so it does not make the API unready."""
         checks = {"database": await _database_ready(docket), "temporal": await _temporal_ready(docket)}
         ok = all(said == "ok" for said in checks.values())
+        if checks["temporal"] == "ok":
+            checks["workers"] = await _workers(docket)
         return JSONResponse(status_code=200 if ok else 503, content=checks)
 
     return app
@@ -211,6 +219,26 @@ async def _temporal_ready(docket: Docket) -> str:
     except RPCError as error:
         return f"cannot reach Temporal: {error.status.name} {error.message}"
     return "ok" if serving else "Temporal answers but does not serve workflows yet"
+
+
+async def _workers(docket: Docket) -> str:
+    """Workers that polled docket's task queue lately (the server remembers a poller for a few
+    minutes after its last poll)."""
+    request = DescribeTaskQueueRequest(
+        namespace=docket.temporal.namespace,
+        task_queue=TaskQueue(name=docket.task_queue),
+        task_queue_type=TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW,
+    )
+    try:
+        described = await docket.temporal.workflow_service.describe_task_queue(
+            request, timeout=dt.timedelta(seconds=2)
+        )
+    except RPCError as error:
+        return f"cannot tell: {error.status.name} {error.message}"
+    seen = len({poller.identity for poller in described.pollers})
+    if not seen:
+        return f"no worker has polled task queue {docket.task_queue} lately: start docket worker"
+    return f"{seen} polling task queue {docket.task_queue}"
 
 
 def docket_of(request: Request) -> Docket:

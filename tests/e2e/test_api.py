@@ -442,7 +442,11 @@ async def test_with_temporal_down_an_order_gets_503_and_the_same_request_later_g
                     gateways={},
                 ):
                     ready = await http.get("/ready")
-                    assert (ready.status_code, ready.json()) == (200, {"database": "ok", "temporal": "ok"})
+                    assert (ready.status_code, ready.json()["database"], ready.json()["temporal"]) == (
+                        200,
+                        "ok",
+                        "ok",
+                    )
                     again = await http.post("/orders", json=ORDER, headers=as_("alice"))
                     assert again.status_code == 200, again.text
                     assert again.json()["state"] == "waiting_confirmation"
@@ -471,6 +475,10 @@ async def test_with_no_worker_running_a_request_is_told_so_in_time_and_carried_o
             served(create_app(docket), listening()) as url,
             httpx.AsyncClient(base_url=url, timeout=60) as http,
         ):
+            ready = await http.get("/ready")  # ready to serve; what is missing is said beside
+            assert ready.status_code == 200 and ready.json()["workers"] == (
+                f"no worker has polled task queue {shop.task_queue} lately: start docket worker"
+            )
             receipt = {"reference": "dn-9", "warehouse_id": "north", "sku": "WIDGET", "quantity": 5}
             for path, body, then in (
                 ("/orders", ORDER, "placing it again with the same order id is safe"),
@@ -488,6 +496,12 @@ async def test_with_no_worker_running_a_request_is_told_so_in_time_and_carried_o
                 assert time.monotonic() - started < 15  # told in time, not left waiting
 
             async with worker():
+
+                async def polled(queue: str = shop.task_queue) -> bool:
+                    said = (await http.get("/ready")).json()["workers"]
+                    return bool(said == f"1 polling task queue {queue}")
+
+                await eventually(polled)
                 again = await http.post("/orders", json=ORDER, headers=as_("alice"))
                 assert (again.status_code, again.json()["state"]) == (200, "waiting_confirmation"), again.text
                 stocked = await http.post("/stock/receipts", json=receipt, headers=as_("alice"))
