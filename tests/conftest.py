@@ -157,7 +157,11 @@ async def running_docket(
     renderer = Renderer("docket@shop.test", templates)
     transport = transport or MaildirTransport(Path(tempfile.mkdtemp(prefix="docket-mail-")))
     shop = Shop(
-        Docket(client, sessions, queue, workflow_id_prefix=f"{queue}-", renderer=renderer),
+        # Bursts of 200 orders at once on a shared 2-core machine may take longer than the answer
+        # timeout's 30 s default; what the timeout does is tested with 1 s (test_api).
+        Docket(
+            client, sessions, queue, workflow_id_prefix=f"{queue}-", renderer=renderer, answer_timeout=120
+        ),
         sessions,
         client,
         tokens,
