@@ -73,6 +73,7 @@ err = Console(stderr=True, markup=False, emoji=False)
 T = TypeVar("T")
 
 EXIT_UNAVAILABLE = 1  # Temporal cannot be reached, or the store is missing or not migrated
+EXIT_INTERRUPTED = 130  # Ctrl-C, as shells report a process SIGINT ended
 EXIT = {
     "InvalidInput": 2,
     "NotFound": 3,
@@ -194,6 +195,14 @@ def run(
         if "connect" in str(error).lower():
             fail(f"cannot reach Temporal at {settings().temporal_address}: {error}", EXIT_UNAVAILABLE)
         raise
+    except KeyboardInterrupt:
+        if serve:
+            raise
+        fail(
+            "interrupted before the answer came: what was already sent may still be carried out"
+            " (docket order show, docket stock show tell)",
+            EXIT_INTERRUPTED,
+        )
     raise AssertionError("unreachable")
 
 

@@ -129,7 +129,7 @@ class Docket:
             )
         except WorkflowAlreadyStartedError:
             view = await self.read(lambda session: queries.order_view(session, cmd.order_id))
-        except Unavailable:
+        except (Unavailable, asyncio.CancelledError):
             # the start's own future holds the abandoned call as well: read it, or asyncio reports
             # it unread on standard error
             with contextlib.suppress(Exception, asyncio.CancelledError):
@@ -406,10 +406,13 @@ class Docket:
     async def answer(self, call: Awaitable[T], what: str, then: str) -> T:
         """A workflow's answer, waited for at most `answer_timeout` seconds. Temporal keeps what it
         was handed while no worker runs; the caller is told so instead of waiting without end."""
+        deadline = asyncio.timeout(self.answer_timeout)
         try:
-            async with asyncio.timeout(self.answer_timeout):
+            async with deadline:
                 return await call
         except (TimeoutError, WorkflowUpdateRPCTimeoutOrCancelledError):
+            if not deadline.expired():  # the caller was cancelled (Ctrl-C), which the SDK reports so
+                raise asyncio.CancelledError from None
             raise Unavailable(
                 f"{what} but got no answer within {self.answer_timeout:g} s, so no worker may be"
                 f" running (docket worker, on task queue {self.task_queue}); {then}"

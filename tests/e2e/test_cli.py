@@ -2,20 +2,25 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import re
+import signal
+import sys
 from pathlib import Path
 
 import pytest
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, update
 from sqlalchemy.orm import Session
+from temporalio.service import RPCError
 
 from docket.store import queries
 from docket.store.engine import make_engine
 from docket.store.migrate import HEAD, REVISIONS, alembic_config, upgrade
 from docket.store.tables import Stock
+from docket.workflows.order import workflow_id
 from tests.conftest import Shop, eventually, process_env, run_cli
 from tests.orders import place
 
@@ -532,3 +537,48 @@ async def test_reading_orders_stock_and_mail_needs_no_temporal_and_a_move_says_i
     code, _, err = await run_cli(env, "order", "confirm", "o-1")
     assert code == 1
     assert "cannot reach Temporal at 127.0.0.1:1" in err
+
+
+async def test_ctrl_c_while_waiting_for_an_answer_says_what_may_still_happen(
+    shop: Shop, sqlite_engine: Engine
+) -> None:
+    """No worker takes the order's queue; the operator gives up with Ctrl-C and is told that what
+    was sent may still be carried out (exit 130), not shown a traceback."""
+    env = {
+        "COLUMNS": "200",
+        **process_env(shop, sqlite_engine),
+        "DOCKET_OPERATOR": "alice",
+        "DOCKET_TASK_QUEUE": f"{shop.task_queue}-nobody",
+    }
+    args = ("order", "place", "--order-id", "cli-wait", "--shop", "alpha", "--customer", "c1")
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "docket.cli",
+        *args,
+        "--line",
+        "WIDGET:1:19.90",
+        "--ship-to",
+        ADA,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # as a terminal gives it
+    )
+    handle = shop.client.get_workflow_handle(workflow_id("cli-wait", shop.docket.workflow_id_prefix))
+
+    async def sent() -> bool:  # the order's workflow exists: the command waits for its answer
+        try:
+            await handle.describe()
+        except RPCError:
+            return False
+        return True
+
+    await eventually(sent)
+    process.send_signal(signal.SIGINT)
+    _, err = await process.communicate()
+    assert process.returncode == 130, err
+    assert (
+        "interrupted before the answer came: what was already sent may still be carried out" in err.decode()
+    )
+    assert "Traceback" not in err.decode()
