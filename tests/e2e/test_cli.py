@@ -235,35 +235,11 @@ async def test_stock_is_taken_off_with_a_negative_count_written_as_it_is_said(
     assert code == 2 and "quantity: Input should be greater than 0" in err
 
     # an option the command does not take is refused by name, not read as the warehouse
-    code, _, err = await docket(
-        shop,
-        sqlite_engine,
-        "stock",
-        "adjust",
-        "--warehouse",
-        "north",
-        "--sku",
-        "WIDGET",
-        "-3",
-        "--ref",
-        "count-2",
-        "--note",
-        "-3 torn",
-    )
+    mistaken = ("--warehouse", "north", "--sku", "WIDGET", "-3", "--ref", "count-2", "--note", "-3 torn")
+    code, _, err = await docket(shop, sqlite_engine, "stock", "adjust", *mistaken)
     assert code == 2 and "No such option: --warehouse" in err and "--note, --ref" in err
-    code, out, err = await docket(
-        shop,
-        sqlite_engine,
-        "stock",
-        "adjust",
-        "north",
-        "WIDGET",
-        "-1",
-        "--ref",
-        "count-3",
-        "--note",
-        "-1 torn",
-    )
+    meant = ("north", "WIDGET", "-1", "--ref", "count-3", "--note", "-1 torn")
+    code, out, err = await docket(shop, sqlite_engine, "stock", "adjust", *meant)
     assert code == 0 and "north/WIDGET: on hand 6, reserved 0" in out, err
 
 
