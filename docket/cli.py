@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import enum
 import os
 import re
 import signal
@@ -257,7 +258,9 @@ def order_place(
     payment_flow: Annotated[
         PaymentFlow | None,
         typer.Option(
-            metavar="FLOW", help=f"One of: {', '.join(f.value for f in PaymentFlow)}; default: the shop's."
+            parser=one_of(PaymentFlow, "a payment flow"),
+            metavar="FLOW",
+            help=f"One of: {', '.join(f.value for f in PaymentFlow)}; default: the shop's.",
         ),
     ] = None,
     payment_token: Annotated[
@@ -337,6 +340,23 @@ def order_show(
     run(job)
 
 
+E = TypeVar("E", bound=enum.Enum)
+
+
+def one_of(kind: type[E], what: str) -> Callable[[str], E]:
+    """A parser for an option naming one of `kind`'s values, refusing others in its own words."""
+
+    def parse(value: str) -> E:
+        try:
+            return kind(value)
+        except ValueError:
+            raise typer.BadParameter(
+                f"{value!r} is not {what}: give one of {', '.join(str(k.value) for k in kind)}"
+            ) from None
+
+    return parse
+
+
 def moment(value: str) -> dt.datetime:
     try:
         return dt.datetime.fromisoformat(value)
@@ -352,7 +372,11 @@ def order_list(
     shop: Annotated[str | None, typer.Option()] = None,
     state: Annotated[
         OrderState | None,
-        typer.Option(metavar="STATE", help=f"One of: {', '.join(s.value for s in OrderState)}."),
+        typer.Option(
+            parser=one_of(OrderState, "an order state"),
+            metavar="STATE",
+            help=f"One of: {', '.join(s.value for s in OrderState)}.",
+        ),
     ] = None,
     customer: Annotated[str | None, typer.Option()] = None,
     since: Annotated[
@@ -619,7 +643,12 @@ def stock_verify(operator: AsOperator = None) -> None:
 def mail_list(
     order: Annotated[str | None, typer.Option(help="Only this order's mails.")] = None,
     shop: Annotated[str | None, typer.Option()] = None,
-    state: Annotated[MailState | None, typer.Option(help="pending, sent or failed.")] = None,
+    state: Annotated[
+        MailState | None,
+        typer.Option(
+            parser=one_of(MailState, "a mail state"), metavar="STATE", help="pending, sent or failed."
+        ),
+    ] = None,
     recipient: Annotated[str | None, typer.Option(help="An e-mail address.")] = None,
     page: Annotated[int, typer.Option(min=1, max=MAX_PAGE)] = 1,
     page_size: Annotated[int, typer.Option(min=1, max=500)] = 50,

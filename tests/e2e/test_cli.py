@@ -203,6 +203,8 @@ async def test_a_refused_command_prints_one_red_line_and_exits_non_zero(
         ADA,
     )
     assert code == 2 and "write SKU:QUANTITY:UNIT_PRICE" in err
+    code, _, err = await docket(shop, sqlite_engine, "order", "list", "--state", "shipped")
+    assert code == 2 and "'shipped' is not an order state: give one of pending, waiting_confirmation" in err
 
     code, _, err = await docket(
         shop,
