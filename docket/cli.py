@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import enum
+import functools
 import os
 import re
 import signal
@@ -134,14 +135,14 @@ def settings() -> Settings:
         named = [{**e, "loc": (f"DOCKET_{'_'.join(map(str, e['loc'])).upper()}",)} for e in error.errors()]
         fail(f"bad settings: {problems(named)}", 2)
         raise  # unreachable
-    if not _told_of_unknown:
-        _told_of_unknown.append(True)
-        for said in unknown_variables(os.environ):
-            err.print(Text.assemble(("warning:", "yellow"), f" {said}"), highlight=False)
+    _tell_of_unknown_variables()
     return loaded
 
 
-_told_of_unknown: list[bool] = []  # once per process
+@functools.cache  # once per process
+def _tell_of_unknown_variables() -> None:
+    for said in unknown_variables(os.environ):
+        err.print(Text.assemble(("warning:", "yellow"), f" {said}"), highlight=False)
 
 
 def fail(message: str, code: int) -> None:
@@ -256,12 +257,7 @@ def order_place(
         ),
     ] = None,
     payment_flow: Annotated[
-        PaymentFlow | None,
-        typer.Option(
-            parser=one_of(PaymentFlow, "a payment flow"),
-            metavar="FLOW",
-            help=f"One of: {', '.join(f.value for f in PaymentFlow)}; default: the shop's.",
-        ),
+        PaymentFlow | None, one_of(PaymentFlow, "a payment flow", "FLOW", "; default: the shop's")
     ] = None,
     payment_token: Annotated[
         str | None,
@@ -343,18 +339,18 @@ def order_show(
 E = TypeVar("E", bound=enum.Enum)
 
 
-def one_of(kind: type[E], what: str) -> Callable[[str], E]:
-    """A parser for an option naming one of `kind`'s values, refusing others in its own words."""
+def one_of(kind: type[E], what: str, metavar: str, then: str = "") -> Any:
+    """An option naming one of `kind`'s values, listed in its help as words (Typer's own list of
+    choices is one token, split mid-word on 80 columns); others are refused in docket's words."""
+    values = ", ".join(str(k.value) for k in kind)
 
     def parse(value: str) -> E:
         try:
             return kind(value)
         except ValueError:
-            raise typer.BadParameter(
-                f"{value!r} is not {what}: give one of {', '.join(str(k.value) for k in kind)}"
-            ) from None
+            raise typer.BadParameter(f"{value!r} is not {what}: give one of {values}") from None
 
-    return parse
+    return typer.Option(parser=parse, metavar=metavar, help=f"One of: {values}{then}.")
 
 
 def moment(value: str) -> dt.datetime:
@@ -370,14 +366,7 @@ def moment(value: str) -> dt.datetime:
 @order_app.command("list")
 def order_list(
     shop: Annotated[str | None, typer.Option()] = None,
-    state: Annotated[
-        OrderState | None,
-        typer.Option(
-            parser=one_of(OrderState, "an order state"),
-            metavar="STATE",
-            help=f"One of: {', '.join(s.value for s in OrderState)}.",
-        ),
-    ] = None,
+    state: Annotated[OrderState | None, one_of(OrderState, "an order state", "STATE")] = None,
     customer: Annotated[str | None, typer.Option()] = None,
     since: Annotated[
         dt.datetime | None,
@@ -643,12 +632,7 @@ def stock_verify(operator: AsOperator = None) -> None:
 def mail_list(
     order: Annotated[str | None, typer.Option(help="Only this order's mails.")] = None,
     shop: Annotated[str | None, typer.Option()] = None,
-    state: Annotated[
-        MailState | None,
-        typer.Option(
-            parser=one_of(MailState, "a mail state"), metavar="STATE", help="pending, sent or failed."
-        ),
-    ] = None,
+    state: Annotated[MailState | None, one_of(MailState, "a mail state", "STATE")] = None,
     recipient: Annotated[str | None, typer.Option(help="An e-mail address.")] = None,
     page: Annotated[int, typer.Option(min=1, max=MAX_PAGE)] = 1,
     page_size: Annotated[int, typer.Option(min=1, max=500)] = 50,

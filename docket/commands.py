@@ -257,13 +257,13 @@ class Docket:
             return await self.answer(
                 handle.result(),
                 f"stock change {cmd.reference} was sent",
-                "the same change again (same reference) is safe: it answers with the result once applied",
+                SAME_REFERENCE,
             )
         except WorkflowAlreadyStartedError:
             first = await self.answer(
                 self.temporal.get_workflow_handle_for(StockWorkflow.run, workflow).result(),
                 f"stock change {cmd.reference} was sent before",
-                "the same change again (same reference) is safe: it answers with the result once applied",
+                SAME_REFERENCE,
             )
             await self.read(lambda session: _require_same_change(session, cmd))
             return first.model_copy(update={"duplicate": True})
@@ -471,6 +471,7 @@ def _check_money(cmd: PlaceOrder) -> None:
             )
 
 
+SAME_REFERENCE = "the same change again (same reference) is safe: it answers with the result once applied"
 ADDRESS_LINE = 200  # characters, as the first line of an address
 
 

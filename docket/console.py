@@ -221,15 +221,12 @@ def payments(record: OrderRecord) -> ByWidth:
 
 def _payments(record: OrderRecord, wide: bool) -> Table | Text:
     p = record.payment
-    title = (
-        f"payment: {p.status.value} · captured {amount_text(p.captured, p.currency)}"
-        f" · refunded {_money(p.refunded, p.currency)}"
-    )
     if not record.payments:  # a title over an empty table reads as a rendering fault
         return Text(f"payment: {p.status.value} · no payment recorded")
     when = ("at", "who") if wide else ("when, who",)
     table = _table(
-        title,
+        f"payment: {p.status.value} · captured {amount_text(p.captured, p.currency)}"
+        f" · refunded {_money(p.refunded, p.currency)}",
         *when,
         *("gateway", "operation", "amount", "result", "note"),
         whole={"at": 16, "when, who": 16, "amount": 0},

@@ -23,6 +23,8 @@ from docket.models.schemas import (
 from docket.store.appends import append
 from docket.store.tables import Delivery, Order, OrderLine, Product, Stock, StockMovement, Warehouse
 
+# An order line joined to the delivery it belongs to.
+LINE_OF_DELIVERY = (Delivery.order_id == OrderLine.order_id) & (Delivery.delivery_no == OrderLine.delivery_no)
 # Deliveries whose short lines take stock as it arrives.
 WAITING_FOR_STOCK = (
     DeliveryState.reserved,
@@ -146,10 +148,7 @@ def _check_return(session: Session, order_id: str, sku: str, quantity: int) -> N
         raise NotFound(f"unknown order {order_id}")
     sent_out = (
         select(func.sum(OrderLine.quantity))
-        .join(
-            Delivery,
-            (Delivery.order_id == OrderLine.order_id) & (Delivery.delivery_no == OrderLine.delivery_no),
-        )
+        .join(Delivery, LINE_OF_DELIVERY)
         .where(OrderLine.order_id == order_id, OrderLine.sku == sku, Delivery.state.in_(SENT_OUT))
     )
     came_back = select(func.sum(StockMovement.on_hand_delta)).where(
@@ -194,10 +193,7 @@ def offer_to_waiting(
         return [], []
     short_lines = session.scalars(
         select(OrderLine)
-        .join(
-            Delivery,
-            (Delivery.order_id == OrderLine.order_id) & (Delivery.delivery_no == OrderLine.delivery_no),
-        )
+        .join(Delivery, LINE_OF_DELIVERY)
         .join(Order, Order.order_id == OrderLine.order_id)
         .where(
             OrderLine.sku == stock.sku,
@@ -256,10 +252,7 @@ def backordered(
     and SKU: what the next receipts go to (`offer_to_waiting`)."""
     query = (
         select(Delivery.warehouse_id, OrderLine.sku, func.sum(OrderLine.short))
-        .join(
-            Delivery,
-            (Delivery.order_id == OrderLine.order_id) & (Delivery.delivery_no == OrderLine.delivery_no),
-        )
+        .join(Delivery, LINE_OF_DELIVERY)
         .where(OrderLine.short > 0, Delivery.state.in_(WAITING_FOR_STOCK))
         .group_by(Delivery.warehouse_id, OrderLine.sku)
     )
