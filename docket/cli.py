@@ -52,14 +52,36 @@ from docket.store.queries import as_utc
 # Help is plain text: no Rich markup is read in it, and a docstring's line breaks are only its
 # source's wrapping (in "rich" mode Typer kept them in the command lists, mid-sentence).
 GROUP: dict[str, Any] = {"no_args_is_help": True, "rich_markup_mode": "markdown"}
-app = typer.Typer(help="docket: orders, deliveries and stock as durable workflows.", **GROUP)
-order_app = typer.Typer(help="Place, move and read orders.", **GROUP)
-stock_app = typer.Typer(help="Receive, adjust, read and verify stock.", **GROUP)
-payment_app = typer.Typer(help="Gateway callbacks: the inbox, and replaying it.", **GROUP)
-mail_app = typer.Typer(help="Mails sent for orders: list, read, send failed ones again.", **GROUP)
-db_app = typer.Typer(help="The database schema.", **GROUP)
-catalogue_app = typer.Typer(help="Shops, warehouses, products, customers, operators.", **GROUP)
-customer_app = typer.Typer(help="Register customers and read them.", **GROUP)
+
+
+class Command(TyperCommand):
+    """Help names what to write, as Unix commands do: `--shop SHOP`, `ORDER_ID`, and a flag alone
+    (`--json`). Typer printed the Python type instead (`<str>`, `{order_id}` in the usage line),
+    and `<bool>` after a flag, as if it took a value."""
+
+    def get_params(self, ctx: typer.Context) -> list[Any]:  # type: ignore[override]
+        params = super().get_params(ctx)
+        for param in params:
+            if param.metavar is None:
+                param.metavar = "" if getattr(param, "is_flag", False) else (param.name or "").upper()
+        return params
+
+
+class Commands(typer.Typer):
+    """A command group whose commands are `Command`s unless they say otherwise."""
+
+    def command(self, *args: Any, cls: type[TyperCommand] | None = None, **kwargs: Any) -> Any:
+        return super().command(*args, cls=cls or Command, **kwargs)
+
+
+app = Commands(help="docket: orders, deliveries and stock as durable workflows.", **GROUP)
+order_app = Commands(help="Place, move and read orders.", **GROUP)
+stock_app = Commands(help="Receive, adjust, read and verify stock.", **GROUP)
+payment_app = Commands(help="Gateway callbacks: the inbox, and replaying it.", **GROUP)
+mail_app = Commands(help="Mails sent for orders: list, read, send failed ones again.", **GROUP)
+db_app = Commands(help="The database schema.", **GROUP)
+catalogue_app = Commands(help="Shops, warehouses, products, customers, operators.", **GROUP)
+customer_app = Commands(help="Register customers and read them.", **GROUP)
 app.add_typer(order_app, name="order")
 app.add_typer(customer_app, name="customer")
 app.add_typer(stock_app, name="stock")
@@ -92,9 +114,11 @@ AsOperator = Annotated[
     typer.Option("--as", envvar="DOCKET_OPERATOR", help="The operator acting (or DOCKET_OPERATOR)."),
 ]
 NUMBER = re.compile(r"-\d+")
+Page = Annotated[int, typer.Option(min=1, max=MAX_PAGE, metavar="N", help="Which page, from 1.")]
+PageSize = Annotated[int, typer.Option(min=1, max=500, metavar="N", help="Rows to a page.")]
 
 
-class NumbersMayBeNegative(TyperCommand):
+class NumbersMayBeNegative(Command):
     """`docket stock adjust hamburg ATLAS -2`: a count below zero is an argument, not an unknown
     option. Any other unknown option is still refused by name (`--warehouse hamburg` must not be
     read as the warehouse `--warehouse` and the SKU `hamburg`)."""
@@ -246,14 +270,16 @@ def order_place(
     line: Annotated[
         list[str] | None,
         typer.Option(
-            help="A line: SKU, quantity and unit price joined by colons, as in ATLAS:2:39.90. Repeatable."
+            metavar="SKU:QTY:PRICE",
+            help="A line: SKU, quantity and unit price joined by colons, as in ATLAS:2:39.90. Repeatable.",
         ),
     ] = None,
     currency: Annotated[str, typer.Option(help="Currency of every line.")] = "EUR",
     ship_to: Annotated[
         str | None,
         typer.Option(
-            help="Name, street, city, postcode and country code joined by |, as in 'Ada | 1 Main St | Berlin | 10115 | DE'."
+            metavar="ADDRESS",
+            help="Name, street, city, postcode and country code joined by |, as in 'Ada | 1 Main St | Berlin | 10115 | DE'.",
         ),
     ] = None,
     payment_flow: Annotated[
@@ -273,7 +299,7 @@ def order_place(
         ),
     ] = None,
     from_json: Annotated[
-        Path | None, typer.Option("--json", help="A PlaceOrder JSON file ('-': stdin).")
+        Path | None, typer.Option("--json", metavar="FILE", help="A PlaceOrder JSON file ('-': stdin).")
     ] = None,
     operator: AsOperator = None,
 ) -> None:
@@ -325,7 +351,11 @@ def order_place(
 
 @order_app.command("show")
 def order_show(
-    order_id: str, operator: AsOperator = None, as_json: Annotated[bool, typer.Option("--json")] = False
+    order_id: str,
+    operator: AsOperator = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="The record as JSON, as GET /orders/{id} answers it.")
+    ] = False,
 ) -> None:
     """The order, its deliveries, stock movements, notifications and whole history."""
 
@@ -365,9 +395,9 @@ def moment(value: str) -> dt.datetime:
 
 @order_app.command("list")
 def order_list(
-    shop: Annotated[str | None, typer.Option()] = None,
+    shop: Annotated[str | None, typer.Option(help="Only this shop's orders.")] = None,
     state: Annotated[OrderState | None, one_of(OrderState, "an order state", "STATE")] = None,
-    customer: Annotated[str | None, typer.Option()] = None,
+    customer: Annotated[str | None, typer.Option(help="Only this customer's orders.")] = None,
     since: Annotated[
         dt.datetime | None,
         typer.Option(
@@ -379,8 +409,8 @@ def order_list(
     until: Annotated[
         dt.datetime | None, typer.Option(parser=moment, metavar="DATE", help="Placed before.")
     ] = None,
-    page: Annotated[int, typer.Option(min=1, max=MAX_PAGE)] = 1,
-    page_size: Annotated[int, typer.Option(min=1, max=500)] = 50,
+    page: Page = 1,
+    page_size: PageSize = 50,
     operator: AsOperator = None,
 ) -> None:
     """Orders newest first, filtered and paged; only the shops the operator works for."""
@@ -594,8 +624,8 @@ def stock_adjust(
 
 @stock_app.command("show")
 def stock_show(
-    warehouse: Annotated[str | None, typer.Option()] = None,
-    sku: Annotated[str | None, typer.Option()] = None,
+    warehouse: Annotated[str | None, typer.Option(help="Only this warehouse.")] = None,
+    sku: Annotated[str | None, typer.Option(help="Only this SKU.")] = None,
     operator: AsOperator = None,
 ) -> None:
     """On hand, reserved, available, and back-ordered: what waiting orders still want beyond what is
@@ -631,11 +661,11 @@ def stock_verify(operator: AsOperator = None) -> None:
 @mail_app.command("list")
 def mail_list(
     order: Annotated[str | None, typer.Option(help="Only this order's mails.")] = None,
-    shop: Annotated[str | None, typer.Option()] = None,
+    shop: Annotated[str | None, typer.Option(help="Only this shop's mails.")] = None,
     state: Annotated[MailState | None, one_of(MailState, "a mail state", "STATE")] = None,
     recipient: Annotated[str | None, typer.Option(help="An e-mail address.")] = None,
-    page: Annotated[int, typer.Option(min=1, max=MAX_PAGE)] = 1,
-    page_size: Annotated[int, typer.Option(min=1, max=500)] = 50,
+    page: Page = 1,
+    page_size: PageSize = 50,
     operator: AsOperator = None,
 ) -> None:
     """Mails newest first: to whom, which template, whether sent, and why not."""
@@ -735,8 +765,8 @@ def customer_find(
     text: Annotated[
         str | None, typer.Argument(help="Part of the id, name or e-mail address, any case.")
     ] = None,
-    page: Annotated[int, typer.Option(min=1, max=MAX_PAGE)] = 1,
-    page_size: Annotated[int, typer.Option(min=1, max=500)] = 50,
+    page: Page = 1,
+    page_size: PageSize = 50,
     operator: AsOperator = None,
 ) -> None:
     """Customers by name whose id, name or e-mail address holds TEXT; every customer without it."""

@@ -1,0 +1,57 @@
+"""`docket ... --help` as an operator reads it: what to write after each option, and what it is for."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from typing import Any
+
+import typer.main
+from typer.testing import CliRunner, Result
+
+from docket.cli import app
+
+
+def commands(group: Any, path: tuple[str, ...] = ("docket",)) -> Iterator[tuple[str, Any]]:
+    """Every command under `group` with its path (Typer's own click: its classes are not click's)."""
+    if hasattr(group, "commands"):
+        for name, command in group.commands.items():
+            yield from commands(command, (*path, name))
+    else:
+        yield " ".join(path), group
+
+
+def docket(*args: str) -> Result:
+    return CliRunner().invoke(app, args, env={"COLUMNS": "160"}, prog_name="docket")
+
+
+def helps(*args: str) -> str:
+    result = docket(*args, "--help")
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def test_an_option_is_followed_by_the_name_of_what_to_write_and_a_flag_by_nothing() -> None:
+    place = helps("order", "place")
+    for written in ("--line  ", "SKU:QTY:PRICE", "--ship-to  ", "ADDRESS", "--json  ", "FILE", "OPERATOR"):
+        assert written in place
+    assert "<str>" not in place and "<bool>" not in place and "<list[str]>" not in place
+    # a flag takes no value: nothing is written after it
+    inbox = helps("payment", "inbox")
+    assert "<bool>" not in inbox
+    assert re.search(r"--replay\s+(\S+)", inbox).group(1) == "Process"  # type: ignore[union-attr]
+    # arguments are named in capitals, in the usage line and in what is missing
+    assert "docket order ship [OPTIONS] {ORDER_ID} {DELIVERY_NO}" in helps("order", "ship")
+    missing = docket("order", "ship")
+    assert missing.exit_code == 2 and "Missing argument 'ORDER_ID'" in missing.output
+
+
+def test_every_option_of_every_command_says_what_it_is_for() -> None:
+    root = typer.main.get_command(app)
+    silent = [
+        f"{path} {option.opts[0]}"
+        for path, command in commands(root)
+        for option in command.params
+        if option.param_type_name == "option" and not option.help
+    ]
+    assert silent == []
