@@ -101,6 +101,16 @@ def test_every_template_renders_a_subject_a_text_and_an_escaped_html_part(kind: 
     assert "<Buyer>" not in rendered.html and "Alpha & Sons" not in rendered.html, "HTML is escaped"
 
 
+def test_a_digital_delivery_is_told_as_downloads_not_as_a_parcel() -> None:
+    renderer = Renderer("docket@shop.test")
+    parcel = renderer.render("alpha", "customer", "delivery_shipped", sample())
+    assert parcel.subject == "Order o-1: parcel 1 is on its way"
+    downloads = renderer.render("alpha", "customer", "delivery_shipped", sample(delivery_group="D4"))
+    assert downloads.subject == "Order o-1: your downloads are ready"
+    assert "your downloads of order o-1 are ready" in downloads.text
+    assert "parcel" not in downloads.subject + downloads.text + downloads.html
+
+
 def test_an_orders_lines_in_a_text_mail_keep_their_amounts_in_one_column() -> None:
     lines = [
         {"quantity": 1, "name": "Harbour Atlas (hardback)", "sku": "ATLAS", "amount": "39.90"},
