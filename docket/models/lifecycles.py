@@ -7,7 +7,7 @@ current state). The `transitions` Machine holds no model and runs no callbacks: 
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from enum import StrEnum
 from typing import Any, Generic, TypeVar
 
@@ -162,6 +162,13 @@ def why_not_cancel(order_id: str, deliveries: Iterable[Any]) -> str | None:
     return f"order {order_id} cannot be cancelled: {listed}; take it back as a return{also}"
 
 
+def ruled_out(deliveries: Iterable[Any]) -> frozenset[str]:
+    """The order moves its table allows that its deliveries rule out, so that a refusal does not
+    offer them: cancel while a delivery is on its way, a return while none is."""
+    on_its_way = any(d.state in ON_ITS_WAY for d in deliveries)
+    return frozenset({"cancel"} if on_its_way else {"return_goods"})
+
+
 def why_not_return(order_id: str, deliveries: Iterable[Any]) -> str | None:
     """Why an order the table would let return has nothing to return (None if it has): an order in
     progress with no delivery on its way is cancelled, not returned."""
@@ -197,17 +204,19 @@ class Lifecycle(Generic[S]):
         """Triggers legal from `state`, in table order."""
         return [t for t in self._triggers_in_order() if self._machine.get_transitions(t, state.value)]
 
-    def allowed_by_hand(self, state: S) -> list[str]:
-        """The moves an operator can ask for from `state`, in table order."""
-        return list(dict.fromkeys(move for t in self.allowed(state) for move in self.by_hand.get(t, ())))
+    def allowed_by_hand(self, state: S, ruled_out: Collection[str] = ()) -> list[str]:
+        """The moves an operator can ask for from `state`, in table order, but those `ruled_out`."""
+        moves = (move for t in self.allowed(state) for move in self.by_hand.get(t, ()))
+        return [move for move in dict.fromkeys(moves) if move not in ruled_out]
 
-    def dest(self, state: S, trigger: str) -> S:
+    def dest(self, state: S, trigger: str, ruled_out: Collection[str] = ()) -> S:
         """Where `trigger` leads from `state`; if nowhere, IllegalTransition naming the moves an
-        operator can ask for from here."""
+        operator can ask for from here (those the order's facts rule out left unsaid)."""
         found = self._machine.get_transitions(trigger, state.value)
         if not found:
+            allowed = self.allowed_by_hand(state, ruled_out)
             raise IllegalTransition.refusing(
-                self.name, state.value, trigger, self.allowed_by_hand(state), final=state in self.final
+                self.name, state.value, trigger, allowed, final=state in self.final
             )
         return self.states(str(found[0].dest))
 

@@ -16,7 +16,7 @@ from sqlalchemy import Update, bindparam, select, update
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
-from docket.models.errors import InvalidInput, NotFound, OrderRejected, Refused, StaleState
+from docket.models.errors import IllegalTransition, InvalidInput, NotFound, OrderRejected, Refused, StaleState
 from docket.models.fulfilment import automatic_triggers, release_moment
 from docket.models.lifecycles import (
     DELIVERY,
@@ -24,6 +24,7 @@ from docket.models.lifecycles import (
     ORDER,
     DeliveryState,
     OrderState,
+    ruled_out,
     why_not_cancel,
     why_not_return,
 )
@@ -276,7 +277,7 @@ def cancel_order(session: Session, cmd: CancelOrder, move_id: str, at: dt.dateti
     refusal = why_not_cancel(order.order_id, deliveries)
     if refusal:
         raise Refused(refusal)
-    ORDER.dest(order.state, "cancel")  # refuse early, naming what is allowed
+    ORDER.dest(order.state, "cancel", ruled_out(deliveries))  # refuse early, naming what is allowed
     ctx = MoveContext(at=at, operator_id=cmd.operator_id, note=cmd.reason)
     for delivery in deliveries:
         withdraw(session, order, delivery, ctx, move_id)
@@ -296,8 +297,8 @@ def return_order(session: Session, cmd: ReturnOrder, move_id: str, at: dt.dateti
     """Deliveries on their way (delivered, or brought back by the carrier) come back; any not yet
     on their way are withdrawn. Restocking is separate."""
     order = locked_order(session, cmd.order_id)
-    ORDER.dest(order.state, "return_goods")
     deliveries = queries.order_deliveries(session, order.order_id)
+    ORDER.dest(order.state, "return_goods", ruled_out(deliveries))
     refusal = why_not_return(order.order_id, deliveries)
     if refusal:
         raise Refused(refusal)
@@ -427,7 +428,11 @@ def _refundable(session: Session, order: Order) -> Decimal:
 
 def move_order(session: Session, order: Order, trigger: str, ctx: MoveContext, move_id: str) -> None:
     source = order.state
-    dest = ORDER.dest(source, trigger)
+    try:
+        dest = ORDER.dest(source, trigger)
+    except IllegalTransition:  # refused: say so without offering what the deliveries rule out
+        ORDER.dest(source, trigger, ruled_out(queries.order_deliveries(session, order.order_id)))
+        raise
     if not _compare_and_set(session, _ORDER_STATE, {"id": order.order_id, "source": source, "dest": dest}):
         raise StaleState(f"order {order.order_id} is no longer {source.value}")
     set_committed_value(order, "state", dest)  # written above; not dirty again

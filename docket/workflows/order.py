@@ -18,6 +18,7 @@ with workflow.unsafe.imports_passed_through():
         ORDER,
         DeliveryState,
         OrderState,
+        ruled_out,
         why_not_cancel,
         why_not_return,
     )
@@ -285,7 +286,7 @@ class OrderWorkflow:
         refusal = why_not_cancel(view.order_id, view.deliveries)
         if refusal:
             raise ApplicationError(refusal, type="Refused")
-        _check(lambda: ORDER.dest(view.state, "cancel"), f"order {view.order_id}")
+        _check(lambda: ORDER.dest(view.state, "cancel", ruled_out(view.deliveries)), f"order {view.order_id}")
 
     @workflow.update
     async def return_goods(self, command: ReturnOrder) -> OrderView:
@@ -386,9 +387,10 @@ class OrderWorkflow:
             raise ApplicationError(
                 f"this is order {self._view.order_id}, not {order_id}", type="InvalidInput"
             )
+        view = self._view
         if trigger is not None and self._settled():
-            _check(lambda: ORDER.dest(self._view.state, trigger), f"order {order_id}")  # type: ignore[union-attr]
-        return self._view
+            _check(lambda: ORDER.dest(view.state, trigger, ruled_out(view.deliveries)), f"order {order_id}")
+        return view
 
     def _settled(self) -> bool:
         """No move is in flight. While one is, the view here is about to change (the store may have

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import pytest
 
 from docket.models.errors import IllegalTransition
-from docket.models.lifecycles import DELIVERY, ORDER, DeliveryState, Lifecycle, OrderState
+from docket.models.lifecycles import DELIVERY, ORDER, DeliveryState, Lifecycle, OrderState, ruled_out
 
 LIFECYCLES = [(ORDER, OrderState.pending), (DELIVERY, DeliveryState.new)]
 
@@ -52,6 +54,18 @@ def test_a_refusal_offers_the_moves_an_operator_asks_for_not_those_the_workflow_
         match=r"delivery is wait_inventory: cannot pack; allowed from here: nothing by hand \(it moves on by",
     ):
         DELIVERY.dest(DeliveryState.wait_inventory, "pack")
+
+
+def test_a_refusal_leaves_out_the_moves_the_orders_deliveries_rule_out() -> None:
+    nothing_sent = [SimpleNamespace(state=DeliveryState.allocated)]
+    one_on_its_way = [SimpleNamespace(state=DeliveryState.shipping), *nothing_sent]
+    with pytest.raises(IllegalTransition, match=r"allowed from here: cancel$"):
+        ORDER.dest(OrderState.in_progress, "confirm_payment", ruled_out(nothing_sent))
+    with pytest.raises(IllegalTransition, match=r"allowed from here: return_goods$"):
+        ORDER.dest(OrderState.in_progress, "confirm_payment", ruled_out(one_on_its_way))
+    # the table alone offers both
+    with pytest.raises(IllegalTransition, match=r"allowed from here: cancel, return_goods$"):
+        ORDER.dest(OrderState.in_progress, "confirm_payment")
 
 
 def test_a_final_state_says_nothing_is_allowed() -> None:
