@@ -38,7 +38,7 @@ def test_an_option_is_followed_by_the_name_of_what_to_write_and_a_flag_by_nothin
     assert "<str>" not in place and "<bool>" not in place and "<list[str]>" not in place
     # a flag takes no value: nothing is written after it
     inbox = helps("payment", "inbox")
-    assert "<bool>" not in inbox
+    assert "<bool>" not in inbox and "<bool>" not in helps() and "<bool>" not in helps("order")
     assert re.search(r"--replay\s+(\S+)", inbox).group(1) == "Process"  # type: ignore[union-attr]
     # arguments are named in capitals, in the usage line and in what is missing
     assert "docket order ship [OPTIONS] {ORDER_ID} {DELIVERY_NO}" in helps("order", "ship")
@@ -55,3 +55,16 @@ def test_every_option_of_every_command_says_what_it_is_for() -> None:
         if option.param_type_name == "option" and not option.help
     ]
     assert silent == []
+
+
+def test_a_move_is_also_taken_by_the_name_a_refusal_gives_it() -> None:
+    # refusals say `allowed from here: mark_ready`, as the API names the move
+    for name in ("mark_ready", "mark-ready"):
+        assert "A packed delivery is ready for dispatch." in helps("order", name)
+    assert "Confirm an offline payment" in helps("order", "confirm_payment")
+    assert "The whole order comes back" in helps("order", "return_goods")
+    assert "Ask the gateway again" in helps("order", "retry_refund")
+    order_help = helps("order")
+    assert "mark_ready" not in order_help and "return_goods" not in order_help  # not listed twice
+    unknown = docket("order", "mark_shipped")
+    assert unknown.exit_code == 2 and "No such command 'mark_shipped'" in unknown.output
