@@ -460,6 +460,40 @@ def order_list(
     run(job)
 
 
+@order_app.command("deliveries")
+def order_deliveries(
+    warehouse: Annotated[str | None, typer.Option(help="Only this warehouse's deliveries.")] = None,
+    state: Annotated[
+        DeliveryState | None,
+        one_of(
+            DeliveryState,
+            "a delivery state",
+            "STATE",
+            " (allocated: to pack; ready: to ship); without it, every delivery not yet ended",
+        ),
+    ] = None,
+    shop: Annotated[str | None, typer.Option(help="Only this shop's deliveries.")] = None,
+    page: Page = 1,
+    page_size: PageSize = 50,
+    operator: AsOperator = None,
+) -> None:
+    """Deliveries oldest order first, to work through: docket order deliveries --warehouse hamburg
+    --state allocated lists what to pack there next."""
+
+    async def job(running: Running) -> None:
+        found = await running.docket.list_deliveries(
+            await acting(running, operator),
+            shop_id=shop,
+            warehouse_id=warehouse,
+            state=state,
+            page=page,
+            page_size=page_size,
+        )
+        out.print(show.delivery_page(found))
+
+    run(job)
+
+
 @order_app.command("confirm")
 def order_confirm(order_id: str, operator: AsOperator = None, note: Note = None) -> None:
     """Confirm an offline payment (bank transfer, invoice, cash)."""

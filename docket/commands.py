@@ -48,6 +48,7 @@ from docket.models.schemas import (
     CustomerPage,
     CustomerSaved,
     CustomerView,
+    DeliveryPage,
     LedgerReport,
     MailPage,
     MailRetried,
@@ -186,6 +187,19 @@ class Docket:
             if customer_id and session.get(Customer, customer_id) is None:
                 raise NotFound(f"unknown customer {customer_id}")
             return queries.list_orders(session, shops=shops, **filters)
+
+        return await self.read(listed)
+
+    async def list_deliveries(self, operator: Operator, **filters: Any) -> DeliveryPage:
+        """A warehouse docket does not know is refused (404), not answered with an empty page."""
+        operator.require(Action.read_orders, filters.get("shop_id"))
+        shops = None if operator.all_shops else set(operator.shops)
+
+        def listed(session: Session) -> DeliveryPage:
+            warehouse_id = filters.get("warehouse_id")
+            if warehouse_id and session.get(Warehouse, warehouse_id) is None:
+                raise NotFound(f"unknown warehouse {warehouse_id}")
+            return queries.list_deliveries(session, shops=shops, **filters)
 
         return await self.read(listed)
 

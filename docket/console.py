@@ -18,6 +18,8 @@ from docket.models.schemas import (
     CustomerChangeView,
     CustomerPage,
     CustomerView,
+    DeliveryPage,
+    DeliveryView,
     LedgerReport,
     MailPage,
     MailRetried,
@@ -90,12 +92,9 @@ def order_summary(view: OrderView) -> Group:
     it was rejected), as wide as the terminal; a table's caption would fold at the table's width."""
     table = _table(f"order {view.order_id}", "delivery", "group", "warehouse", "state", "lines")
     for d in view.deliveries:
-        lines = ", ".join(
-            f"{line.sku} x{line.quantity}"
-            + (f" (reserved {line.reserved})" if 0 < line.reserved < line.quantity else "")
-            for line in d.lines
+        table.add_row(
+            str(d.delivery_no), d.group.value, d.warehouse_id or "-", state(d.state.value), _lines(d)
         )
-        table.add_row(str(d.delivery_no), d.group.value, d.warehouse_id or "-", state(d.state.value), lines)
     line = Text(f"{view.shop_id} · customer {view.customer_id} · {_money(view.total, view.currency)} · ")
     line.append_text(state(view.state.value))
     if view.rejection:
@@ -215,6 +214,32 @@ def stock_movements(record: OrderRecord) -> Table | Text:
     return table
 
 
+def _lines(d: DeliveryView) -> str:
+    return ", ".join(
+        f"{line.sku} x{line.quantity}"
+        + (f" (reserved {line.reserved})" if 0 < line.reserved < line.quantity else "")
+        for line in d.lines
+    )
+
+
+def delivery_page(page: DeliveryPage) -> Table | Text:
+    """A work list: each delivery under its order's id and number, as `order pack ID NO` takes them."""
+    if nothing := _nothing_on(page, "delivery", "deliveries"):
+        return nothing
+    table = _table(
+        f"deliveries, oldest order first (page {page.page}, {len(page.deliveries)} of {page.total})",
+        *("order", "no", "placed", "warehouse", "state", "lines"),
+        whole={"placed": 16, "state": 0},
+    )
+    for d in page.deliveries:
+        order = Text(d.order_id).append(f"\n{d.shop_id}", style="dim")
+        placed = d.placed_at.strftime(STAMP)
+        table.add_row(
+            order, str(d.delivery_no), placed, d.warehouse_id or "-", state(d.state.value), _lines(d)
+        )
+    return table
+
+
 def payments(record: OrderRecord) -> ByWidth:
     return ByWidth(lambda wide: _payments(record, wide))
 
@@ -244,13 +269,16 @@ def _payments(record: OrderRecord, wide: bool) -> Table | Text:
     return table
 
 
-def _nothing_on(page: OrderPage | CustomerPage | MailPage, what: str) -> Text | None:
+def _nothing_on(
+    page: OrderPage | CustomerPage | MailPage | DeliveryPage, what: str, whats: str = ""
+) -> Text | None:
     """What to say instead of an empty table: nothing found, or a page past the last."""
     if not page.total:
         return Text(f"no {what} found")
     pages = -(-page.total // page.page_size)
     if page.page > pages:
-        found = f"{page.total} {what}" + ("s" if page.total > 1 else "")
+        noun = (whats or f"{what}s") if page.total > 1 else what
+        found = f"{page.total} {noun}"
         last = f"the last is {pages}" if pages > 1 else "there is one"
         return Text(f"no page {page.page}: {found}, {page.page_size} to a page; {last}")
     return None

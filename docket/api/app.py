@@ -60,6 +60,7 @@ def create_app(docket: Docket, gateways: dict[str, PaymentGateway] | None = None
     app.state.docket = docket
     app.state.callbacks = Callbacks(docket, gateways if gateways is not None else default_gateways())
     app.include_router(orders.router)
+    app.include_router(orders.deliveries)
     app.include_router(customers.router)
     app.include_router(stock.router)
     app.include_router(mail.router)

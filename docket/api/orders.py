@@ -10,11 +10,12 @@ from pydantic import Field
 
 from docket.api.app import CurrentDocket, CurrentOperator
 from docket.models.inputs import Input
-from docket.models.lifecycles import OrderState
+from docket.models.lifecycles import DeliveryState, OrderState
 from docket.models.schemas import (
     MAX_PAGE,
     CancelOrder,
     ConfirmPayment,
+    DeliveryPage,
     MoveDelivery,
     OrderPage,
     OrderRecord,
@@ -26,6 +27,7 @@ from docket.models.schemas import (
 )
 
 router = APIRouter(prefix="/orders", tags=["orders"])
+deliveries = APIRouter(prefix="/deliveries", tags=["orders"])
 ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"description": "No or unknown API token"},
     403: {"description": "The operator may not do this, or not in this shop"},
@@ -164,4 +166,23 @@ async def retry_refund(order_id: str, operator: CurrentOperator, docket: Current
     """Ask the gateway again for a refund it refused (it is also retried on a timer)."""
     return await docket.retry_refund(
         operator, RetryRefund(order_id=order_id, operator_id=operator.operator_id)
+    )
+
+
+@deliveries.get("", response_model=DeliveryPage, responses=ERRORS)
+async def list_deliveries(
+    operator: CurrentOperator,
+    docket: CurrentDocket,
+    shop_id: str | None = None,
+    warehouse_id: str | None = None,
+    state: DeliveryState | None = None,
+    page: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 1,
+    page_size: Annotated[int, Query(ge=1, le=500)] = 50,
+) -> DeliveryPage:
+    """Deliveries oldest order first, of the shops the operator works for: a warehouse's work list
+    (`state=allocated`: to pack; `state=ready`: to hand to the carrier); without `state`, every
+    delivery not yet ended (shipped, voided, deallocated or returned). An unknown warehouse gets
+    404."""
+    return await docket.list_deliveries(
+        operator, shop_id=shop_id, warehouse_id=warehouse_id, state=state, page=page, page_size=page_size
     )

@@ -456,6 +456,24 @@ class OrderPage(View):
     total: int
 
 
+class QueuedDelivery(DeliveryView):
+    """A delivery in a work list, with the order it belongs to."""
+
+    order_id: str
+    shop_id: str
+    customer_id: str
+    placed_at: dt.datetime
+
+
+class DeliveryPage(View):
+    """Deliveries oldest order first: the order they are worked through in."""
+
+    deliveries: list[QueuedDelivery]
+    page: int
+    page_size: int
+    total: int
+
+
 class StockLevel(View):
     warehouse_id: str
     sku: str

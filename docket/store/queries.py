@@ -11,9 +11,10 @@ from sqlalchemy.orm import DeclarativeBase, Session
 
 from docket.models.access import Operator, Role
 from docket.models.errors import NotFound
-from docket.models.lifecycles import OrderState
+from docket.models.lifecycles import DELIVERY_FINAL, DeliveryState, OrderState
 from docket.models.schemas import (
     AuditEntry,
+    DeliveryPage,
     DeliveryView,
     LineView,
     MailState,
@@ -21,6 +22,7 @@ from docket.models.schemas import (
     OrderRecord,
     OrderView,
     OutboxView,
+    QueuedDelivery,
     StockMovementView,
 )
 from docket.store.tables import (
@@ -270,6 +272,59 @@ def list_orders(
         )
     )
     return OrderPage(orders=_views(session, rows), page=page, page_size=page_size, total=total)
+
+
+def list_deliveries(
+    session: Session,
+    *,
+    shops: set[str] | None,
+    shop_id: str | None = None,
+    warehouse_id: str | None = None,
+    state: DeliveryState | None = None,
+    page: int = 1,
+    page_size: int = 50,
+) -> DeliveryPage:
+    """Deliveries oldest order first, as they are worked through (packed, handed to the carrier);
+    those in `state`, or without it every one not yet ended. `shops` limits to what the operator
+    may see (None: every shop)."""
+    query = select(Delivery, Order).join(Order, Order.order_id == Delivery.order_id)
+    if shops is not None:
+        query = query.where(Order.shop_id.in_(shops))
+    if shop_id:
+        query = query.where(Order.shop_id == shop_id)
+    if warehouse_id:
+        query = query.where(Delivery.warehouse_id == warehouse_id)
+    # without a state, the deliveries still to be worked on (none that has ended)
+    query = query.where(Delivery.state == state if state else Delivery.state.not_in(DELIVERY_FINAL))
+    total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
+    found = session.execute(
+        query.order_by(Order.placed_at, Order.order_id, Delivery.delivery_no)
+        .offset((page - 1) * page_size)
+        .limit(page_size)
+    ).all()
+    lines: dict[tuple[str, int | None], list[OrderLine]] = {}
+    for line in session.scalars(
+        select(OrderLine)
+        .where(OrderLine.order_id.in_({o.order_id for _, o in found}))
+        .order_by(OrderLine.line_no)
+    ):
+        lines.setdefault((line.order_id, line.delivery_no), []).append(line)
+    queued = [
+        QueuedDelivery(
+            order_id=o.order_id,
+            shop_id=o.shop_id,
+            customer_id=o.customer_id,
+            placed_at=as_utc(o.placed_at),
+            delivery_no=d.delivery_no,
+            group=d.group,
+            warehouse_id=d.warehouse_id,
+            state=d.state,
+            release_at=as_utc(d.release_at),
+            lines=[_line(line, o.currency) for line in lines.get((o.order_id, d.delivery_no), [])],
+        )
+        for d, o in found
+    ]
+    return DeliveryPage(deliveries=queued, page=page, page_size=page_size, total=total)
 
 
 def token_hash(token: str) -> str:

@@ -179,6 +179,8 @@ class Order(Base):
 
 class Delivery(Base):
     __tablename__ = "deliveries"
+    # A warehouse's work list: its deliveries in one state (`order deliveries`).
+    __table_args__ = (Index("ix_deliveries_work", "warehouse_id", "state"),)
     order_id: Mapped[str] = mapped_column(ForeignKey("orders.order_id"), primary_key=True)
     delivery_no: Mapped[int] = mapped_column(Integer, primary_key=True)
     group: Mapped[DeliveryGroup] = mapped_column("delivery_group", enum(DeliveryGroup))

@@ -73,6 +73,11 @@ async def test_an_order_placed_over_http_is_moved_by_staff_to_completed(http: ht
         "/orders/web-1/confirm-payment", json={"note": "transfer seen"}, headers=as_("conny")
     )
     assert confirmed.json()["deliveries"][0]["state"] == "allocated"
+    to_pack = await http.get(
+        "/deliveries", params={"warehouse_id": "north", "state": "allocated"}, headers=as_("pat")
+    )
+    assert to_pack.status_code == 200, to_pack.text
+    assert [(d["order_id"], d["delivery_no"]) for d in to_pack.json()["deliveries"]] == [("web-1", 1)]
     for move, body in (("pack", {}), ("mark_ready", None), ("ship", {"note": "DHL 0042"}), ("deliver", None)):
         # a move without a note is sent with an empty body or none at all
         moved = await http.post(f"/orders/web-1/deliveries/1/{move}", json=body, headers=as_("pat"))
@@ -110,7 +115,11 @@ async def test_bad_requests_get_a_status_and_a_message_that_says_what_is_wrong(
     answer = await http.post("/orders", json=unknown, headers=as_("alice"))
     assert (answer.status_code, answer.json()) == (404, {"error": "NotFound", "message": "unknown SKU NOPE"})
 
-    for listing in ("/orders", "/mail"):  # an offset beyond the database's integers (found by fuzzing)
+    for listing in (
+        "/orders",
+        "/mail",
+        "/deliveries",
+    ):  # an offset beyond the database's integers (found by fuzzing)
         answer = await http.get(listing, params={"page": 10**19}, headers=as_("alice"))
         assert answer.status_code == 422
         assert answer.json()["detail"][0]["loc"] == ["query", "page"]
@@ -171,6 +180,7 @@ async def test_bad_requests_get_a_status_and_a_message_that_says_what_is_wrong(
         ("/orders", {"customer_id": "nobody"}, "unknown customer nobody"),
         ("/mail", {"order_id": "nope"}, "unknown order nope"),
         ("/stock", {"sku": "NOPE"}, "unknown SKU NOPE"),
+        ("/deliveries", {"warehouse_id": "west"}, "unknown warehouse west"),
     ):
         answer = await http.get(listing, params=params, headers=as_("alice"))
         assert (answer.status_code, answer.json()["message"]) == (404, said)

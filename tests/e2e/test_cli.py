@@ -69,8 +69,21 @@ async def test_an_operator_places_confirms_and_reads_an_order_from_the_command_l
     assert "conny" in out and "reserve: new → reserved" in out
     assert "confirm_payment: waiting_confirmation → in_progress" in out  # a move reads as one phrase
 
+    # the warehouse's work list: delivery 1 to pack, delivery 2 (a back order) waiting for stock
+    code, out, _ = await docket(shop, sqlite_engine, "order", "deliveries", "--warehouse", "north")
+    assert code == 0 and "(page 1, 2 of 2)" in out
+    rows = [line.replace("│", " ").split()[:2] for line in out.splitlines() if "cli-1" in line]
+    assert rows == [["cli-1", "1"], ["cli-1", "2"]]
+    assert "allocated" in out and "wait_inventory" in out
+    code, out, _ = await docket(shop, sqlite_engine, "order", "deliveries", "--state", "packing")
+    assert code == 0 and "no delivery found" in out
+
     narrow = process_env(shop, sqlite_engine) | {"DOCKET_OPERATOR": "alice", "COLUMNS": "80"}
-    for args in (("order", "show", "cli-1"), ("order", "list")):  # a narrow terminal cuts nothing short
+    for args in (
+        ("order", "show", "cli-1"),
+        ("order", "list"),
+        ("order", "deliveries"),
+    ):  # a narrow terminal cuts nothing short
         code, out, _ = await run_cli(narrow, *args)
         assert code == 0 and "…" not in out and "cli-1" in out
     too_many = ("--shop", "alpha", "--customer", "c1", "--line", "WIDGET:900:1.00", "--ship-to", ADA)

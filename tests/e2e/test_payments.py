@@ -584,7 +584,7 @@ async def test_cancelling_before_anything_shipped_releases_the_authorization(pay
     assert Decimal((await payments.sandbox.get("/books/s-1")).json()["captured"]) == 0
 
 
-FUZZED = ("/orders", "/payments", "/customers")
+FUZZED = ("/orders", "/deliveries", "/payments", "/customers")
 
 
 async def test_the_order_and_callback_endpoints_fuzzed_from_the_openapi_spec_never_fail_on_the_server(

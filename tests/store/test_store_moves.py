@@ -34,7 +34,7 @@ def sessions(engine: Engine, request: pytest.FixtureRequest):  # type: ignore[no
 
 
 def test_the_schema_comes_from_the_migrations(engine: Engine) -> None:
-    assert current_revision(engine) == "0005"
+    assert current_revision(engine) == "0006"
     with engine.connect() as connection:
         differences = compare_metadata(MigrationContext.configure(connection), Base.metadata)
     assert differences == [], "the migrations and store/tables.py disagree"

@@ -576,3 +576,29 @@ async def test_a_refused_stock_change_is_told_to_its_caller_and_logs_no_failure_
     finally:
         log.removeHandler(handler)
     assert [r for r in seen if r.levelno >= logging.WARNING] == []
+
+
+async def test_a_warehouse_works_through_its_deliveries_oldest_order_first(shop: Shop) -> None:
+    alice, bob = await shop.op("alice"), await shop.op("bob")
+    for order_id in ("o-1", "a-2", "o-3"):  # placed in this order, not the order of their ids
+        await shop.docket.place_order(alice, place(order_id, ("WIDGET", 1)))
+    await confirm(shop, "a-2")
+    await confirm(shop, "o-1")  # paid after a-2, but placed before it: packed first
+    await confirm(shop, "o-3")
+    await move(shop, "o-3", 1, "pack", "mark_ready", "ship", "deliver")
+
+    to_pack = await shop.docket.list_deliveries(alice, warehouse_id="north", state=D.allocated)
+    assert [(d.order_id, d.delivery_no) for d in to_pack.deliveries] == [("o-1", 1), ("a-2", 1)]
+    assert to_pack.total == 2 and [line.sku for line in to_pack.deliveries[0].lines] == ["WIDGET"]
+
+    await move(shop, "o-1", 1, "pack")
+    open_ones = await shop.docket.list_deliveries(alice, warehouse_id="north")  # o-3 has ended
+    assert [(d.order_id, d.state) for d in open_ones.deliveries] == [("o-1", D.packing), ("a-2", D.allocated)]
+    shipped = await shop.docket.list_deliveries(alice, state=D.shipped)
+    assert [d.order_id for d in shipped.deliveries] == ["o-3"]
+
+    assert (await shop.docket.list_deliveries(bob)).total == 0  # another shop's operator sees none
+    with pytest.raises(Forbidden, match="bob does not work for shop alpha"):
+        await shop.docket.list_deliveries(bob, shop_id="alpha")
+    with pytest.raises(NotFound, match="unknown warehouse west"):
+        await shop.docket.list_deliveries(alice, warehouse_id="west")
