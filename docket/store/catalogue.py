@@ -35,7 +35,7 @@ from docket.models.schemas import (
     Saved,
     StockMoveKind,
 )
-from docket.store.queries import token_hash
+from docket.store.queries import paged, token_hash
 from docket.store.stock import MoveContext, lock_stock, record
 from docket.store.tables import (
     Base,
@@ -245,11 +245,10 @@ def find_customers(session: Session, text: str | None, page: int = 1, page_size:
                 )
             )
         )
-    total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
-    rows = session.scalars(
-        query.order_by(Customer.name, Customer.customer_id).offset((page - 1) * page_size).limit(page_size)
+    total, rows = paged(session, query.order_by(Customer.name, Customer.customer_id), page, page_size)
+    return CustomerPage(
+        customers=[_view(r) for r in rows.scalars()], page=page, page_size=page_size, total=total
     )
-    return CustomerPage(customers=[_view(r) for r in rows], page=page, page_size=page_size, total=total)
 
 
 def _view(row: Customer) -> CustomerView:

@@ -8,7 +8,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, Table, bindparam, func, select, update
+from sqlalchemy import Connection, Table, bindparam, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -371,11 +371,9 @@ def list_mail(
         query = query.where(OutboxRow.state == state.value)
     if recipient:
         query = query.where(OutboxRow.recipient == recipient)
-    total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
-    rows = session.scalars(
-        query.order_by(OutboxRow.outbox_id.desc()).offset((page - 1) * page_size).limit(page_size)
-    )
-    return MailPage(mails=[queries.mail_view(r) for r in rows], page=page, page_size=page_size, total=total)
+    total, rows = queries.paged(session, query.order_by(OutboxRow.outbox_id.desc()), page, page_size)
+    mails = [queries.mail_view(r) for r in rows.scalars()]
+    return MailPage(mails=mails, page=page, page_size=page_size, total=total)
 
 
 def mail_row(session: Session, outbox_id: int) -> tuple[OutboxRow, str]:

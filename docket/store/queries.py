@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-from typing import Any, TypeVar, overload
+from typing import Any, TypeVar, TypeVarTuple, overload
 
-from sqlalchemy import Executable, Row, bindparam, func, select
+from sqlalchemy import Executable, Result, Row, Select, bindparam, func, select
 from sqlalchemy.orm import DeclarativeBase, Session
 
 from docket.models.access import Operator, Role
@@ -36,6 +36,7 @@ from docket.store.tables import (
 )
 
 M = TypeVar("M", bound=DeclarativeBase)
+Ts = TypeVarTuple("Ts")
 _ROWS = "docket-rows"
 
 
@@ -237,6 +238,12 @@ def mail_view(row: OutboxRow) -> OutboxView:
     )
 
 
+def paged(session: Session, query: Select[*Ts], page: int, page_size: int) -> tuple[int, Result[*Ts]]:
+    """How many rows `query` finds in all, and the rows of page `page` (from 1), in its order."""
+    total = session.scalar(select(func.count()).select_from(query.order_by(None).subquery())) or 0
+    return total, session.execute(query.offset((page - 1) * page_size).limit(page_size))
+
+
 def list_orders(
     session: Session,
     *,
@@ -263,15 +270,10 @@ def list_orders(
         query = query.where(Order.placed_at >= placed_from)
     if placed_until:
         query = query.where(Order.placed_at < placed_until)
-    total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
-    rows = list(
-        session.scalars(
-            query.order_by(Order.placed_at.desc(), Order.order_id)
-            .offset((page - 1) * page_size)
-            .limit(page_size)
-        )
+    total, found = paged(session, query.order_by(Order.placed_at.desc(), Order.order_id), page, page_size)
+    return OrderPage(
+        orders=_views(session, list(found.scalars())), page=page, page_size=page_size, total=total
     )
-    return OrderPage(orders=_views(session, rows), page=page, page_size=page_size, total=total)
 
 
 def list_deliveries(
@@ -296,12 +298,9 @@ def list_deliveries(
         query = query.where(Delivery.warehouse_id == warehouse_id)
     # without a state, the deliveries still to be worked on (none that has ended)
     query = query.where(Delivery.state == state if state else Delivery.state.not_in(DELIVERY_FINAL))
-    total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
-    found = session.execute(
-        query.order_by(Order.placed_at, Order.order_id, Delivery.delivery_no)
-        .offset((page - 1) * page_size)
-        .limit(page_size)
-    ).all()
+    in_order = query.order_by(Order.placed_at, Order.order_id, Delivery.delivery_no)
+    total, rows = paged(session, in_order, page, page_size)
+    found = rows.all()
     lines: dict[tuple[str, int | None], list[OrderLine]] = {}
     for line in session.scalars(
         select(OrderLine)
