@@ -180,7 +180,7 @@ class Docket:
         """A filter naming a customer docket does not know is refused (404), not answered with an
         empty page: a mistyped id must not read as 'no orders'."""
         operator.require(Action.read_orders, filters.get("shop_id"))
-        shops = None if operator.all_shops else set(operator.shops)
+        shops = operator.shops_seen()
 
         def listed(session: Session) -> OrderPage:
             customer_id = filters.get("customer_id")
@@ -193,7 +193,7 @@ class Docket:
     async def list_deliveries(self, operator: Operator, **filters: Any) -> DeliveryPage:
         """A warehouse docket does not know is refused (404), not answered with an empty page."""
         operator.require(Action.read_orders, filters.get("shop_id"))
-        shops = None if operator.all_shops else set(operator.shops)
+        shops = operator.shops_seen()
 
         def listed(session: Session) -> DeliveryPage:
             warehouse_id = filters.get("warehouse_id")
@@ -309,7 +309,7 @@ class Docket:
         operator.require(Action.read_orders, filters.get("shop_id"))
         if filters.get("order_id"):
             await self._require_order(operator, Action.read_orders, filters["order_id"])
-        shops = None if operator.all_shops else set(operator.shops)
+        shops = operator.shops_seen()
         return await self.read(lambda session: outbox.list_mail(session, shops=shops, **filters))
 
     async def show_mail(self, operator: Operator, outbox_id: int) -> RenderedMail:

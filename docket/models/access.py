@@ -86,6 +86,10 @@ class Operator:
     def all_shops(self) -> bool:
         return Role.admin in self.roles
 
+    def shops_seen(self) -> set[str] | None:
+        """The shops whose orders this operator sees; None: every shop."""
+        return None if self.all_shops else set(self.shops)
+
     def sees_shop(self, shop_id: str) -> bool:
         return self.all_shops or shop_id in self.shops
 

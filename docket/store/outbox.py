@@ -360,11 +360,9 @@ def list_mail(
     page_size: int = 50,
 ) -> MailPage:
     """Mails newest first. `shops` limits to what the operator may see (None: every shop)."""
-    query = select(OutboxRow).join(Order, Order.order_id == OutboxRow.order_id)
-    if shops is not None:
-        query = query.where(Order.shop_id.in_(shops))
-    if shop_id:
-        query = query.where(Order.shop_id == shop_id)
+    query = queries.of_shops(
+        select(OutboxRow).join(Order, Order.order_id == OutboxRow.order_id), shops, shop_id
+    )
     if order_id:
         query = query.where(OutboxRow.order_id == order_id)
     if state:

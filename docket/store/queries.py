@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+from collections.abc import Iterable
 from typing import Any, TypeVar, TypeVarTuple, overload
 
 from sqlalchemy import Executable, Result, Row, Select, bindparam, func, select
@@ -119,17 +120,24 @@ def _views(session: Session, orders: list[Order]) -> list[OrderView]:
         select(Delivery).where(Delivery.order_id.in_(ids)).order_by(Delivery.delivery_no)
     ):
         deliveries.setdefault(d.order_id, []).append(d)
-    lines: dict[tuple[str, int | None], list[OrderLine]] = {}
-    for line in session.scalars(
-        select(OrderLine).where(OrderLine.order_id.in_(ids)).order_by(OrderLine.line_no)
-    ):
-        lines.setdefault((line.order_id, line.delivery_no), []).append(line)
+    lines = _lines_by_delivery(session, ids)
     return [_view(o, deliveries.get(o.order_id, []), lines) for o in orders]
 
 
-def _view(
-    o: Order, deliveries: list[Delivery], lines: dict[tuple[str, int | None], list[OrderLine]]
-) -> OrderView:
+Lines = dict[tuple[str, int | None], list[OrderLine]]
+
+
+def _lines_by_delivery(session: Session, order_ids: Iterable[str]) -> Lines:
+    """The orders' lines by (order, delivery), in line order."""
+    lines: Lines = {}
+    for line in session.scalars(
+        select(OrderLine).where(OrderLine.order_id.in_(set(order_ids))).order_by(OrderLine.line_no)
+    ):
+        lines.setdefault((line.order_id, line.delivery_no), []).append(line)
+    return lines
+
+
+def _view(o: Order, deliveries: list[Delivery], lines: Lines) -> OrderView:
     return OrderView(
         order_id=o.order_id,
         shop_id=o.shop_id,
@@ -142,17 +150,22 @@ def _view(
         payment_deadline=as_utc(o.payment_deadline),
         return_until=as_utc(o.return_until),
         rejection=o.rejection,
-        deliveries=[
-            DeliveryView(
-                delivery_no=d.delivery_no,
-                group=d.group,
-                warehouse_id=d.warehouse_id,
-                state=d.state,
-                release_at=as_utc(d.release_at),
-                lines=[_line(line, o.currency) for line in lines.get((o.order_id, d.delivery_no), [])],
-            )
-            for d in deliveries
-        ],
+        deliveries=[_delivery(DeliveryView, d, o, lines) for d in deliveries],
+    )
+
+
+V = TypeVar("V", bound=DeliveryView)
+
+
+def _delivery(view: type[V], d: Delivery, o: Order, lines: Lines, **more: Any) -> V:
+    return view(
+        delivery_no=d.delivery_no,
+        group=d.group,
+        warehouse_id=d.warehouse_id,
+        state=d.state,
+        release_at=as_utc(d.release_at),
+        lines=[_line(line, o.currency) for line in lines.get((o.order_id, d.delivery_no), [])],
+        **more,
     )
 
 
@@ -244,6 +257,16 @@ def paged(session: Session, query: Select[*Ts], page: int, page_size: int) -> tu
     return total, session.execute(query.offset((page - 1) * page_size).limit(page_size))
 
 
+def of_shops(query: Select[*Ts], shops: set[str] | None, shop_id: str | None) -> Select[*Ts]:
+    """`query` (which reads `Order`) limited to the shops an operator may see (None: every shop)
+    and, if given, to one of them."""
+    if shops is not None:
+        query = query.where(Order.shop_id.in_(shops))
+    if shop_id:
+        query = query.where(Order.shop_id == shop_id)
+    return query
+
+
 def list_orders(
     session: Session,
     *,
@@ -257,11 +280,7 @@ def list_orders(
     page_size: int = 50,
 ) -> OrderPage:
     """Orders newest first. `shops` limits to what the operator may see (None: every shop)."""
-    query = select(Order)
-    if shops is not None:
-        query = query.where(Order.shop_id.in_(shops))
-    if shop_id:
-        query = query.where(Order.shop_id == shop_id)
+    query = of_shops(select(Order), shops, shop_id)
     if state:
         query = query.where(Order.state == state)
     if customer_id:
@@ -289,11 +308,7 @@ def list_deliveries(
     """Deliveries oldest order first, as they are worked through (packed, handed to the carrier);
     those in `state`, or without it every one not yet ended. `shops` limits to what the operator
     may see (None: every shop)."""
-    query = select(Delivery, Order).join(Order, Order.order_id == Delivery.order_id)
-    if shops is not None:
-        query = query.where(Order.shop_id.in_(shops))
-    if shop_id:
-        query = query.where(Order.shop_id == shop_id)
+    query = of_shops(select(Delivery, Order).join(Order, Order.order_id == Delivery.order_id), shops, shop_id)
     if warehouse_id:
         query = query.where(Delivery.warehouse_id == warehouse_id)
     # without a state, the deliveries still to be worked on (none that has ended)
@@ -301,25 +316,17 @@ def list_deliveries(
     in_order = query.order_by(Order.placed_at, Order.order_id, Delivery.delivery_no)
     total, rows = paged(session, in_order, page, page_size)
     found = rows.all()
-    lines: dict[tuple[str, int | None], list[OrderLine]] = {}
-    for line in session.scalars(
-        select(OrderLine)
-        .where(OrderLine.order_id.in_({o.order_id for _, o in found}))
-        .order_by(OrderLine.line_no)
-    ):
-        lines.setdefault((line.order_id, line.delivery_no), []).append(line)
+    lines = _lines_by_delivery(session, (o.order_id for _, o in found))
     queued = [
-        QueuedDelivery(
+        _delivery(
+            QueuedDelivery,
+            d,
+            o,
+            lines,
             order_id=o.order_id,
             shop_id=o.shop_id,
             customer_id=o.customer_id,
             placed_at=as_utc(o.placed_at),
-            delivery_no=d.delivery_no,
-            group=d.group,
-            warehouse_id=d.warehouse_id,
-            state=d.state,
-            release_at=as_utc(d.release_at),
-            lines=[_line(line, o.currency) for line in lines.get((o.order_id, d.delivery_no), [])],
         )
         for d, o in found
     ]
