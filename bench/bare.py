@@ -1,9 +1,14 @@
 """A bare workflow shaped like an order driven to completion, doing no work: the yardstick for
-bench.orders. Imports only temporalio, so it runs in the same sandbox as docket's workflows."""
+bench.orders. Imports only temporalio, so it runs in the same sandbox as docket's workflows.
+
+    python -m bench.bare ADDRESS TASK_QUEUE   # its worker in a process of its own, as docket's runs
+"""
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
+import sys
 
 from temporalio import activity, workflow
 
@@ -43,3 +48,28 @@ class Bare:
         )
         self.moves += 1
         return result
+
+
+async def work(address: str, task_queue: str) -> None:
+    """A worker for `Bare`, built as docket's is: the same data converter and workflow runner."""
+    from temporalio.worker import Worker
+
+    from docket.connect import temporal_client
+    from docket.runtime import settle_heap
+    from docket.settings import Settings
+    from docket.worker import runner_for
+
+    client = await temporal_client(Settings(temporal_address=address))
+    worker = Worker(
+        client,
+        task_queue=task_queue,
+        workflows=[Bare],
+        activities=[nothing],
+        workflow_runner=runner_for(client),
+    )
+    settle_heap()  # as docket's worker does
+    await worker.run()
+
+
+if __name__ == "__main__":
+    asyncio.run(work(*sys.argv[1:3]))

@@ -58,22 +58,27 @@ def eager_activities(settings: Settings) -> int:
     )
 
 
-def cpu_seconds() -> tuple[float, float]:
-    """CPU seconds used so far by this process and by the processes it started (the dev server),
-    read from /proc: a benchmark's two cores are shared between them, so where the CPU goes
-    says more than the rate alone."""
-    ticks, me, children = os.sysconf("SC_CLK_TCK"), os.getpid(), 0
+def cpu_seconds() -> tuple[float, float, float]:
+    """CPU seconds used so far by this process, by the dev server it started, and by the other
+    processes it started (a worker of its own), read from /proc: a benchmark's two cores are shared
+    between them, so where the CPU goes says more than the rate alone."""
+    ticks, me, server, others = os.sysconf("SC_CLK_TCK"), os.getpid(), 0, 0
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
         try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            name, fields = (entry / "stat").read_text().rsplit(")", 1)
         except OSError:  # gone meanwhile
             continue
+        fields = fields.split()
         if int(fields[1]) == me:  # its parent; utime and stime follow
-            children += int(fields[11]) + int(fields[12])
+            used = int(fields[11]) + int(fields[12])
+            if name.endswith("(temporal"):
+                server += used
+            else:
+                others += used
     own = resource.getrusage(resource.RUSAGE_SELF)
-    return own.ru_utime + own.ru_stime, children / ticks
+    return own.ru_utime + own.ru_stime, server / ticks, others / ticks
 
 
 def worker_gc_log(settings: Settings) -> Path:
@@ -81,9 +86,9 @@ def worker_gc_log(settings: Settings) -> Path:
     return settings.var_dir / "worker-gc.log"
 
 
-def worker_process(settings: Settings) -> subprocess.Popen[bytes]:
-    """`docket worker` in a process of its own, as deployed beside `docket api`, on `settings`,
-    its garbage collections recorded in `worker_gc_log(settings)`."""
+def worker_process(settings: Settings, gc_log: bool = True) -> subprocess.Popen[bytes]:
+    """`docket worker` in a process of its own, as deployed beside `docket api`, on `settings`;
+    with `gc_log`, its garbage collections recorded in `worker_gc_log(settings)`."""
     env = {
         **os.environ,
         "DOCKET_VAR_DIR": str(settings.var_dir),
@@ -91,14 +96,23 @@ def worker_process(settings: Settings) -> subprocess.Popen[bytes]:
         "DOCKET_TEMPORAL_ADDRESS": settings.temporal_address,
         "DOCKET_TASK_QUEUE": settings.task_queue,
         "DOCKET_SANDBOX_URL": settings.sandbox_url,
-        "DOCKET_BENCH_GC_LOG": str(worker_gc_log(settings)),
     }
-    return subprocess.Popen(
-        [sys.executable, "-m", "bench.gc_probe", "worker"],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    if gc_log:
+        env["DOCKET_BENCH_GC_LOG"] = str(worker_gc_log(settings))
+        command = [sys.executable, "-m", "bench.gc_probe", "worker"]
+    else:
+        command = [str(Path(sys.executable).parent / "docket"), "worker"]
+    return subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def stopped(process: subprocess.Popen[bytes]) -> None:
+    """Stop a worker process as its operator would (SIGTERM) and wait for it."""
+    process.terminate()
+    try:
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
 
 
 def catalogue(on_hand: int, backorder: bool = False) -> cat.Catalogue:
