@@ -56,12 +56,18 @@ GROUP: dict[str, Any] = {"no_args_is_help": True, "rich_markup_mode": "markdown"
 
 def _named(params: list[Any]) -> list[Any]:
     """Help names what to write, as Unix commands do: `--shop SHOP`, `ORDER_ID`, and a flag alone
-    (`--json`). Typer printed the Python type instead (`<str>`, `{order_id}` in the usage line),
-    and `<bool>` after a flag, as if it took a value."""
+    (`--json`). Typer printed the Python type instead (`<str>`, `{order_id}` in the usage line,
+    `ORDER_ID <str>` in the list of arguments), and `<bool>` after a flag, as if it took a value."""
     for param in params:
         if param.metavar is None:
             param.metavar = "" if getattr(param, "is_flag", False) else (param.name or "").upper()
+        if param.param_type_name == "argument":  # its name is in the first column; its help says the rest
+            param.display_type_rich = _no_type
     return params
+
+
+def _no_type(ctx: typer.Context) -> None:
+    return None
 
 
 class Command(TyperCommand):
@@ -143,8 +149,37 @@ AsOperator = Annotated[
     typer.Option("--as", envvar="DOCKET_OPERATOR", help="The operator acting (or DOCKET_OPERATOR)."),
 ]
 NUMBER = re.compile(r"-\d+")
-Page = Annotated[int, typer.Option(min=1, max=MAX_PAGE, metavar="N", help="Which page, from 1.")]
-PageSize = Annotated[int, typer.Option(min=1, max=500, metavar="N", help="Rows to a page.")]
+
+
+def whole(low: int | None = None, high: int | None = None) -> Callable[[str], int]:
+    """A parser of whole numbers (at least `low`, at most `high`) that says in docket's words what
+    it was given and what it takes; Typer's own answer is pydantic's (`Input should be a valid
+    integer, unable to parse string as an integer`)."""
+    if low is None:
+        allowed = ""
+    elif high is None:
+        allowed = f": give one of {low} or more"
+    else:
+        allowed = f": give one from {low} to {high}"
+
+    def parse(value: str) -> int:
+        try:
+            number = int(value)
+        except ValueError:
+            raise typer.BadParameter(f"{value!r} is not a whole number{allowed}") from None
+        if (low is not None and number < low) or (high is not None and number > high):
+            raise typer.BadParameter(f"{number} is out of range{allowed}")
+        return number
+
+    return parse
+
+
+Page = Annotated[
+    int, typer.Option(parser=whole(1, MAX_PAGE), metavar="N", help=f"Which page, from 1 to {MAX_PAGE:,}.")
+]
+PageSize = Annotated[
+    int, typer.Option(parser=whole(1, 500), metavar="N", help="Rows to a page, from 1 to 500.")
+]
 
 
 class NumbersMayBeNegative(Command):
@@ -175,6 +210,13 @@ class NumbersMayBeNegative(Command):
 
 
 Note = Annotated[str | None, typer.Option("--note", help="Why, for the audit trail.")]
+OrderId = Annotated[str, typer.Argument(help="The order's id.")]
+DeliveryNo = Annotated[
+    int, typer.Argument(parser=whole(1), help="The delivery's number in the order (order show lists them).")
+]
+CustomerId = Annotated[str, typer.Argument(help="The customer's id.")]
+Warehouse = Annotated[str, typer.Argument(help="The warehouse's id.")]
+Sku = Annotated[str, typer.Argument(help="The product's SKU.")]
 
 
 def main() -> None:
@@ -380,7 +422,7 @@ def order_place(
 
 @order_app.command("show")
 def order_show(
-    order_id: str,
+    order_id: OrderId,
     operator: AsOperator = None,
     as_json: Annotated[
         bool, typer.Option("--json", help="The record as JSON, as GET /orders/{id} answers it.")
@@ -495,7 +537,7 @@ def order_deliveries(
 
 
 @order_app.command("confirm")
-def order_confirm(order_id: str, operator: AsOperator = None, note: Note = None) -> None:
+def order_confirm(order_id: OrderId, operator: AsOperator = None, note: Note = None) -> None:
     """Confirm an offline payment (bank transfer, invoice, cash)."""
 
     async def job(running: Running) -> None:
@@ -507,7 +549,9 @@ def order_confirm(order_id: str, operator: AsOperator = None, note: Note = None)
 
 
 def _delivery_command(trigger: str, doc: str) -> None:
-    def command(order_id: str, delivery_no: int, operator: AsOperator = None, note: Note = None) -> None:
+    def command(
+        order_id: OrderId, delivery_no: DeliveryNo, operator: AsOperator = None, note: Note = None
+    ) -> None:
         async def job(running: Running) -> None:
             who = await acting(running, operator)
             cmd = MoveDelivery(
@@ -538,7 +582,7 @@ _delivery_command("deliver", "The carrier delivered it: the delivery is shipped.
 
 @order_app.command("cancel")
 def order_cancel(
-    order_id: str,
+    order_id: OrderId,
     reason: Annotated[str, typer.Option(help="Why (kept in the history).")],
     operator: AsOperator = None,
 ) -> None:
@@ -553,7 +597,7 @@ def order_cancel(
 
 
 @order_app.command("return")
-def order_return(order_id: str, operator: AsOperator = None, note: Note = None) -> None:
+def order_return(order_id: OrderId, operator: AsOperator = None, note: Note = None) -> None:
     """The whole order comes back: deliveries on their way or delivered are returned (brought back
     by the carrier, or sent back), those not yet on their way are withdrawn, and what was paid is
     refunded. Putting goods back on the shelf is `docket stock return`."""
@@ -568,7 +612,7 @@ def order_return(order_id: str, operator: AsOperator = None, note: Note = None) 
 
 @order_app.command("refund")
 def order_refund(
-    order_id: str,
+    order_id: OrderId,
     note: Annotated[str, typer.Option("--note", help="How the money went back (required).")],
     reference: Annotated[str | None, typer.Option(help="Bank or till reference.")] = None,
     operator: AsOperator = None,
@@ -584,7 +628,7 @@ def order_refund(
 
 
 @order_app.command("refund-retry")
-def order_refund_retry(order_id: str, operator: AsOperator = None) -> None:
+def order_refund_retry(order_id: OrderId, operator: AsOperator = None) -> None:
     """Ask the gateway again for a refund it refused (it is also retried on a timer)."""
 
     async def job(running: Running) -> None:
@@ -606,9 +650,9 @@ Reference = Annotated[
 
 @stock_app.command("receive", cls=NumbersMayBeNegative)
 def stock_receive(
-    warehouse: str,
-    sku: str,
-    quantity: int,
+    warehouse: Warehouse,
+    sku: Sku,
+    quantity: Annotated[int, typer.Argument(parser=whole(), help="Units received.")],
     reference: Reference,
     operator: AsOperator = None,
     note: Note = None,
@@ -632,9 +676,9 @@ def stock_receive(
 
 @stock_app.command("return", cls=NumbersMayBeNegative)
 def stock_return(
-    warehouse: str,
-    sku: str,
-    quantity: int,
+    warehouse: Warehouse,
+    sku: Sku,
+    quantity: Annotated[int, typer.Argument(parser=whole(), help="Units put back on the shelf.")],
     reference: Reference,
     order: Annotated[str, typer.Option(help="The order the goods came back from.")],
     note: Annotated[str, typer.Option(help="Condition of the goods, who checked them.")],
@@ -661,9 +705,9 @@ def stock_return(
 
 @stock_app.command("adjust", cls=NumbersMayBeNegative)
 def stock_adjust(
-    warehouse: str,
-    sku: str,
-    delta: Annotated[int, typer.Argument(help="Units to add (negative: remove).")],
+    warehouse: Warehouse,
+    sku: Sku,
+    delta: Annotated[int, typer.Argument(parser=whole(), help="Units to add (negative: remove).")],
     reference: Reference,
     note: Annotated[str, typer.Option(help="Why the count changed.")],
     operator: AsOperator = None,
@@ -750,7 +794,7 @@ def mail_list(
 
 @mail_app.command("show")
 def mail_show(
-    outbox_id: int,
+    outbox_id: Annotated[int, typer.Argument(parser=whole(1), help="The mail's id (see docket mail list).")],
     html: Annotated[bool, typer.Option("--html", help="Print the HTML part instead of the text.")] = False,
     operator: AsOperator = None,
 ) -> None:
@@ -768,7 +812,9 @@ def mail_show(
 
 @mail_app.command("retry")
 def mail_retry(
-    outbox_ids: Annotated[list[int] | None, typer.Argument(help="Mail ids (see docket mail list).")] = None,
+    outbox_ids: Annotated[
+        list[int] | None, typer.Argument(parser=whole(1), help="Mail ids (see docket mail list).")
+    ] = None,
     order: Annotated[str | None, typer.Option(help="Every failed mail of this order.")] = None,
     operator: AsOperator = None,
 ) -> None:
@@ -792,7 +838,7 @@ def mail_retry(
 
 @customer_app.command("save")
 def customer_save(
-    customer_id: str,
+    customer_id: CustomerId,
     name: Annotated[str, typer.Option(help="As the mails address them.")],
     email: Annotated[str, typer.Option(help="Where the order mails go.")],
     operator: AsOperator = None,
@@ -808,7 +854,7 @@ def customer_save(
 
 
 @customer_app.command("show")
-def customer_show(customer_id: str, operator: AsOperator = None) -> None:
+def customer_show(customer_id: CustomerId, operator: AsOperator = None) -> None:
     """A customer's name, the address docket's mails go to, who registered and changed them, and
     their latest orders in the shops the operator works for (all: `order list --customer`)."""
 

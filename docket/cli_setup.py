@@ -59,7 +59,12 @@ def db_upgrade() -> None:
 
 
 @catalogue_app.command("load")
-def catalogue_load(path: Path) -> None:
+def catalogue_load(
+    path: Annotated[
+        Path,
+        typer.Argument(metavar="FILE", help="The catalogue, a JSON file (see docs/catalogue.example.json)."),
+    ],
+) -> None:
     """Load shops, warehouses, products, customers, operators and opening stock from JSON: what the
     store lacks is created, what it has is brought to what the file says, the rest is left alone.
     Prints the API token of each operator it creates (only its hash is stored)."""
@@ -82,7 +87,9 @@ def catalogue_load(path: Path) -> None:
 
 
 @catalogue_app.command("token")
-def catalogue_token(operator_id: str) -> None:
+def catalogue_token(
+    operator_id: Annotated[str, typer.Argument(help="The operator's id.")],
+) -> None:
     """Give an operator a new API token (printed once); the old one stops working at once."""
     from docket.store import catalogue
 

@@ -46,15 +46,24 @@ def test_an_option_is_followed_by_the_name_of_what_to_write_and_a_flag_by_nothin
     assert missing.exit_code == 2 and "Missing argument 'ORDER_ID'" in missing.output
 
 
-def test_every_option_of_every_command_says_what_it_is_for() -> None:
+def test_every_option_and_argument_of_every_command_says_what_it_is_for() -> None:
     root = typer.main.get_command(app)
     silent = [
-        f"{path} {option.opts[0]}"
+        f"{path} {param.opts[0]}"
         for path, command in commands(root)
-        for option in command.params
-        if option.param_type_name == "option" and not option.help
+        for param in command.params
+        if not param.help
     ]
     assert silent == []
+
+
+def test_an_argument_is_listed_by_its_name_and_what_it_is_not_by_its_python_type() -> None:
+    receive = helps("stock", "receive")
+    assert re.search(r"WAREHOUSE\s+The warehouse's id\.", receive)
+    assert re.search(r"QUANTITY\s+Units received\.", receive)
+    assert "<str>" not in receive and "<int>" not in receive
+    assert re.search(r"DELIVERY_NO\s+The delivery's number", helps("order", "pack"))
+    assert "docket catalogue load [OPTIONS] {FILE}" in helps("catalogue", "load")
 
 
 def test_a_move_is_also_taken_by_the_name_a_refusal_gives_it() -> None:
@@ -68,3 +77,27 @@ def test_a_move_is_also_taken_by_the_name_a_refusal_gives_it() -> None:
     assert "mark_ready" not in order_help and "return_goods" not in order_help  # not listed twice
     unknown = docket("order", "mark_shipped")
     assert unknown.exit_code == 2 and "No such command 'mark_shipped'" in unknown.output
+
+
+def test_a_number_that_is_not_one_or_out_of_range_is_refused_saying_what_is_taken() -> None:
+    for args, said in (
+        (
+            ("order", "pack", "D-1", "abc"),
+            "Invalid value for 'DELIVERY_NO': 'abc' is not a whole number: give one of 1 or more",
+        ),
+        (
+            ("order", "pack", "D-1", "0"),
+            "Invalid value for 'DELIVERY_NO': 0 is out of range: give one of 1 or more",
+        ),
+        (
+            ("order", "list", "--page-size", "501"),
+            "Invalid value for '--page-size': 501 is out of range: give one from 1 to 500",
+        ),
+        (
+            ("stock", "adjust", "hamburg", "ATLAS", "x", "--ref", "r", "--note", "n"),
+            "'x' is not a whole number",
+        ),
+    ):
+        result = docket(*args)
+        assert result.exit_code == 2, result.output
+        assert said in " ".join(result.output.replace("│", " ").split()), result.output
