@@ -105,16 +105,6 @@ def worker_process(settings: Settings, gc_log: bool = True) -> subprocess.Popen[
     return subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
-def stopped(process: subprocess.Popen[bytes]) -> None:
-    """Stop a worker process as its operator would (SIGTERM) and wait for it."""
-    process.terminate()
-    try:
-        process.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
-
-
 def catalogue(on_hand: int, backorder: bool = False) -> cat.Catalogue:
     return cat.Catalogue(
         warehouses=[cat.WarehouseIn(warehouse_id="main", name="Main")],

@@ -27,9 +27,9 @@ from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.worker import Worker
 
 from bench.bare import MOVES, Bare, nothing
-from bench.harness import cpu_seconds, eager_activities, embedded, order, stopped, store, worker_process
+from bench.harness import cpu_seconds, eager_activities, embedded, order, store, worker_process
 from docket.models.schemas import ConfirmPayment, MoveDelivery
-from docket.runtime import run_worker
+from docket.runtime import run_worker, stop
 from docket.worker import runner_for
 
 USE_EXISTING = WorkflowIDConflictPolicy.USE_EXISTING
@@ -90,7 +90,7 @@ async def docket_rate(settings, count: int, concurrency: int, one_process: bool)
                 worker.cancel()
                 await asyncio.gather(worker, return_exceptions=True)
             else:
-                stopped(process)
+                stop(process, grace=30)
 
 
 @contextlib.asynccontextmanager
@@ -112,7 +112,7 @@ async def bare_worker(client: Client, queue: str, one_process: bool) -> AsyncIte
     try:
         yield
     finally:
-        stopped(process)
+        stop(process, grace=30)
 
 
 async def bare_rate(client: Client, count: int, concurrency: int, one_process: bool) -> Run:

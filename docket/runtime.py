@@ -110,12 +110,18 @@ def dev_server(  # type: ignore[no-untyped-def]
             time.sleep(0.1)
         yield f"127.0.0.1:{port}"
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
+        stop(process, grace=15)
         log.close()
+
+
+def stop(process: subprocess.Popen[bytes], grace: float) -> None:
+    """Stop a process as its operator would (SIGTERM); kill it if it is not gone within `grace` s."""
+    process.terminate()
+    try:
+        process.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
 
 
 def _serving(port: int) -> bool:
