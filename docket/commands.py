@@ -183,9 +183,7 @@ class Docket:
         shops = operator.shops_seen()
 
         def listed(session: Session) -> OrderPage:
-            customer_id = filters.get("customer_id")
-            if customer_id and session.get(Customer, customer_id) is None:
-                raise NotFound(f"unknown customer {customer_id}")
+            _require_known(session, Customer, filters.get("customer_id"), "customer")
             return queries.list_orders(session, shops=shops, **filters)
 
         return await self.read(listed)
@@ -196,9 +194,7 @@ class Docket:
         shops = operator.shops_seen()
 
         def listed(session: Session) -> DeliveryPage:
-            warehouse_id = filters.get("warehouse_id")
-            if warehouse_id and session.get(Warehouse, warehouse_id) is None:
-                raise NotFound(f"unknown warehouse {warehouse_id}")
+            _require_known(session, Warehouse, filters.get("warehouse_id"), "warehouse")
             return queries.list_deliveries(session, shops=shops, **filters)
 
         return await self.read(listed)
@@ -290,10 +286,8 @@ class Docket:
         operator.require(Action.read_stock)
 
         def levels(session: Session) -> list[StockLevel]:
-            if warehouse_id and session.get(Warehouse, warehouse_id) is None:
-                raise NotFound(f"unknown warehouse {warehouse_id}")
-            if sku and session.get(Product, sku) is None:
-                raise NotFound(f"unknown SKU {sku}")
+            _require_known(session, Warehouse, warehouse_id, "warehouse")
+            _require_known(session, Product, sku, "SKU")
             return stock.levels(session, warehouse_id, sku)
 
         return await self.read(levels)
@@ -552,6 +546,13 @@ def _require_same_change(session: Session, cmd: ReceiveStock | AdjustStock) -> N
             f" {first.on_hand_delta:+d} {first.sku} at {first.warehouse_id}): a reference records one"
             " change; give this one its own"
         )
+
+
+def _require_known(session: Session, model: type[Any], key: str | None, what: str) -> None:
+    """A filter naming what docket does not know is refused (404), never answered with an empty
+    list: a mistyped id must not read as 'nothing there'."""
+    if key and session.get(model, key) is None:
+        raise NotFound(f"unknown {what} {key}")
 
 
 def _require_warehouse(session: Session, operator: Operator, warehouse_id: str) -> None:
