@@ -10,6 +10,7 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel
 from sqlalchemy import bindparam, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from temporalio import activity
 from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
@@ -285,7 +286,18 @@ class OrderActivities:
                     result=result.model_dump(mode="json"),
                 )
             return result, outbox.written_letters(session)
-        except DocketError as error:  # a refusal the caller is told of: not a failure to log (BENIGN)
+        except (DocketError, IntegrityError) as error:
+            # Another attempt of this move may have applied it meanwhile: Temporal retries an
+            # attempt that outlived its time-out while it still runs. On PostgreSQL both ask above
+            # and then queue on the order's or the stock's lock; the second finds the move done
+            # (refused) or its rows written (a duplicate key). Either way it answers as the first.
+            with read_session(self.sessions) as session:
+                prior = session.connection().execute(_APPLIED, {"move_id": move_id}).scalar()
+            if prior is not None:
+                return result_type.model_validate(prior), None
+            if isinstance(error, IntegrityError):
+                raise  # another move wrote the same row first: retried, it reads it
+            # A refusal the caller is told of: not a failure to log (BENIGN).
             raise ApplicationError(
                 str(error), type=error.kind, non_retryable=True, category=ApplicationErrorCategory.BENIGN
             ) from error
