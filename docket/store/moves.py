@@ -492,6 +492,7 @@ def _move_stock(session: Session, delivery: Delivery, trigger: str, ctx: MoveCon
         return
     lines = delivery_lines(session, delivery)
     locked = lock_stock(session, [(delivery.warehouse_id, line.sku) for line in lines])
+    queries.read_lines_again(session, delivery.order_id)  # what they hold now: under the lock
     for line in lines:
         stock = locked[(delivery.warehouse_id, line.sku)]
         if trigger == "allocate":

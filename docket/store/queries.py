@@ -107,6 +107,17 @@ def order_lines(session: Session, order_id: str) -> list[OrderLine]:
     return _once_per_transaction(session, ("lines", order_id), _LINES)
 
 
+def read_lines_again(session: Session, order_id: str) -> None:
+    """Bring the order's lines (the same objects) up to what is committed now. On PostgreSQL each
+    statement reads what is committed when it starts: a receipt may have reserved for a line
+    since it was read, until this transaction took the stock lock that orders the two."""
+    session.flush()  # what this transaction changed is kept: written first, then read back
+    session.scalars(_LINES_AGAIN, {"order_id": order_id}).all()
+
+
+_LINES_AGAIN = _LINES.execution_options(populate_existing=True)
+
+
 def _once_per_transaction(session: Session, key: tuple[str, str], query: Any) -> Any:
     if key not in session.info:
         session.info[key] = list(session.scalars(query, {"order_id": key[1]}))

@@ -1,17 +1,20 @@
-"""Two attempts of one move running at once, on PostgreSQL: Temporal retries a move whose attempt
-outlived its time-out while that attempt still runs (a long lock wait, a worker cut off from the
-server). Both must answer what the move did, and the move must happen once.
+"""Moves that meet on PostgreSQL's row locks, each made to meet by a transaction that holds the
+rows they want while they queue behind it.
 
-On SQLite a write transaction takes the database's one write lock before it asks whether the move
-was applied, so the second attempt always finds the first one's answer; on PostgreSQL both ask
-first and then queue on the order's row lock."""
+Two attempts of one move: Temporal retries a move whose attempt outlived its time-out while that
+attempt still runs (a long lock wait, a worker cut off from the server). Both must answer what the
+move did, and the move must happen once. A cancel and a receipt of the stock its back order waits
+for: whichever goes first, nothing stays reserved for the cancelled order.
+
+On SQLite a write transaction takes the database's one write lock at BEGIN, before it reads
+anything, so none of this can interleave there."""
 
 from __future__ import annotations
 
 import datetime as dt
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -23,11 +26,12 @@ from docket.activities.orders import OrderActivities
 from docket.adapters.mail import MaildirTransport
 from docket.models.lifecycles import OrderState
 from docket.models.messages import ConfirmPaymentMove, Move, Moved, PlaceOrderMove
-from docket.models.schemas import ConfirmPayment
+from docket.models.schemas import CancelOrder, ConfirmPayment, StockMoveKind
 from docket.rendering import Renderer
-from docket.store import catalogue, moves
+from docket.store import catalogue, moves, stock
 from docket.store.engine import SessionFactory, make_session_factory
-from docket.store.tables import AuditRow, Order, OutboxRow, PaymentTransaction, Stock
+from docket.store.stock import MoveContext
+from docket.store.tables import AuditRow, Order, OrderLine, OutboxRow, PaymentTransaction, Stock
 from tests.catalogue import catalogue_for_tests
 from tests.orders import place
 
@@ -80,10 +84,47 @@ def test_a_second_attempt_that_writes_the_same_order_answers_what_the_first_did(
     assert reserved == 2, "reserved once"
 
 
-def _shop(engine: Engine) -> SessionFactory:
+def test_a_cancel_that_meets_a_receipt_releases_what_the_receipt_reserved_for_its_back_order(
+    postgres_engine: Engine,
+) -> None:
+    """The receipt holds the stock and reserves for the waiting order while the cancel, which has
+    read the order's lines already, waits for that stock: it must release what is reserved now."""
+    sessions = _shop(postgres_engine, widget_on_hand=0, widget_backorder=True)
+    with sessions.begin() as session:
+        waiting = moves.place_order(session, place("o-1", ("WIDGET", 2)), "o-1/1", NOW)
+    assert waiting.deliveries[0].lines[0].reserved == 0
+
+    def receive() -> None:
+        with sessions.begin() as session:
+            stock.receive(session, "north", "WIDGET", 2, StockMoveKind.receive, MoveContext(at=NOW))
+
+    def cancel() -> None:
+        with sessions.begin() as session:
+            moves.cancel_order(
+                session, CancelOrder(order_id="o-1", operator_id="alice", reason="changed mind"), "o-1/2", NOW
+            )
+
+    with ThreadPoolExecutor(2) as pool, postgres_engine.connect() as holder:  # released first
+        holder.execute(select(Stock).where(Stock.sku == "WIDGET").with_for_update())
+        received = pool.submit(receive)
+        _wait_for_lock_waiters(postgres_engine, 1, received)
+        cancelled = pool.submit(cancel)  # queues behind the receipt
+        _wait_for_lock_waiters(postgres_engine, 2, cancelled)
+        holder.rollback()
+    received.result(), cancelled.result()
+
+    with sessions() as session:
+        report = stock.verify(session)
+        [level] = stock.levels(session, "north", "WIDGET")
+        line = session.get_one(OrderLine, ("o-1", 1))
+    assert report.ok, report.problems
+    assert (level.on_hand, level.reserved, line.reserved) == (2, 0, 0)
+
+
+def _shop(engine: Engine, **options: Any) -> SessionFactory:
     sessions = make_session_factory(engine)
     with sessions.begin() as session:
-        catalogue.load(session, catalogue_for_tests(), NOW)
+        catalogue.load(session, catalogue_for_tests(**options), NOW)
     return sessions
 
 
@@ -97,12 +138,12 @@ def _two_attempts_at_once(
 ) -> list[Any]:
     """Run `activity` twice at once while another transaction holds the rows `held` selects: both
     attempts find the move not yet applied, then queue behind that transaction."""
-    with engine.connect() as holder, ThreadPoolExecutor(2) as pool:
+    with ThreadPoolExecutor(2) as pool, engine.connect() as holder:  # released first
         holder.execute(held)
         attempts = [pool.submit(activity, move) for _ in range(2)]
-        _wait_for_lock_waiters(engine, 2)
+        _wait_for_lock_waiters(engine, 2, *attempts)
         holder.rollback()
-        return [attempt.result(timeout=60) for attempt in attempts]
+    return [attempt.result() for attempt in attempts]
 
 
 def _counts(sessions: SessionFactory, trigger: str, template_key: str) -> tuple[int, int, int]:
@@ -117,8 +158,9 @@ def _counts(sessions: SessionFactory, trigger: str, template_key: str) -> tuple[
         )
 
 
-def _wait_for_lock_waiters(engine: Engine, count: int) -> None:
-    """Until `count` sessions of this database wait for a row lock (10 s at most)."""
+def _wait_for_lock_waiters(engine: Engine, count: int, *running: Future[Any]) -> None:
+    """Until `count` sessions of this database wait for a row lock (10 s at most), or one of the
+    moves `running` ended without waiting."""
     deadline = time.monotonic() + 10
     query = text(
         "SELECT count(*) FROM pg_stat_activity"
@@ -128,5 +170,7 @@ def _wait_for_lock_waiters(engine: Engine, count: int) -> None:
         with engine.connect() as probe:  # a transaction of its own: the view is read afresh
             if probe.scalar(query) >= count:
                 return
+        if any(move.done() for move in running):
+            return  # its answer (an error, most likely) says why
         time.sleep(0.02)
-    raise AssertionError(f"{count} attempts never queued behind the held order")
+    raise AssertionError(f"{count} moves never queued behind the held rows")
