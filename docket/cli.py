@@ -750,8 +750,9 @@ def stock_show(
 
 @stock_app.command("verify")
 def stock_verify(operator: AsOperator = None) -> None:
-    """Prove the counters equal the ledger and nothing was ever reserved beyond what was there.
-    Exits 6, listing the offending rows, when not."""
+    """Prove the counters equal the ledger, nothing was ever reserved beyond what was there, and
+    each order line holds what its movements and its delivery's state say. Exits 6, listing the
+    offending rows, when not."""
 
     async def job(running: Running) -> bool:
         report = await running.docket.verify_stock(await acting(running, operator))

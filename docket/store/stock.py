@@ -273,9 +273,32 @@ def _level(stock: Stock, backordered: int) -> StockLevel:
     )
 
 
+# Deliveries that let go of their stock (a cancel, a return before shipping), and those past it.
+LET_GO = (DeliveryState.reservation_voided, DeliveryState.deallocated)
+PAST_ALLOCATION = (
+    DeliveryState.allocated,
+    DeliveryState.packing,
+    DeliveryState.ready,
+    DeliveryState.ready_waiting_payment,
+    *SENT_OUT,
+)
+
+
+def _must_hold(line: OrderLine, state: DeliveryState | None, stocked: bool) -> tuple[int, int] | None:
+    """(reserved, allocated) that a line's delivery state allows; None while it may be anything
+    from nothing to all of it (still reserving)."""
+    if state is None or state in LET_GO or not stocked:  # rejected, let go, or digital
+        return (0, 0)
+    if state in PAST_ALLOCATION:
+        return (0, line.quantity)
+    return None
+
+
 def verify(session: Session) -> LedgerReport:
     """Prove the counters are the ledger's sum, that no running total ever went below zero or
-    reserved more than was on hand, and that each order line holds what its movements say."""
+    reserved more than was on hand, that each order line holds what its movements say, and that
+    a line holds what its delivery's state allows (nothing once the delivery let go of its stock,
+    no reservation once it is allocated)."""
     problems: list[LedgerProblem] = []
     counters = {(s.warehouse_id, s.sku): s for s in session.scalars(select(Stock))}
     running: dict[tuple[str, str], tuple[int, int]] = {}
@@ -315,8 +338,13 @@ def verify(session: Session) -> LedgerReport:
                 )
             )
     lines = 0
-    for line in session.scalars(select(OrderLine)):
+    with_deliveries = select(OrderLine, Delivery.state, Delivery.warehouse_id.is_not(None)).outerjoin(
+        Delivery, LINE_OF_DELIVERY
+    )
+    for line, state, stocked in session.execute(with_deliveries):
         lines += 1
+        where = f"order {line.order_id} line {line.line_no} ({line.sku})"
+        holds = f"reserved {line.reserved}, allocated {line.allocated}"
         reserved, allocated = per_line.get((line.order_id, line.line_no), [0, 0])
         if (reserved, allocated) != (
             line.reserved,
@@ -324,9 +352,21 @@ def verify(session: Session) -> LedgerReport:
         ) or line.reserved + line.allocated > line.quantity:
             problems.append(
                 LedgerProblem(
-                    where=f"order {line.order_id} line {line.line_no} ({line.sku})",
+                    where=where,
                     expected=f"reserved {reserved}, allocated {allocated} (ledger), at most {line.quantity}",
-                    found=f"reserved {line.reserved}, allocated {line.allocated}",
+                    found=holds,
+                )
+            )
+        elif (must := _must_hold(line, state, stocked)) is not None and must != (
+            line.reserved,
+            line.allocated,
+        ):
+            problems.append(
+                LedgerProblem(
+                    where=where,
+                    expected=f"reserved {must[0]}, allocated {must[1]}"
+                    f" (its delivery is {state.value if state else 'none: the order was rejected'})",
+                    found=holds,
                 )
             )
     return LedgerReport(

@@ -17,7 +17,7 @@ from docket.store import catalogue, moves, queries, stock
 from docket.store.engine import make_session_factory
 from docket.store.migrate import current_revision
 from docket.store.stock import MoveContext
-from docket.store.tables import AuditRow, Base, OutboxRow, Stock
+from docket.store.tables import AuditRow, Base, Delivery, OutboxRow, Stock
 from tests.catalogue import catalogue_for_tests
 from tests.orders import place
 
@@ -155,6 +155,20 @@ def test_verify_finds_a_counter_that_disagrees_with_the_ledger(sessions) -> None
     [problem] = report.problems
     assert problem.where == "stock north/WIDGET"
     assert problem.found == "on hand 11, reserved 0 (counter)"
+
+
+def test_verify_finds_stock_still_held_by_a_delivery_that_let_go_of_it(sessions) -> None:  # type: ignore[no-untyped-def]
+    """The ledger and the line agree, but the delivery was voided without releasing its units:
+    they would stay reserved for an order that no longer wants them."""
+    with sessions.begin() as s:
+        moves.place_order(s, place("o-1", ("WIDGET", 4)), "m1", NOW)
+        s.execute(update(Delivery).values(state=DeliveryState.reservation_voided))
+    with sessions() as s:
+        report = stock.verify(s)
+    [problem] = report.problems
+    assert problem.where == "order o-1 line 1 (WIDGET)"
+    assert problem.expected == "reserved 0, allocated 0 (its delivery is reservation_voided)"
+    assert problem.found == "reserved 4, allocated 0"
 
 
 def test_confirming_an_offline_payment_records_the_total_as_captured_once(sessions) -> None:  # type: ignore[no-untyped-def]
