@@ -49,6 +49,7 @@ STATE_STYLE = {
     "wait_date": "yellow",
     "sent": "green",
     "pending": "yellow",
+    "sending": "yellow",
     "failed": "red",
     "ok": "green",
     "processing": "yellow",

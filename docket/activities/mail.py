@@ -3,7 +3,8 @@ sent, and a row is recorded as sent right after the server accepted it. A crash 
 sends that mail once more, with the same Message-ID.
 
 Mail is first tried right after the move that wrote it, inside the move's activity (`send_now`,
-with a short time-out), so a move costs one activity. Whatever the mail server could not take then
+with a short time-out), so a move costs one activity. The move writes it `sending`, handed over
+to itself: the background delivery, which may be running for the same order, leaves it alone. Whatever the mail server could not take then
 is delivered by `deliver_mail`, which the order workflow runs in the background and Temporal retries
 with backoff until it succeeds."""
 
@@ -62,33 +63,42 @@ class Mailer:
 
     def send_now(self, order_id: str, letters: list[Letter] | None) -> bool:
         """Called from a move's activity thread after its transaction: send the mail the move
-        wrote (`letters`; None: whatever of the order's is pending). True when some of it must
-        wait for the background delivery (which also takes what earlier moves left waiting)."""
-        for _ in range(2):  # a mail that failed for good writes a report: send that too
-            letters = self.pending(order_id) if letters is None else letters
-            if not letters:
-                return False
+        wrote and handed over (`letters`, written `sending`). None: the move was applied by an
+        earlier try, whose mail may never have been recorded: it is released to whoever sends it,
+        and whatever of the order's is pending is sent. True when some of it must wait for the
+        background delivery (which also takes what earlier moves left waiting)."""
+        if letters is None:
+            self.release(order_id)
+            letters = self.pending(order_id)
+        while letters:  # a mail that failed for good writes a report: sent here too (once: a
+            # report's own failure is not reported)
             outcomes = run_here(deliver(letters, self.renderer, self.transport, INLINE_TIMEOUT))
-            reports = self.record(letters, outcomes)
-            if waiting(outcomes) or len(letters) >= CHUNK:
+            later = bool(waiting(outcomes)) or len(letters) >= CHUNK
+            letters = self.record(letters, outcomes, hand_over=not later)
+            if later:
                 return True
-            if not reports:
-                return False
-            letters = None
-        return True
+        return False
 
     def pending(self, order_id: str) -> list[Letter]:
         with read_session(self.sessions) as session:
             return outbox.pending(session, order_id, limit=CHUNK)
 
-    def record(self, letters: list[Letter], outcomes: list[Outcome]) -> int:
+    def release(self, order_id: str) -> None:
+        with serialised_writes(self.sessions), self.sessions.begin() as session:
+            outbox.release(session, order_id)
+
+    def record(self, letters: list[Letter], outcomes: list[Outcome], hand_over: bool = False) -> list[Letter]:
+        """What became of each mail; returns the reports of mail that failed for good (handed
+        over to the caller with `hand_over`, else pending for the background delivery)."""
         at = dt.datetime.now(dt.UTC)
         if all(o.sent for o in outcomes):  # the usual case: one UPDATE, without an ORM session
             with serialised_writes(self.sessions), self.sessions.kw["bind"].begin() as connection:
                 outbox.mark_sent(connection, [o.outbox_id for o in outcomes], at)
-            return 0
+            return []
         by_id = {letter.outbox_id: letter for letter in letters}
         with serialised_writes(self.sessions), self.sessions.begin() as session:
+            if hand_over:
+                outbox.hand_over(session)
             return outbox.record(session, by_id, outcomes, at)
 
 

@@ -207,7 +207,7 @@ class OrderActivities:
                 )
             return StockReceived(reference=cmd.reference, level=level, woken=woken, partly=partly)
 
-        return self._once(move.move_id, move.at, StockReceived, change)[0]
+        return self._once(move.move_id, move.at, StockReceived, change, sends_mail=False)[0]
 
     def _move(
         self,
@@ -220,7 +220,11 @@ class OrderActivities:
         `refunds`) the refunds it recorded asked of their gateways; then the mail it wrote sent (a
         retry that finds the move applied sends whatever is pending)."""
         view, letters = self._once(
-            move.move_id, move.at, OrderView, lambda s: change(s, command, move.move_id, move.at)
+            move.move_id,
+            move.at,
+            OrderView,
+            lambda s: change(s, command, move.move_id, move.at),
+            sends_mail=move.deliver_mail,
         )
         refund_failed = False
         if refunds:
@@ -254,6 +258,8 @@ class OrderActivities:
                     )
                 answer = run_here(call(gateway, refund))
                 with serialised_writes(self.sessions), self.sessions.begin() as session:
+                    if move.deliver_mail:
+                        outbox.hand_over(session)  # sent with the move's own
                     view, did_fail = charges.settle_refund(
                         session, transaction_id, answer, move.move_id, move.at
                     )
@@ -266,13 +272,16 @@ class OrderActivities:
         at: dt.datetime,
         result_type: type[R],
         change: Callable[[Session], R],
+        sends_mail: bool = True,
     ) -> tuple[R, list[Letter] | None]:
         """Apply `change` in one transaction unless this move id was applied before: then return
-        what it returned the first time. Also returns the outbox rows the change wrote (None when
-        it was applied before: they may be anywhere by now). Domain errors are final, anything
-        else is retried."""
+        what it returned the first time. Also returns the outbox rows the change wrote, handed
+        over to the caller to send when it `sends_mail` (None when it was applied before: they
+        may be anywhere by now). Domain errors are final, anything else is retried."""
         try:
             with serialised_writes(self.sessions), self.sessions.begin() as session:
+                if sends_mail:
+                    outbox.hand_over(session)
                 prior = session.connection().execute(_APPLIED, {"move_id": move_id}).scalar()
                 if prior is not None:
                     return result_type.model_validate(prior), None

@@ -338,6 +338,9 @@ class StockMovementView(View):
 
 class MailState(StrEnum):
     pending = "pending"
+    # Handed to the move that wrote it, which sends it right after its commit: the background
+    # delivery leaves it alone (it would send it a second time).
+    sending = "sending"
     sent = "sent"
     failed = "failed"
 

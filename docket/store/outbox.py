@@ -32,6 +32,21 @@ from docket.store.tables import (
 
 # --- written by moves ---------------------------------------------------------------------------
 
+_HANDED_OVER = "docket-mail-handed-over"
+_UNSENT = (MailState.pending.value, MailState.sending.value)
+
+
+def hand_over(session: Session) -> None:
+    """The mail this transaction writes is sent by its caller right after the commit: it is written
+    `sending`, which the background delivery leaves alone. The caller records what became of each
+    (a transient failure makes it `pending`: the background's then)."""
+    session.info[_HANDED_OVER] = True
+
+
+def _born(session: Session) -> str:
+    return (MailState.sending if session.info.get(_HANDED_OVER) else MailState.pending).value
+
+
 keep_ids(OutboxRow, by="key")  # the move's activity sends what it wrote without reading it back
 
 OUTBOX: Table = OutboxRow.__table__  # type: ignore[assignment]  # Core statements on the hot path
@@ -79,7 +94,7 @@ def write(
                 cc=cc if cc != address else None,
                 template_key=template,
                 data=data,
-                state=MailState.pending.value,
+                state=_born(session),
                 attempts=0,
             )
 
@@ -266,9 +281,7 @@ def letter(row: OutboxRow, shop_id: str) -> Letter:
 # Recording mail as sent follows every move: built once.
 _SENT = (
     update(OUTBOX)
-    .where(
-        OUTBOX.c.outbox_id.in_(bindparam("ids", expanding=True)), OUTBOX.c.state == MailState.pending.value
-    )
+    .where(OUTBOX.c.outbox_id.in_(bindparam("ids", expanding=True)), OUTBOX.c.state.in_(_UNSENT))
     .values(
         state=MailState.sent.value,
         sent_at=bindparam("at", type_=OUTBOX.c.sent_at.type),
@@ -279,39 +292,51 @@ _SENT = (
 
 
 def mark_sent(db: Session | Connection, outbox_ids: list[int], at: dt.datetime) -> None:
-    """Mail the server accepted; only rows still pending change."""
+    """Mail the server accepted; only rows not yet sent or failed change."""
     db.execute(_SENT, {"ids": outbox_ids, "at": at})
 
 
-def record(session: Session, letters: dict[int, Letter], outcomes: Iterable[Outcome], at: dt.datetime) -> int:
-    """Write down what became of each mail; only rows still pending change (a row recorded as
-    sent is never sent again). A mail that failed for good is reported to the shop's admins once.
-    Returns how many report rows were written."""
+def record(
+    session: Session, letters: dict[int, Letter], outcomes: Iterable[Outcome], at: dt.datetime
+) -> list[Letter]:
+    """Write down what became of each mail; only rows not yet sent or failed change (a row
+    recorded as sent is never sent again); one that must wait becomes `pending`. A mail that
+    failed for good is reported to the shop's admins once. Returns the reports written."""
     outcomes = list(outcomes)
     row = OUTBOX.c
     sent = [o.outbox_id for o in outcomes if o.sent]
     if sent:
         mark_sent(session, sent, at)
-    reports = 0
+    reports: list[Letter] = []
     for outcome in outcomes:
         if outcome.sent:
             continue
-        still_pending = row.state == MailState.pending.value
-        values: dict[str, Any] = {"error": outcome.error, "attempts": row.attempts + 1}
-        if outcome.permanent:
-            values["state"] = MailState.failed.value
+        values: dict[str, Any] = {
+            "error": outcome.error,
+            "attempts": row.attempts + 1,
+            "state": (MailState.failed if outcome.permanent else MailState.pending).value,
+        }
         changed = session.execute(
-            update(OUTBOX).where(row.outbox_id == outcome.outbox_id, still_pending).values(**values)
+            update(OUTBOX).where(row.outbox_id == outcome.outbox_id, row.state.in_(_UNSENT)).values(**values)
         )
         if changed.rowcount == 1 and outcome.permanent:  # type: ignore[attr-defined]
             reports += _report_failure(session, letters[outcome.outbox_id], outcome.error or "", at)
     return reports
 
 
-def _report_failure(session: Session, letter: Letter, reason: str, at: dt.datetime) -> int:
+def release(session: Session, order_id: str) -> None:
+    """Mail handed to a move that did not record it (its worker died): anyone's to send now."""
+    session.execute(
+        update(OUTBOX)
+        .where(OUTBOX.c.order_id == order_id, OUTBOX.c.state == MailState.sending.value)
+        .values(state=MailState.pending.value)
+    )
+
+
+def _report_failure(session: Session, letter: Letter, reason: str, at: dt.datetime) -> list[Letter]:
     kind, template = MAIL_FAILED
     if letter.template_key == template:
-        return 0  # a report that cannot be delivered is not reported again
+        return []  # a report that cannot be delivered is not reported again
     shop = queries.row(session, Shop, letter.shop_id)
     data = {
         **letter.data,
@@ -332,17 +357,26 @@ def _report_failure(session: Session, letter: Letter, reason: str, at: dt.dateti
             "cc": None,
             "template_key": template,
             "data": data,
-            "state": MailState.pending.value,
+            "state": _born(session),
             "attempts": 0,
         }
         for address in (shop.admin_emails if shop else [])
     ]
     if not rows:
-        return 0
+        return []
     dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
     # The key makes a second failure of the same mail (after a retry) write nothing more.
-    session.execute(dialect.insert(OutboxRow).values(rows).on_conflict_do_nothing(index_elements=["key"]))
-    return len(rows)
+    insert = dialect.insert(OUTBOX).values(rows).on_conflict_do_nothing(index_elements=["key"])
+    ids = {
+        key: id_
+        for key, id_ in session.connection().execute(insert.returning(OUTBOX.c.key, OUTBOX.c.outbox_id))
+    }
+    made = ((str(r["key"]), str(r["recipient"])) for r in rows)
+    return [
+        Letter(ids[key], key, letter.order_id, letter.shop_id, kind.value, address, None, template, data)
+        for key, address in made
+        if key in ids
+    ]
 
 
 # --- what operators see and do ------------------------------------------------------------------
