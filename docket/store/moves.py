@@ -326,8 +326,22 @@ def record_refund(session: Session, cmd: RecordRefund, move_id: str, at: dt.date
     trigger = REFUNDED.get(order.state)
     if trigger is None:
         raise Refused(f"order {order.order_id} is {order.state.value}: no refund is waiting to be made")
+    views = payments.transactions(session, order.order_id)
+    in_hand = next(
+        (
+            v
+            for v in views
+            if v.operation in (*REFUNDS, Operation.void_capture) and v.result is Result.processing
+        ),
+        None,
+    )
+    if in_hand is not None:  # the gateway may yet pay it back: by hand too would pay twice
+        raise Refused(
+            f"a {in_hand.operation.value.replace('_', ' ')} of {in_hand.amount} {order.currency} is still"
+            f" processing at {in_hand.gateway}: record a refund by hand only if it fails"
+        )
     ctx = MoveContext(at=at, operator_id=cmd.operator_id, note=cmd.note)
-    owed = _refundable(session, order)
+    owed = refundable(Txn(v.operation, v.amount, v.result) for v in views)
     payments.record(
         session,
         key=f"{move_id}|refund",
@@ -416,11 +430,6 @@ def _release_authorization(session: Session, order: Order, ctx: MoveContext, mov
             reference=authorized[-1].reference,
             ctx=ctx,
         )
-
-
-def _refundable(session: Session, order: Order) -> Decimal:
-    views = payments.transactions(session, order.order_id)
-    return refundable(Txn(v.operation, v.amount, v.result) for v in views)
 
 
 # --- the guarded writes -------------------------------------------------------------------------

@@ -12,8 +12,9 @@ from sqlalchemy import Engine, func, select, update
 
 from docket.models.errors import IllegalTransition, Refused
 from docket.models.lifecycles import DeliveryState, OrderState
-from docket.models.schemas import CancelOrder, ConfirmPayment, StockMoveKind
-from docket.store import catalogue, moves, queries, stock
+from docket.models.payments import Answer, Result
+from docket.models.schemas import CancelOrder, ConfirmPayment, RecordRefund, StockMoveKind
+from docket.store import catalogue, charges, moves, queries, stock
 from docket.store.engine import make_session_factory
 from docket.store.migrate import current_revision
 from docket.store.stock import MoveContext
@@ -194,3 +195,30 @@ def test_confirming_an_offline_payment_records_the_total_as_captured_once(sessio
         "transfer seen",
     )
     assert (record.payment.status.value, record.payment.captured) == ("full", Decimal("19.00"))
+
+
+def test_a_refund_is_not_recorded_by_hand_while_a_gateway_still_has_one_in_hand(sessions) -> None:  # type: ignore[no-untyped-def]
+    """The gateway answered `processing`: it may yet pay the money back. A clerk's refund by hand
+    now could pay the customer twice, so it is refused until the gateway has answered."""
+    with sessions.begin() as s:
+        moves.place_order(s, place("o-1", ("WIDGET", 2)), "m1", NOW)
+    with sessions.begin() as s:
+        moves.confirm_payment(s, ConfirmPayment(order_id="o-1", operator_id="alice"), "m2", NOW)
+    with sessions.begin() as s:
+        moves.cancel_order(
+            s, CancelOrder(order_id="o-1", operator_id="alice", reason="changed mind"), "m3", NOW
+        )
+        [(refund_id, _, _)] = charges.pending_refunds(s, "o-1")
+    with sessions.begin() as s:  # asked of the gateway: it is looking into it
+        charges.settle_refund(s, refund_id, Answer(result=Result.processing), "m3", NOW)
+
+    by_hand = RecordRefund(order_id="o-1", operator_id="pat", note="paid back in cash")
+    with pytest.raises(Refused, match=r"a refund of 19\.00 EUR is still processing at offline"):
+        with sessions.begin() as s:
+            moves.record_refund(s, by_hand, "m4", NOW)
+
+    with sessions.begin() as s:  # the gateway's answer: it went through
+        charges.settle_refund(s, refund_id, Answer(result=Result.ok), "m5", NOW)
+    with sessions() as s:
+        record = queries.order_record(s, "o-1")
+    assert (record.order.state, record.payment.refunded) == (OrderState.cancelled, Decimal("19.00"))
