@@ -4,9 +4,9 @@ sends that mail once more, with the same Message-ID.
 
 Mail is first tried right after the move that wrote it, inside the move's activity (`send_now`,
 with a short time-out), so a move costs one activity. The move writes it `sending`, handed over
-to itself: the background delivery, which may be running for the same order, leaves it alone. Whatever the mail server could not take then
-is delivered by `deliver_mail`, which the order workflow runs in the background and Temporal retries
-with backoff until it succeeds."""
+to itself: the background delivery, which may be running for the same order, leaves it alone.
+Whatever the mail server could not take then is delivered by `deliver_mail`, which the order
+workflow runs in the background and Temporal retries with backoff until it succeeds."""
 
 from __future__ import annotations
 

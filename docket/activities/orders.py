@@ -49,6 +49,11 @@ _MOVES = AppliedMove.__table__.c
 _APPLIED = select(_MOVES.result).where(_MOVES.move_id == bindparam("move_id"))  # built once: every move asks
 
 
+def _applied(session: Session, move_id: str) -> Any:
+    """What the move returned when it was applied, or None."""
+    return session.connection().execute(_APPLIED, {"move_id": move_id}).scalar()
+
+
 class OrderActivities:
     """Synchronous on purpose: each runs its whole transaction in one worker thread, then (when the
     workflow asks) sends the mail the move wrote."""
@@ -282,8 +287,7 @@ class OrderActivities:
             with serialised_writes(self.sessions), self.sessions.begin() as session:
                 if sends_mail:
                     outbox.hand_over(session)
-                prior = session.connection().execute(_APPLIED, {"move_id": move_id}).scalar()
-                if prior is not None:
+                if (prior := _applied(session, move_id)) is not None:
                     return result_type.model_validate(prior), None
                 with session.no_autoflush:  # inserts go out together at commit
                     result = change(session)
@@ -301,7 +305,7 @@ class OrderActivities:
             # and then queue on the order's or the stock's lock; the second finds the move done
             # (refused) or its rows written (a duplicate key). Either way it answers as the first.
             with read_session(self.sessions) as session:
-                prior = session.connection().execute(_APPLIED, {"move_id": move_id}).scalar()
+                prior = _applied(session, move_id)
             if prior is not None:
                 return result_type.model_validate(prior), None
             if isinstance(error, IntegrityError):

@@ -346,9 +346,16 @@ def _report_failure(session: Session, letter: Letter, reason: str, at: dt.dateti
         "reason": reason,
         "at": at.isoformat(),
     }
+    # The key makes a second failure of the same mail (after a retry) write nothing more.
+    to = {
+        f"mail-failed|{letter.outbox_id}|{address}": address
+        for address in (shop.admin_emails if shop else [])
+    }
+    if not to:
+        return []
     rows = [
         {
-            "key": f"mail-failed|{letter.outbox_id}|{address}",
+            "key": key,
             "created_at": at,
             "order_id": letter.order_id,
             "delivery_no": letter.data.get("delivery_no"),
@@ -360,22 +367,14 @@ def _report_failure(session: Session, letter: Letter, reason: str, at: dt.dateti
             "state": _born(session),
             "attempts": 0,
         }
-        for address in (shop.admin_emails if shop else [])
+        for key, address in to.items()
     ]
-    if not rows:
-        return []
     dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
-    # The key makes a second failure of the same mail (after a retry) write nothing more.
     insert = dialect.insert(OUTBOX).values(rows).on_conflict_do_nothing(index_elements=["key"])
-    ids = {
-        key: id_
-        for key, id_ in session.connection().execute(insert.returning(OUTBOX.c.key, OUTBOX.c.outbox_id))
-    }
-    made = ((str(r["key"]), str(r["recipient"])) for r in rows)
+    inserted = session.connection().execute(insert.returning(OUTBOX.c.key, OUTBOX.c.outbox_id))
     return [
-        Letter(ids[key], key, letter.order_id, letter.shop_id, kind.value, address, None, template, data)
-        for key, address in made
-        if key in ids
+        Letter(id_, key, letter.order_id, letter.shop_id, kind.value, to[key], None, template, data)
+        for key, id_ in inserted
     ]
 
 
