@@ -26,9 +26,10 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import uvicorn
-from sqlalchemy import Engine, event, select, update
+from sqlalchemy import Engine, event, func, select, update
 
 from bench.harness import catalogue, free_port, order
 from docket.activities.mail import Mailer
@@ -44,7 +45,7 @@ from docket.sandbox import create_sandbox
 from docket.store import catalogue as cat
 from docket.store.engine import SessionFactory, make_engine, make_session_factory
 from docket.store.migrate import upgrade
-from docket.store.tables import PaymentTransaction, Shop
+from docket.store.tables import PaymentCallback, PaymentTransaction, Shop
 
 
 def activities(sessions: SessionFactory, folder: Path, gateway_url: str) -> OrderActivities:
@@ -93,7 +94,20 @@ def save(folder: Path, orders: int) -> None:
             reference=txn.reference,
             idempotency_key=txn.key,
         )
-        facts.append({"move_id": f"{wid}/3", "at": at.isoformat(), "fact": fact.model_dump(mode="json")})
+        body = fact.model_dump(mode="json")
+        with sessions.begin() as session:  # stored as the callback endpoint stores it
+            stored = PaymentCallback(
+                gateway="sandbox",
+                event_id=fact.event_id,
+                shop_id=fact.shop_id,
+                order_id=fact.order_id,
+                received_at=at,
+                body=json.dumps(body),
+            )
+            session.add(stored)
+            session.flush()
+            callback_id = stored.callback_id
+        facts.append({"move_id": f"{wid}/3", "at": at.isoformat(), "fact": body, "callback_id": callback_id})
     engine.dispose()
     gateway.should_exit = True
     (folder / "facts.json").write_text(json.dumps(facts))
@@ -110,13 +124,14 @@ def apply(folder: Path, count: int) -> None:
         acts = activities(make_session_factory(engine), Path(scratch), "http://127.0.0.1:9")
         statements = _count_statements(engine)
 
-        def one(saved: dict[str, str]) -> None:
+        def one(saved: dict[str, Any]) -> None:
             move = PaymentCallbackMove(
                 move_id=saved["move_id"],
                 at=dt.datetime.fromisoformat(saved["at"]),
                 deliver_mail=True,
                 gateway="sandbox",
                 fact=CallbackFact.model_validate(saved["fact"]),
+                callback_id=saved["callback_id"],  # marked processed in the move's transaction
             )
             assert acts.apply_payment_callback(move).view.state is OrderState.in_progress
 
@@ -126,6 +141,9 @@ def apply(folder: Path, count: int) -> None:
         for saved in facts[1 : count + 1]:
             one(saved)
         wall, after = time.perf_counter() - started, resource.getrusage(resource.RUSAGE_SELF)
+        with engine.connect() as db:
+            processed = db.scalar(select(func.count()).where(PaymentCallback.processed_at.is_not(None)))
+        assert processed == count + 1, f"{processed} callbacks marked processed, {count + 1} applied"
         engine.dispose()
     if count:
         cpu = after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
