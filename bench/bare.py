@@ -65,11 +65,13 @@ async def work(address: str, task_queue: str) -> None:
         task_queue=task_queue,
         workflows=[Bare],
         activities=[nothing],
-        workflow_runner=runner_for(client),
+        workflow_runner=runner_for(client, packages=["bench.bare"]),  # passed through, as docket's
     )
     settle_heap()  # as docket's worker does
     await worker.run()
 
 
 if __name__ == "__main__":
-    asyncio.run(work(*sys.argv[1:3]))
+    from bench import bare  # the workflow as the module bench.bare defines it, not as __main__
+
+    asyncio.run(bare.work(*sys.argv[1:3]))

@@ -103,7 +103,7 @@ async def bare_worker(client: Client, queue: str, one_process: bool) -> AsyncIte
             task_queue=queue,
             workflows=[Bare],
             activities=[nothing],
-            workflow_runner=runner_for(client),
+            workflow_runner=runner_for(client, packages=["bench.bare"]),  # passed through, as docket's
         ):
             yield
         return

@@ -1,6 +1,7 @@
 """What building a workflow's sandbox costs: the worker builds one for every workflow it starts or
 takes back from its history. docket's order workflow against the bare one of bench.orders, each
-built `--count` times in turn, in the runner docket's worker uses, with no other load.
+built `--count` times in turn, in the runner docket's worker uses (shared: the workflow modules
+passed through) and in the checked one (imported afresh into each sandbox), with no other load.
 
     python -m bench.sandbox [--count 200] [--rounds 3]
 """
@@ -13,6 +14,7 @@ import statistics
 import time
 
 from temporalio.worker import WorkflowRunner
+from temporalio.worker.workflow_sandbox import SandboxRestrictions
 from temporalio.workflow import _Definition
 
 from bench.bare import Bare
@@ -31,15 +33,22 @@ def per_instance(runner: WorkflowRunner, workflow: type, count: int) -> float:
 
 
 async def main(count: int, rounds: int) -> None:
-    share_workflow_code("docket.workflows", "bench")
-    runner = CodecFreeRunner()
-    docket, bare = [], []
+    share_workflow_code("docket.workflows", "bench")  # for the checked runner, as runner_for does
+    runners = {
+        "shared": CodecFreeRunner(
+            SandboxRestrictions.default.with_passthrough_modules("docket.workflows", "bench.bare")
+        ),
+        "checked": CodecFreeRunner(),
+    }
     print(f"a sandbox per workflow: {count} of each, {rounds} rounds")
-    for n in range(1, rounds + 1):
-        docket.append(per_instance(runner, OrderWorkflow, count))
-        bare.append(per_instance(runner, Bare, count))
-        print(f"  round {n}: docket's order workflow {docket[-1]:.2f} ms, bare {bare[-1]:.2f} ms")
-    print(f"  median: docket {statistics.median(docket):.2f} ms, bare {statistics.median(bare):.2f} ms")
+    for mode, runner in runners.items():
+        docket, bare = [], []
+        for n in range(1, rounds + 1):
+            docket.append(per_instance(runner, OrderWorkflow, count))
+            bare.append(per_instance(runner, Bare, count))
+            print(f"  {mode} round {n}: docket's order workflow {docket[-1]:.2f} ms, bare {bare[-1]:.2f} ms")
+        median_docket, median_bare = statistics.median(docket), statistics.median(bare)
+        print(f"  {mode} median: docket {median_docket:.2f} ms, bare {median_bare:.2f} ms")
 
 
 if __name__ == "__main__":

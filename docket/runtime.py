@@ -21,7 +21,7 @@ from docket.adapters.payments import PaymentGateway, default_gateways
 from docket.commands import Docket
 from docket.connect import temporal_client
 from docket.rendering import Renderer
-from docket.settings import Settings
+from docket.settings import Settings, WorkflowSandbox
 from docket.store.engine import make_engine, make_session_factory
 from docket.store.migrate import require_current, upgrade
 from docket.worker import build_worker
@@ -139,6 +139,7 @@ class Running:
     gateways: dict[str, PaymentGateway]
     activity_threads: int = 8
     workflow_cache: int = 1000
+    workflow_sandbox: WorkflowSandbox = WorkflowSandbox.shared
 
 
 @contextlib.asynccontextmanager
@@ -168,6 +169,7 @@ async def connected(settings: Settings, migrate: bool = False, lazy: bool = Fals
             gateways,
             settings.activity_threads,
             settings.workflow_cache,
+            settings.workflow_sandbox,
         )
     finally:
         engine.dispose()
@@ -184,6 +186,7 @@ async def run_worker(running: Running) -> None:
         gateways=running.gateways,
         activity_threads=running.activity_threads,
         max_cached_workflows=running.workflow_cache,
+        checked=running.workflow_sandbox is WorkflowSandbox.checked,
     )
     settle_heap()
     await worker.run()

@@ -16,6 +16,13 @@ class MailTransport(StrEnum):
     smtp = "smtp"
 
 
+class WorkflowSandbox(StrEnum):
+    """How docket's workflow modules meet the SDK's sandbox (docs/operations.md)."""
+
+    shared = "shared"  # loaded once per process and passed through: each workflow's sandbox is lighter
+    checked = "checked"  # imported afresh into each workflow's sandbox, which refuses the clock, I/O
+
+
 class SmtpSecurity(StrEnum):
     none = "none"
     starttls = "starttls"
@@ -38,6 +45,7 @@ class Settings(BaseSettings):
     workflow_cache: int = Field(
         default=1000, ge=1, le=100_000, description="workflows a worker keeps in memory (docs/operations.md)"
     )
+    workflow_sandbox: WorkflowSandbox = WorkflowSandbox.shared
     workflow_id_prefix: str = Field(default="", pattern=r"^[A-Za-z0-9_.-]*$")
     answer_timeout: float = Field(
         default=30.0, gt=0, le=3600, description="seconds a command waits for its workflow to answer"

@@ -178,6 +178,7 @@ async def running_docket(
         transport=transport,
         renderer=renderer,
         gateways=gateways or default_gateways(),
+        checked=True,  # the sandbox checks the workflows' own calls in every test that runs them
     ):
         yield shop
 

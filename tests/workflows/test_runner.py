@@ -1,10 +1,13 @@
 """docket's workflow runner skips the SDK's per-payload context questions, and nothing else: its
 workflows still run in the sandbox, and a worker whose converter has a payload codec keeps the
-SDK's own runner (the codec is then told each payload's context)."""
+SDK's own runner (the codec is then told each payload's context). Checked, the sandbox refuses a
+workflow module's own calls to the clock; shared (as `docket worker` runs by default), the module
+is passed through and not checked, which is why the tests run checked."""
 
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import importlib.util
 import sys
 import uuid
@@ -32,22 +35,31 @@ class Plain(PayloadCodec):
         return list(payloads)
 
 
-async def test_a_workflow_reading_the_clock_is_still_refused_by_the_sandbox(
-    temporal_env: WorkflowEnvironment,
-) -> None:
-    share_workflow_code("tests.workflows")  # its code read once, as docket's workflows' is
+async def run_reads_the_clock(client: Client, checked: bool) -> str:
     queue = f"runner-{uuid.uuid4().hex[:8]}"
-    client = temporal_env.client
     async with Worker(
         client,
         task_queue=queue,
         workflows=[ReadsTheClock],
-        workflow_runner=runner_for(client),
+        workflow_runner=runner_for(client, checked=checked, packages=["tests.workflows"]),
         workflow_failure_exception_types=[RestrictedWorkflowAccessError],
     ):
-        with pytest.raises(WorkflowFailureError) as failed:
-            await client.execute_workflow(ReadsTheClock.run, id=queue, task_queue=queue)
+        return await client.execute_workflow(ReadsTheClock.run, id=queue, task_queue=queue)
+
+
+async def test_a_workflow_reading_the_clock_is_refused_by_the_checked_sandbox(
+    temporal_env: WorkflowEnvironment,
+) -> None:
+    with pytest.raises(WorkflowFailureError) as failed:
+        await run_reads_the_clock(temporal_env.client, checked=True)
     assert "datetime.datetime.now" in str(failed.value.cause)
+
+
+async def test_the_shared_sandbox_leaves_a_workflow_module_s_own_calls_unchecked(
+    temporal_env: WorkflowEnvironment,
+) -> None:
+    read = await run_reads_the_clock(temporal_env.client, checked=False)
+    assert dt.datetime.fromisoformat(read).year >= 2024  # the real clock, read where replay would differ
 
 
 def test_docket_s_converter_gets_the_codec_free_runner_and_one_with_a_codec_does_not(
