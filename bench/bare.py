@@ -1,5 +1,6 @@
 """A bare workflow shaped like an order driven to completion, doing no work: the yardstick for
-bench.orders. Imports only temporalio, so it runs in the same sandbox as docket's workflows.
+bench.orders. Imports only temporalio. Its worker passes this module through the sandbox, as
+docket's worker does its workflow modules (`runner_for`), so both pay the sandbox the same.
 
     python -m bench.bare ADDRESS TASK_QUEUE   # its worker in a process of its own, as docket's runs
 """
