@@ -14,11 +14,10 @@ import statistics
 import time
 
 from temporalio.worker import WorkflowRunner
-from temporalio.worker.workflow_sandbox import SandboxRestrictions
 from temporalio.workflow import _Definition
 
 from bench.bare import Bare
-from docket.worker import CodecFreeRunner, share_workflow_code
+from docket.worker import CodecFreeRunner, restrictions_for
 from docket.workflows.order import OrderWorkflow
 
 
@@ -33,12 +32,10 @@ def per_instance(runner: WorkflowRunner, workflow: type, count: int) -> float:
 
 
 async def main(count: int, rounds: int) -> None:
-    share_workflow_code("docket.workflows", "bench")  # for the checked runner, as runner_for does
+    packages = ["docket.workflows", "bench.bare"]
     runners = {
-        "shared": CodecFreeRunner(
-            SandboxRestrictions.default.with_passthrough_modules("docket.workflows", "bench.bare")
-        ),
-        "checked": CodecFreeRunner(),
+        "shared": CodecFreeRunner(restrictions_for(checked=False, packages=packages)),
+        "checked": CodecFreeRunner(restrictions_for(checked=True, packages=packages)),
     }
     print(f"a sandbox per workflow: {count} of each, {rounds} rounds")
     for mode, runner in runners.items():

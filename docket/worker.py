@@ -98,11 +98,11 @@ MODELS_PACKAGE = "docket.models"
 
 
 class _SharedCodeLoader(SourceFileLoader):
-    """Reads a workflow module's code once per process. In a checked sandbox (`runner_for`) every
-    workflow imports its module afresh, and each import unmarshalled its own copy of every function's code: 42 KB
-    of the 86 KB a sandboxed order workflow holds, for each workflow in the worker's cache. Code
-    objects are immutable; the module, its classes and functions, and the restrictions the sandbox
-    applies to them, are still each workflow's own."""
+    """Reads a workflow module's code once per process. In a checked sandbox (`restrictions_for`)
+    every workflow imports its module afresh, and each import unmarshalled its own copy of every
+    function's code: 42 KB of the 86 KB a sandboxed order workflow holds, for each workflow in the
+    worker's cache. Code objects are immutable; the module, its classes and functions, and the
+    restrictions the sandbox applies to them, are still each workflow's own."""
 
     _code: ClassVar[dict[str, CodeType | None]] = {}
 
@@ -113,7 +113,8 @@ class _SharedCodeLoader(SourceFileLoader):
 
 
 class _WorkflowCodeFinder(MetaPathFinder):
-    """Finds the modules of `packages` where Python would, to load them with `_SharedCodeLoader`."""
+    """Finds the modules of `packages` (each a package or a module, as the sandbox's pass-through
+    names are) where Python would, to load them with `_SharedCodeLoader`."""
 
     def __init__(self) -> None:
         self.packages: set[str] = set()
@@ -121,13 +122,16 @@ class _WorkflowCodeFinder(MetaPathFinder):
     def find_spec(
         self, fullname: str, path: Sequence[str] | None, target: object = None
     ) -> ModuleSpec | None:
-        if not any(fullname.startswith(f"{package}.") for package in self.packages):
+        if not any(fullname == p or fullname.startswith(f"{p}.") for p in self.packages):
             return None
         found = PathFinder.find_spec(fullname, path)
         if found is None or not isinstance(found.loader, SourceFileLoader) or found.origin is None:
             return found
         return spec_from_file_location(
-            fullname, found.origin, loader=_SharedCodeLoader(fullname, found.origin)
+            fullname,
+            found.origin,
+            loader=_SharedCodeLoader(fullname, found.origin),
+            submodule_search_locations=found.submodule_search_locations,  # a package stays one
         )
 
 
