@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import re
+import time
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from email import quoprimime
@@ -28,6 +29,7 @@ from jinja2 import (
     FileSystemLoader,
     PackageLoader,
     StrictUndefined,
+    Template,
     TemplateError,
     pass_context,
 )
@@ -40,6 +42,10 @@ from docket.models.notifications import template_name
 from docket.store.outbox import Letter
 
 PARTS = ("subject", "text", "html")
+# How long a renderer trusts which file a shop's template is (its own, every shop's, docket's):
+# a lookup probes the override folders and the package for each name, a fifth of a mail's
+# rendering. An override added or edited is used within this many seconds.
+RESOLVED_FOR = 5.0
 _BLANK_LINES = re.compile(r"\n{3,}")  # left by a paragraph whose condition did not hold
 _EMPTY_PARAGRAPHS = re.compile(r"<p>\s*</p>\n?")
 
@@ -72,14 +78,12 @@ class Renderer:
         )
         self.env.filters |= {"money": money, "local": local, "localdate": localdate}
         self.env.globals |= {"lines_text": lines_text, "lines_html": lines_html}
+        self._resolved: dict[tuple[str, str], tuple[float, Template]] = {}
 
     def render(self, shop_id: str, kind: str, key: str, data: dict[str, Any]) -> Rendered:
         name = template_name(kind, key)
         try:
-            template = self.env.select_template([f"{shop_id}/{name}", name])
-            missing = [part for part in PARTS if part not in template.blocks]
-            if missing:
-                raise RenderError(f"template {template.name} has no block {', '.join(missing)}")
+            template = self._template(shop_id, name)
             context = template.new_context(dict(data))
             parts = {part: "".join(template.blocks[part](context)).strip() for part in PARTS}
         except TemplateError as error:
@@ -89,6 +93,19 @@ class Renderer:
             text=_BLANK_LINES.sub("\n\n", parts["text"]),
             html=_EMPTY_PARAGRAPHS.sub("", parts["html"]),
         )
+
+    def _template(self, shop_id: str, name: str) -> Template:
+        """The shop's own template, else every shop's, else docket's; checked for its blocks."""
+        now = time.monotonic()
+        found = self._resolved.get((shop_id, name))
+        if found is not None and now - found[0] < RESOLVED_FOR:
+            return found[1]
+        template = self.env.select_template([f"{shop_id}/{name}", name])
+        missing = [part for part in PARTS if part not in template.blocks]
+        if missing:
+            raise RenderError(f"template {template.name} has no block {', '.join(missing)}")
+        self._resolved[(shop_id, name)] = (now, template)
+        return template
 
     def compose(self, letter: Letter, rendered: Rendered) -> Mail:
         """The MIME mail: multipart/alternative, a text and an HTML part, both UTF-8 in

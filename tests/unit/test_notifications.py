@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from docket import rendering
 from docket.activities.mail import deliver
 from docket.adapters.mail import Mail, MaildirTransport
 from docket.models.lifecycles import DELIVERY, ORDER
@@ -157,6 +158,24 @@ def test_a_shop_overrides_a_template_and_other_shops_keep_the_default(tmp_path: 
     assert renderer.render("beta", "customer", "order_received", sample()).subject.startswith(
         "Your order o-1"
     )
+
+
+def test_an_override_added_while_running_is_used_within_seconds(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clock = [1000.0]
+    monkeypatch.setattr(rendering.time, "monotonic", lambda: clock[0])
+    renderer = Renderer("docket@shop.test", tmp_path)
+    assert renderer.render("alpha", "customer", "order_received", sample()).subject.startswith("Your order")
+    own = tmp_path / "alpha" / template_name("customer", "order_received")
+    own.parent.mkdir(parents=True)
+    own.write_text(
+        "{% block subject %}Danke{% endblock %}{% block text %}x{% endblock %}{% block html %}y{% endblock %}"
+    )
+    clock[0] += rendering.RESOLVED_FOR / 2  # which file is the template: not looked up again yet
+    assert renderer.render("alpha", "customer", "order_received", sample()).subject.startswith("Your order")
+    clock[0] += rendering.RESOLVED_FOR
+    assert renderer.render("alpha", "customer", "order_received", sample()).subject == "Danke"
 
 
 def test_a_template_without_a_part_is_refused_by_name(tmp_path: Path) -> None:
