@@ -2,8 +2,12 @@
 break orders in flight fails here first. Re-record with DOCKET_RECORD_HISTORIES=1 (see docs/testing.md)."""
 
 from __future__ import annotations
+import __future__
 
+import copy
+import sys
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 from temporalio.client import WorkflowHistory
@@ -38,3 +42,65 @@ async def test_a_saved_history_replays_without_nondeterminism(path: Path, checke
     runner = CodecFreeRunner(restrictions_for(checked=checked))
     replayer = Replayer(workflows=WORKFLOWS, data_converter=pydantic_data_converter, workflow_runner=runner)
     await replayer.replay_workflow(history)
+
+
+async def test_replaying_every_saved_history_shared_writes_nothing_into_the_shared_modules() -> None:
+    """Shared, every workflow a worker keeps runs on one copy of `docket.workflows.*` and
+    `docket.models.*`: a module-level value or class attribute one workflow wrote, the others
+    would read. Replayed in this process, every saved history runs on the modules of this process."""
+    before = shared_state()
+    runner = CodecFreeRunner(restrictions_for(checked=False))
+    replayer = Replayer(workflows=WORKFLOWS, data_converter=pydantic_data_converter, workflow_runner=runner)
+    for path in HISTORIES:
+        await replayer.replay_workflow(WorkflowHistory.from_json(path.stem, path.read_text()))
+    after = shared_state()
+    assert len(before) > 20  # what is compared: not nothing
+    changed = {name for name in before.keys() | after.keys() if before.get(name, ()) != after.get(name, ())}
+    assert changed == set()
+
+
+def shared_state() -> dict[str, object]:
+    """What every value the shared modules and their classes hold is, down to plain values."""
+    state: dict[str, object] = {}
+    seen: set[int] = set()
+    for name, module in list(sys.modules.items()):
+        if not name.startswith(SHARED):
+            continue
+        for key, value in vars(module).items():
+            if isinstance(value, type) and value.__module__ == name:
+                for attribute, member in vars(value).items():
+                    if _plain(attribute, member):
+                        state[f"{name}.{key}.{attribute}"] = _snapshot(member, seen)
+            elif _plain(key, value):
+                state[f"{name}.{key}"] = _snapshot(value, seen)
+    return state
+
+
+SHARED = ("docket.workflows", "docket.models")
+
+
+def _plain(name: str, value: object) -> bool:
+    """A value, not code: no function, class, module, descriptor, future feature or ABC cache."""
+    code = callable(value) or isinstance(value, property | classmethod | staticmethod | ModuleType)
+    return not (
+        name.startswith("__") or name == "_abc_impl" or code or isinstance(value, __future__._Feature)
+    )
+
+
+def _snapshot(value: object, seen: set[int]) -> object:
+    """A copy to compare later: containers and objects without an equality of their own (a
+    lifecycle, its `transitions` machine) by their contents, each object once."""
+    if id(value) in seen:
+        return ("seen", id(value))
+    if isinstance(value, dict):
+        seen.add(id(value))
+        return {key: _snapshot(item, seen) for key, item in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        seen.add(id(value))
+        return (type(value), [_snapshot(item, seen) for item in value])
+    if callable(value) or isinstance(value, ModuleType):
+        return value  # compared as itself
+    if type(value).__eq__ is object.__eq__ and hasattr(value, "__dict__"):
+        seen.add(id(value))
+        return (type(value), _snapshot(vars(value), seen))
+    return copy.deepcopy(value)
