@@ -27,7 +27,7 @@ from docket.activities.mail import Mailer
 from docket.activities.orders import OrderActivities
 from docket.adapters.mail import MaildirTransport
 from docket.adapters.payments import default_gateways
-from docket.models.messages import ConfirmPaymentMove, DeliveryMove, PlaceOrderMove
+from docket.models.messages import ConfirmPaymentMove, DeliveryMove, Moved, PlaceOrderMove
 from docket.models.schemas import ConfirmPayment, MoveDelivery
 from docket.rendering import Renderer
 from docket.store import catalogue as cat
@@ -55,7 +55,11 @@ def run(orders: int) -> tuple[float, float, float]:
         def one(n: int) -> None:
             cmd = order(n).model_copy(update={"operator_id": "op"})
             at, wid = dt.datetime.now(dt.UTC), f"order-{cmd.order_id}"
-            activities.place_order(PlaceOrderMove(move_id=f"{wid}/1", at=at, deliver_mail=True, command=cmd))
+            placed = activities.place_order(
+                PlaceOrderMove(move_id=f"{wid}/1", at=at, deliver_mail=True, command=cmd)
+            )
+            assert isinstance(placed, Moved)
+            flow = placed.view.payment_flow  # the workflow passes it to each delivery move
             confirm = ConfirmPayment(order_id=cmd.order_id, operator_id="op")
             activities.confirm_payment(
                 ConfirmPaymentMove(move_id=f"{wid}/2", at=at, deliver_mail=True, command=confirm)
@@ -63,7 +67,9 @@ def run(orders: int) -> tuple[float, float, float]:
             for k, trigger in enumerate(MOVES, start=3):
                 move = MoveDelivery(order_id=cmd.order_id, operator_id="op", delivery_no=1, trigger=trigger)
                 activities.move_delivery(
-                    DeliveryMove(move_id=f"{wid}/{k}", at=at, deliver_mail=True, command=move)
+                    DeliveryMove(
+                        move_id=f"{wid}/{k}", at=at, deliver_mail=True, command=move, payment_flow=flow
+                    )
                 )
 
         one(-1)  # warm up

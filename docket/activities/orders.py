@@ -75,10 +75,12 @@ class OrderActivities:
     def move_delivery(self, move: DeliveryMove) -> OrderView | Moved:
         cmd = move.command
         if cmd.trigger == "ship":
-            with read_session(self.sessions) as session:
-                order = session.get(Order, cmd.order_id)
-                per_shipment = order is not None and order.payment_flow is PaymentFlow.per_shipment
-            if per_shipment:
+            flow = move.payment_flow
+            if flow is None:  # a workflow from before moves carried it
+                with read_session(self.sessions) as session:
+                    order = session.get(Order, cmd.order_id)
+                    flow = order.payment_flow if order else None
+            if flow is PaymentFlow.per_shipment:
                 return self._ship_paid(move)
         return self._move(move, moves.move_delivery, cmd)
 

@@ -17,6 +17,7 @@ from docket.models.schemas import (
     ConfirmPayment,
     MoveDelivery,
     OrderView,
+    PaymentFlow,
     PlaceOrder,
     ReceiveStock,
     RecordRefund,
@@ -89,6 +90,9 @@ class ConfirmPaymentMove(Move):
 
 class DeliveryMove(Move):
     command: MoveDelivery
+    # The order's payment flow, which never changes after placement, as the workflow knows it: a
+    # shipment paid per shipment is captured first. None from a workflow that did not say: read.
+    payment_flow: PaymentFlow | None = None
 
 
 class CancelOrderMove(Move):

@@ -253,7 +253,9 @@ class OrderWorkflow:
     @workflow.update
     async def move_delivery(self, command: MoveDelivery) -> OrderView:
         name = f"{command.trigger}-{command.delivery_no}"
-        return await self._command("move_delivery", DeliveryMove(**self._move(name), command=command))
+        flow = self._view.payment_flow if self._view else None
+        move = DeliveryMove(**self._move(name), command=command, payment_flow=flow)
+        return await self._command("move_delivery", move)
 
     @move_delivery.validator
     def _check_move_delivery(self, command: MoveDelivery) -> None:

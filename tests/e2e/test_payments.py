@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import datetime as dt
 import json
 import time
 import warnings
@@ -24,8 +25,8 @@ from docket.adapters.payments import SandboxGateway, default_gateways, signed_he
 from docket.api.app import create_app
 from docket.models.errors import Refused
 from docket.models.lifecycles import OrderState
-from docket.models.messages import CancelOrderMove, Moved, ReturnOrderMove
-from docket.models.schemas import CancelOrder, RetryRefund, ReturnOrder
+from docket.models.messages import CancelOrderMove, DeliveryMove, Moved, ReturnOrderMove
+from docket.models.schemas import CancelOrder, MoveDelivery, RetryRefund, ReturnOrder
 from docket.rendering import Renderer
 from docket.sandbox import create_sandbox
 from docket.store.tables import AppliedMove, PaymentCallback
@@ -533,6 +534,34 @@ async def test_pay_per_shipment_authorizes_at_placement_and_captures_each_parcel
         ("capture", Decimal("19.00"), 1, "ok"),
     ]
     assert record.payment.status.value == "full"
+    assert Decimal((await payments.sandbox.get("/books/s-1")).json()["captured"]) == Decimal("19.00")
+
+
+async def test_a_ship_from_a_workflow_that_does_not_pass_the_payment_flow_still_captures(
+    payments: Payments,
+) -> None:
+    """A workflow from before delivery moves carried the order's payment flow: its ship move reads
+    the flow from the store, and a parcel paid per shipment is captured as it ships."""
+    cmd = place("s-1", ("WIDGET", 2), payment_flow="per_shipment", payment_token="tok_ok")
+    await payments.shop.docket.place_order(await payments.shop.op("alice"), cmd)
+    await move(payments.shop, "s-1", 1, "pack", "mark_ready")
+    shop = payments.shop
+    mailer = Mailer(shop.sessions, Renderer("docket@shop.test"), shop.transport)
+    activities = OrderActivities(shop.sessions, mailer, default_gateways(str(payments.sandbox.base_url)))
+    ship = MoveDelivery(order_id="s-1", operator_id="alice", delivery_no=1, trigger="ship")
+    older = DeliveryMove(
+        move_id="order-s-1/5-ship-1", at=dt.datetime.now(dt.UTC), deliver_mail=True, command=ship
+    )
+    assert older.payment_flow is None
+
+    moved = await asyncio.to_thread(activities.move_delivery, older)
+
+    assert isinstance(moved, Moved) and moved.view.deliveries[0].state.value == "shipping"
+    record = await payments.record("s-1")
+    assert [(p.operation.value, p.delivery_no, p.result.value) for p in record.payments] == [
+        ("authorize", None, "ok"),
+        ("capture", 1, "ok"),
+    ]
     assert Decimal((await payments.sandbox.get("/books/s-1")).json()["captured"]) == Decimal("19.00")
 
 
