@@ -48,25 +48,24 @@ async def test_replaying_every_saved_history_shared_writes_nothing_into_the_shar
     """Shared, every workflow a worker keeps runs on one copy of `docket.workflows.*` and
     `docket.models.*`: a module-level value or class attribute one workflow wrote, the others
     would read. Replayed in this process, every saved history runs on the modules of this process."""
-    before = shared_state()
+    modules = [name for name in sys.modules if name.startswith(SHARED)]  # one imported later is new
+    before = shared_state(modules)
     runner = CodecFreeRunner(restrictions_for(checked=False))
     replayer = Replayer(workflows=WORKFLOWS, data_converter=pydantic_data_converter, workflow_runner=runner)
     for path in HISTORIES:
         await replayer.replay_workflow(WorkflowHistory.from_json(path.stem, path.read_text()))
-    after = shared_state()
+    after = shared_state(modules)
     assert len(before) > 20  # what is compared: not nothing
     changed = {name for name in before.keys() | after.keys() if before.get(name, ()) != after.get(name, ())}
     assert changed == set()
 
 
-def shared_state() -> dict[str, object]:
-    """What every value the shared modules and their classes hold is, down to plain values."""
+def shared_state(modules: list[str]) -> dict[str, object]:
+    """What every value these modules and their classes hold is, down to plain values."""
     state: dict[str, object] = {}
     seen: set[int] = set()
-    for name, module in list(sys.modules.items()):
-        if not name.startswith(SHARED):
-            continue
-        for key, value in vars(module).items():
+    for name in modules:
+        for key, value in vars(sys.modules[name]).items():
             if isinstance(value, type) and value.__module__ == name:
                 for attribute, member in vars(value).items():
                     if _plain(attribute, member):
