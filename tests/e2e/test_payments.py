@@ -342,11 +342,15 @@ async def _retry(payments: Payments, command: CancelOrder | ReturnOrder) -> Move
             )
         ).one()
     )
+    move = kind(move_id=move_id, at=at, deliver_mail=True, command=command)
+    return await asyncio.to_thread(getattr(_activities(payments), name), move)
+
+
+def _activities(payments: Payments) -> OrderActivities:
+    """The order activities as the worker builds them, to be called as its retry would call them."""
     shop = payments.shop
     mailer = Mailer(shop.sessions, Renderer("docket@shop.test"), shop.transport)
-    activities = OrderActivities(shop.sessions, mailer, default_gateways(str(payments.sandbox.base_url)))
-    move = kind(move_id=move_id, at=at, deliver_mail=True, command=command)
-    return await asyncio.to_thread(getattr(activities, name), move)
+    return OrderActivities(shop.sessions, mailer, default_gateways(str(payments.sandbox.base_url)))
 
 
 RETRIED: dict[type, tuple[str, type[CancelOrderMove | ReturnOrderMove], str]] = {
@@ -545,16 +549,13 @@ async def test_a_ship_from_a_workflow_that_does_not_pass_the_payment_flow_still_
     cmd = place("s-1", ("WIDGET", 2), payment_flow="per_shipment", payment_token="tok_ok")
     await payments.shop.docket.place_order(await payments.shop.op("alice"), cmd)
     await move(payments.shop, "s-1", 1, "pack", "mark_ready")
-    shop = payments.shop
-    mailer = Mailer(shop.sessions, Renderer("docket@shop.test"), shop.transport)
-    activities = OrderActivities(shop.sessions, mailer, default_gateways(str(payments.sandbox.base_url)))
     ship = MoveDelivery(order_id="s-1", operator_id="alice", delivery_no=1, trigger="ship")
     older = DeliveryMove(
         move_id="order-s-1/5-ship-1", at=dt.datetime.now(dt.UTC), deliver_mail=True, command=ship
     )
     assert older.payment_flow is None
 
-    moved = await asyncio.to_thread(activities.move_delivery, older)
+    moved = await asyncio.to_thread(_activities(payments).move_delivery, older)
 
     assert isinstance(moved, Moved) and moved.view.deliveries[0].state.value == "shipping"
     record = await payments.record("s-1")

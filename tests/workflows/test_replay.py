@@ -38,10 +38,12 @@ def test_an_order_settled_by_gateway_callbacks_is_kept_with_and_without_the_loca
 async def test_a_saved_history_replays_without_nondeterminism(path: Path, checked: bool) -> None:
     """Checked: the workflow modules imported into the sandbox, which refuses the clock, randomness
     and I/O in them. Shared: passed through, as `docket worker` runs them."""
-    history = WorkflowHistory.from_json(path.stem, path.read_text())
+    await replayer(checked).replay_workflow(WorkflowHistory.from_json(path.stem, path.read_text()))
+
+
+def replayer(checked: bool) -> Replayer:
     runner = CodecFreeRunner(restrictions_for(checked=checked))
-    replayer = Replayer(workflows=WORKFLOWS, data_converter=pydantic_data_converter, workflow_runner=runner)
-    await replayer.replay_workflow(history)
+    return Replayer(workflows=WORKFLOWS, data_converter=pydantic_data_converter, workflow_runner=runner)
 
 
 async def test_replaying_every_saved_history_shared_writes_nothing_into_the_shared_modules() -> None:
@@ -50,10 +52,9 @@ async def test_replaying_every_saved_history_shared_writes_nothing_into_the_shar
     would read. Replayed in this process, every saved history runs on the modules of this process."""
     modules = [name for name in sys.modules if name.startswith(SHARED)]  # one imported later is new
     before = shared_state(modules)
-    runner = CodecFreeRunner(restrictions_for(checked=False))
-    replayer = Replayer(workflows=WORKFLOWS, data_converter=pydantic_data_converter, workflow_runner=runner)
+    shared = replayer(checked=False)
     for path in HISTORIES:
-        await replayer.replay_workflow(WorkflowHistory.from_json(path.stem, path.read_text()))
+        await shared.replay_workflow(WorkflowHistory.from_json(path.stem, path.read_text()))
     after = shared_state(modules)
     assert len(before) > 20  # what is compared: not nothing
     changed = {name for name in before.keys() | after.keys() if before.get(name, ()) != after.get(name, ())}
