@@ -284,13 +284,18 @@ class OrderActivities:
         """Apply `change` in one transaction unless this move id was applied before: then return
         what it returned the first time. Also returns the outbox rows the change wrote, handed
         over to the caller to send when it `sends_mail` (None when it was applied before: they
-        may be anywhere by now). Domain errors are final, anything else is retried."""
+        may be anywhere by now). Domain errors are final, anything else is retried.
+
+        The move's row in `applied_moves`, written in the same transaction, is what makes it
+        happen once: its id is the table's key. The store is not asked first whether the move was
+        applied (a statement every move paid for what only a retry needs): an attempt that finds
+        it applied fails on the change itself (the state it moves from is gone: refused) or on
+        that key (a change that can be made again, such as advancing an order), its transaction
+        is rolled back whole, and it answers what the move returned the first time."""
         try:
             with serialised_writes(self.sessions), self.sessions.begin() as session:
                 if sends_mail:
                     outbox.hand_over(session)
-                if (prior := _applied(session, move_id)) is not None:
-                    return result_type.model_validate(prior), None
                 with session.no_autoflush:  # inserts go out together at commit
                     result = change(session)
                 append(
@@ -302,10 +307,11 @@ class OrderActivities:
                 )
             return result, outbox.written_letters(session)
         except (DocketError, IntegrityError) as error:
-            # Another attempt of this move may have applied it meanwhile: Temporal retries an
-            # attempt that outlived its time-out while it still runs. On PostgreSQL both ask above
-            # and then queue on the order's or the stock's lock; the second finds the move done
-            # (refused) or its rows written (a duplicate key). Either way it answers as the first.
+            # Refused, or the key taken: the move may have been applied already, by an earlier
+            # attempt (its worker stopped before reporting) or by one running beside this one
+            # (Temporal retries an attempt that outlived its time-out while it still runs; on
+            # PostgreSQL both then queue on the order's or the stock's lock). If so, this attempt
+            # answers as the first.
             with read_session(self.sessions) as session:
                 prior = _applied(session, move_id)
             if prior is not None:

@@ -137,7 +137,7 @@ def _two_attempts_at_once(
     engine: Engine, held: Select[Any], activity: Callable[[M], Any], move: M
 ) -> list[Any]:
     """Run `activity` twice at once while another transaction holds the rows `held` selects: both
-    attempts find the move not yet applied, then queue behind that transaction."""
+    attempts start the move, then queue behind that transaction."""
     with ThreadPoolExecutor(2) as pool, engine.connect() as holder:  # released first
         holder.execute(held)
         attempts = [pool.submit(activity, move) for _ in range(2)]
