@@ -167,7 +167,7 @@ async def connected(settings: Settings, migrate: bool = False, lazy: bool = Fals
             engine,
             transport_from(settings),
             gateways,
-            settings.activity_threads,
+            settings.worker_threads,
             settings.workflow_cache,
             settings.workflow_sandbox,
         )

@@ -41,7 +41,12 @@ class Settings(BaseSettings):
     temporal_tls_key: Path | None = None
     temporal_api_key: str | None = None
     task_queue: str = "docket-orders"
-    activity_threads: int = Field(default=8, ge=1, le=256)
+    activity_threads: int | None = Field(
+        default=None,
+        ge=1,
+        le=256,
+        description="default: 2 on SQLite with the maildir, else 8 (docs/operations.md)",
+    )
     workflow_cache: int = Field(
         default=1000, ge=1, le=100_000, description="workflows a worker keeps in memory (docs/operations.md)"
     )
@@ -90,6 +95,17 @@ class Settings(BaseSettings):
     @property
     def database(self) -> str:
         return self.database_url or f"sqlite:///{self.var_dir / 'docket.db'}"
+
+    @property
+    def worker_threads(self) -> int:
+        """Threads that run the worker's activities. On SQLite with mail into the maildir (the
+        embedded defaults) a move waits for nothing but SQLite's one write lock, so threads beyond
+        two only take turns at the interpreter lock, which costs CPU (docs/performance.md). Moves
+        that wait on PostgreSQL or a mail server get eight."""
+        if self.activity_threads is not None:
+            return self.activity_threads
+        local = self.database.startswith("sqlite") and self.mail_transport is MailTransport.maildir
+        return 2 if local else 8
 
 
 # Variables docket's own tests and benchmarks read: not settings, and not typos.

@@ -39,12 +39,14 @@ WORKFLOWS = [OrderWorkflow, StockWorkflow, MailWorkflow]
 # A worker asked to stop lets the activities it holds finish and report for as long as a move's
 # activity may take anyway, before it cancels them.
 SHUTDOWN_GRACE = ACTIVITY_OPTIONS["start_to_close_timeout"]
-# Activity slots per thread. The server hands a workflow's next activity to the worker with the
-# workflow task's answer (eager execution) only if a slot is free at that moment, and the pollers
-# hold slots while they wait; otherwise the activity takes a round trip through the server's task
-# queue. With one slot per thread almost every move took that trip (17 of 606 activities went
-# eagerly in bench.orders); with four, all of them go eagerly and wait their few milliseconds
-# for a thread here instead (docs/performance.md).
+# Activities the worker takes at once: more than the threads that run them. The server hands a
+# workflow's next activity to the worker with the workflow task's answer (eager execution) only if
+# a slot is free at that moment, and the pollers hold slots while they wait; otherwise the activity
+# takes a round trip through the server's task queue. With one slot per thread almost every move
+# took that trip (17 of 606 activities went eagerly in bench.orders); with 32, all of them go
+# eagerly and wait their few milliseconds for a thread here instead, whether the threads are two
+# or eight (docs/performance.md). More threads get four slots each.
+MIN_SLOTS = 32
 SLOTS_PER_THREAD = 4
 
 
@@ -195,7 +197,7 @@ def build_worker(
     mailer = Mailer(sessions, renderer, transport)
     orders = OrderActivities(sessions, mailer, gateways)
     mail = MailActivities(mailer)
-    with warnings.catch_warnings():  # more slots than threads is the point (SLOTS_PER_THREAD)
+    with warnings.catch_warnings():  # more slots than threads is the point (MIN_SLOTS)
         warnings.filterwarnings("ignore", "Worker max_concurrent_activities", UserWarning)
         return Worker(
             client,
@@ -216,7 +218,7 @@ def build_worker(
                 mail.deliver_mail,
             ],
             activity_executor=ThreadPoolExecutor(activity_threads, thread_name_prefix="docket-activity"),
-            max_concurrent_activities=activity_threads * SLOTS_PER_THREAD,
+            max_concurrent_activities=max(MIN_SLOTS, activity_threads * SLOTS_PER_THREAD),
             workflow_runner=runner_for(client, checked=checked),
             **{"graceful_shutdown_timeout": SHUTDOWN_GRACE, **options},  # type: ignore[arg-type]
         )
