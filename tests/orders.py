@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import time
 from decimal import Decimal
@@ -10,6 +11,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy import select
 
 from docket.adapters.payments import sign
+from docket.models.messages import ConfirmPaymentMove
 from docket.models.schemas import Address, ConfirmPayment, MoveDelivery, OrderLineIn, PlaceOrder
 from docket.store import queries
 from docket.store.tables import PaymentTransaction
@@ -33,6 +35,16 @@ def place(order_id: str, *lines: tuple[str, int], shop_id: str = "alpha", **extr
         ],
         shipping_address=ADDRESS,
         **extra,  # type: ignore[arg-type]
+    )
+
+
+def confirmation(order_id: str, move_id: str, at: dt.datetime) -> ConfirmPaymentMove:
+    """The move a clerk's confirmation of `order_id` asks of the activity, mail sent after it."""
+    return ConfirmPaymentMove(
+        move_id=move_id,
+        at=at,
+        deliver_mail=True,
+        command=ConfirmPayment(order_id=order_id, operator_id="alice"),
     )
 
 

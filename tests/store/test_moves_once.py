@@ -14,14 +14,14 @@ from docket.activities.mail import Mailer
 from docket.activities.orders import OrderActivities
 from docket.adapters.mail import MaildirTransport
 from docket.models.lifecycles import DeliveryState, OrderState
-from docket.models.messages import AdvanceOrder, ConfirmPaymentMove, Moved, StockChange
+from docket.models.messages import AdvanceOrder, Moved, StockChange
 from docket.models.schemas import ConfirmPayment, ReceiveStock, StockMoveKind, StockReceived
 from docket.rendering import Renderer
 from docket.store import catalogue, moves, stock
 from docket.store.engine import SessionFactory, make_session_factory
 from docket.store.tables import AppliedMove, AuditRow, OutboxRow, PaymentTransaction, StockMovement
 from tests.catalogue import catalogue_for_tests
-from tests.orders import place
+from tests.orders import confirmation, place
 
 NOW = dt.datetime(2026, 11, 23, 9, 0, tzinfo=dt.UTC)
 
@@ -52,12 +52,7 @@ def test_a_confirmation_run_again_answers_as_the_first_and_pays_once(
     with what the first run recorded."""
     with sessions.begin() as session:
         moves.place_order(session, place("o-1", ("GADGET", 1)), "o-1/1", NOW)
-    confirm = ConfirmPaymentMove(
-        move_id="o-1/2",
-        at=NOW,
-        deliver_mail=True,
-        command=ConfirmPayment(order_id="o-1", operator_id="alice"),
-    )
+    confirm = confirmation("o-1", "o-1/2", NOW)
 
     first = activities.confirm_payment(confirm)
     again = activities.confirm_payment(confirm)

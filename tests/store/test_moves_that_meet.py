@@ -25,15 +25,15 @@ from docket.activities.mail import Mailer
 from docket.activities.orders import OrderActivities
 from docket.adapters.mail import MaildirTransport
 from docket.models.lifecycles import OrderState
-from docket.models.messages import ConfirmPaymentMove, Move, Moved, PlaceOrderMove
-from docket.models.schemas import CancelOrder, ConfirmPayment, StockMoveKind
+from docket.models.messages import Move, Moved, PlaceOrderMove
+from docket.models.schemas import CancelOrder, StockMoveKind
 from docket.rendering import Renderer
 from docket.store import catalogue, moves, stock
 from docket.store.engine import SessionFactory, make_session_factory
 from docket.store.stock import MoveContext
 from docket.store.tables import AuditRow, Order, OrderLine, OutboxRow, PaymentTransaction, Stock
 from tests.catalogue import catalogue_for_tests
-from tests.orders import place
+from tests.orders import confirmation, place
 
 pytestmark = pytest.mark.postgres
 NOW = dt.datetime(2026, 11, 23, 9, 0, tzinfo=dt.UTC)
@@ -47,12 +47,7 @@ def test_a_second_attempt_that_finds_the_move_done_answers_what_it_did(
     sessions = _shop(postgres_engine)
     with sessions.begin() as session:
         moves.place_order(session, place("o-1", ("WIDGET", 2)), "o-1/1", NOW)
-    confirm = ConfirmPaymentMove(
-        move_id="o-1/2",
-        at=NOW,
-        deliver_mail=True,
-        command=ConfirmPayment(order_id="o-1", operator_id="alice"),
-    )
+    confirm = confirmation("o-1", "o-1/2", NOW)
     held = select(Order).where(Order.order_id == "o-1").with_for_update()
 
     answers = _two_attempts_at_once(

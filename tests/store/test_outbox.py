@@ -13,15 +13,15 @@ from temporalio.testing import ActivityEnvironment
 from docket.activities.mail import MailActivities, Mailer
 from docket.activities.orders import OrderActivities
 from docket.adapters.mail import SmtpTransport
-from docket.models.messages import ConfirmPaymentMove, DeliverMail, Moved
-from docket.models.schemas import ConfirmPayment, MailState
+from docket.models.messages import DeliverMail, Moved
+from docket.models.schemas import MailState
 from docket.rendering import Renderer
 from docket.store import catalogue, moves, outbox
 from docket.store.engine import SessionFactory, make_session_factory
 from docket.store.outbox import Outcome
 from docket.store.tables import OutboxRow
 from tests.catalogue import catalogue_for_tests
-from tests.orders import place
+from tests.orders import confirmation, place
 from tests.smtp import SmtpServer
 
 NOW = dt.datetime(2026, 11, 23, 9, 0, tzinfo=dt.UTC)
@@ -109,12 +109,7 @@ async def test_background_delivery_leaves_alone_the_mail_a_move_is_sending(
         moves.place_order(session, place("o-1", ("WIDGET", 1)), "o-1/1", NOW)
     mailer = Mailer(factory, Renderer("docket@shop.test"), SmtpTransport("127.0.0.1", smtp.port, timeout=5))
     smtp.inbox.delay = 0.5  # each mail: long enough for the background delivery to run meanwhile
-    confirm = ConfirmPaymentMove(
-        move_id="o-1/2",
-        at=NOW,
-        deliver_mail=True,
-        command=ConfirmPayment(order_id="o-1", operator_id="alice"),
-    )
+    confirm = confirmation("o-1", "o-1/2", NOW)
 
     with ThreadPoolExecutor(1) as pool:
         moving = pool.submit(OrderActivities(factory, mailer, {}).confirm_payment, confirm)
