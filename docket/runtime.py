@@ -137,9 +137,9 @@ class Running:
     engine: Engine
     transport: MailTransport
     gateways: dict[str, PaymentGateway]
-    activity_threads: int = 8
-    workflow_cache: int = 1000
-    workflow_sandbox: WorkflowSandbox = WorkflowSandbox.shared
+    activity_threads: int  # Settings.worker_threads: decided there, from the store and the mail
+    workflow_cache: int
+    workflow_sandbox: WorkflowSandbox
 
 
 @contextlib.asynccontextmanager
