@@ -46,7 +46,8 @@ from docket.store.tables import AppliedMove, Delivery, Order, Shop
 
 R = TypeVar("R", bound=BaseModel)
 _MOVES = AppliedMove.__table__.c
-_APPLIED = select(_MOVES.result).where(_MOVES.move_id == bindparam("move_id"))  # built once: every move asks
+# Asked only by an attempt that was refused or found its move id taken (`_once`).
+_APPLIED = select(_MOVES.result).where(_MOVES.move_id == bindparam("move_id"))
 
 
 def _applied(session: Session, move_id: str) -> Any:
