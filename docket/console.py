@@ -91,7 +91,11 @@ def state(value: str) -> Text:
 def order_summary(view: OrderView) -> Group:
     """The deliveries' table, then one line for the order: shop, customer, total, state (and why
     it was rejected), as wide as the terminal; a table's caption would fold at the table's width."""
-    table = _table(f"order {view.order_id}", "delivery", "group", "warehouse", "state", "lines")
+    table = _table(
+        f"order {view.order_id}",
+        *("delivery", "group", "warehouse", "state", "lines"),
+        whole={"delivery": 0, "group": 0, "warehouse": 0, "state": 0},
+    )
     for d in view.deliveries:
         table.add_row(
             str(d.delivery_no), d.group.value, d.warehouse_id or "-", state(d.state.value), _lines(d)
@@ -230,7 +234,7 @@ def delivery_page(page: DeliveryPage) -> Table | Text:
     table = _table(
         f"deliveries, oldest order first (page {page.page}, {len(page.deliveries)} of {page.total})",
         *("order", "no", "placed", "warehouse", "state", "lines"),
-        whole={"placed": 16, "state": 0},
+        whole={"placed": 16, "warehouse": 0, "state": 0},
     )
     for d in page.deliveries:
         order = Text(d.order_id).append(f"\n{d.shop_id}", style="dim")
@@ -246,27 +250,28 @@ def payments(record: OrderRecord) -> ByWidth:
 
 
 def _payments(record: OrderRecord, wide: bool) -> Table | Text:
+    """Wide, a column each; narrower, the result under the operation, so that neither folds in
+    the middle of a word (`reverse_authorization`, `manual_required`)."""
     p = record.payment
     if not record.payments:  # a title over an empty table reads as a rendering fault
         return Text(f"payment: {p.status.value} · no payment recorded")
-    when = ("at", "who") if wide else ("when, who",)
+    moved = ("operation", "amount", "result") if wide else ("operation, result", "amount")
     table = _table(
         f"payment: {p.status.value} · captured {amount_text(p.captured, p.currency)}"
         f" · refunded {_money(p.refunded, p.currency)}",
-        *when,
-        *("gateway", "operation", "amount", "result", "note"),
-        whole={"at": 16, "when, who": 16, "amount": 0},
+        *(("at", "who") if wide else ("when, who",)),
+        "gateway",
+        *moved,
+        "note",
+        whole={"at": 16, "when, who": 16, "operation": 0, "operation, result": 0, "amount": 0, "result": 0},
         right=("amount",),
     )
     for t in record.payments:
-        table.add_row(
-            *_when(t.at, t.operator_id, wide),
-            t.gateway,
-            t.operation.value + (f" (delivery {t.delivery_no})" if t.delivery_no else ""),
-            amount_text(t.amount, p.currency),  # in the currency the title names: an order has one
-            state(t.result.value) + (Text(" settled") if t.settled else Text("")),
-            t.note or "",
-        )
+        operation = t.operation.value + (f" (delivery {t.delivery_no})" if t.delivery_no else "")
+        result = state(t.result.value) + (Text(" settled") if t.settled else Text(""))
+        amount = amount_text(t.amount, p.currency)  # in the currency the title names: an order has one
+        cells = (operation, amount, result) if wide else (Text(f"{operation}\n").append_text(result), amount)
+        table.add_row(*_when(t.at, t.operator_id, wide), t.gateway, *cells, t.note or "")
     return table
 
 
@@ -286,8 +291,9 @@ def _nothing_on(
 
 
 def order_page(page: OrderPage) -> ByWidth | Text:
-    """Wide, each order's deliveries too; narrower, the shop under the order id and the
-    deliveries left to `order show`."""
+    """Wide, each order's deliveries too; narrower, the shop under the order id, the customer
+    under the time it was placed (a column of its own would fold its header beside the longest
+    states) and the deliveries left to `order show`."""
     if nothing := _nothing_on(page, "order"):
         return nothing
     return ByWidth(lambda wide: _order_page(page, wide))
@@ -297,8 +303,8 @@ def _order_page(page: OrderPage, wide: bool) -> Table:
     columns = ("order", "shop", "customer", "placed", "state", "total", "deliveries")
     table = _table(
         f"orders (page {page.page}, {len(page.orders)} of {page.total})",
-        *(columns if wide else ("order", "customer", "placed", "state", "total")),
-        whole={"placed": 16, "state": 0, "total": 0},
+        *(columns if wide else ("order", "placed, customer", "state", "total")),
+        whole={"placed": 16, "placed, customer": 16, "state": 0, "total": 0},
         right=("total",),
     )
     for o in page.orders:
@@ -310,7 +316,7 @@ def _order_page(page: OrderPage, wide: bool) -> Table:
             )
         else:
             order = Text(o.order_id).append(f"\n{o.shop_id}", style="dim")
-            table.add_row(order, o.customer_id, placed, state(o.state.value), total)
+            table.add_row(order, f"{placed}\n{o.customer_id}", state(o.state.value), total)
     return table
 
 
@@ -350,7 +356,9 @@ def customer_page(page: CustomerPage) -> Table | Text:
     if nothing := _nothing_on(page, "customer"):
         return nothing
     table = _table(
-        f"customers (page {page.page}, {len(page.customers)} of {page.total})", "customer", "name", "e-mail"
+        f"customers (page {page.page}, {len(page.customers)} of {page.total})",
+        *("customer", "name", "e-mail"),
+        whole={"customer": 0},
     )
     for c in page.customers:
         table.add_row(c.customer_id, c.name, c.email)

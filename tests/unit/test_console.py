@@ -234,11 +234,25 @@ def test_an_order_list_keeps_states_and_totals_whole_and_shows_deliveries_where_
         return terminal.export_text()
 
     narrow = printed(80)
-    assert re.search(r"│ D-001 +│ grace +│ 2026-11-23 09:30 │ partially_shipped │ 79\.80 EUR │", narrow)
-    assert re.search(r"│ harbour +│", narrow)  # the shop under the order id
+    assert re.search(r"│ D-001 +│ 2026-11-23 09:30 +│ partially_shipped +│ 79\.80 EUR │", narrow)
+    assert re.search(
+        r"│ harbour +│ grace +│", narrow
+    )  # the shop under the order id, the customer under the time
     assert "deliveries" not in narrow  # left to `order show`
     wide = printed(120)
     assert re.search(r"│ D-001 +│ harbour +│ grace +│ .* │ D1:returned D1:returned +│", wide)
+
+
+def test_an_order_list_on_80_columns_keeps_its_headers_whole_beside_the_longest_state() -> None:
+    order = a_returned_order().order.model_copy(
+        update={"state": OrderState.cancelled_waiting_payment, "customer_id": "grace-hopper-1906"}
+    )
+    terminal = Console(width=80, record=True, color_system=None)
+    terminal.print(show.order_page(OrderPage(orders=[order], page=1, page_size=50, total=1)))
+    header, _, body = terminal.export_text().partition("┡")
+    assert re.search(r"┃ order +┃ placed, customer +┃ state +┃ +total ┃", header)
+    assert re.search(r"│ D-001 +│ 2026-11-23 09:30 +│ cancelled_waiting_payment │ 79\.80 EUR │", body)
+    assert re.search(r"│ harbour +│ grace-hopper-1906 │", body)  # the customer under the time
 
 
 def test_a_held_parcel_says_why_and_what_to_do() -> None:
@@ -330,3 +344,58 @@ def test_a_receipt_names_the_orders_it_made_whole_and_those_still_short() -> Non
         "  woke order D-2 delivery 1 (+2 reserved)",
         "  order D-3 delivery 1 took 1, still waits for 1",
     ]
+
+
+def test_payments_on_80_columns_keep_operations_and_results_whole() -> None:
+    record = a_returned_order()
+    first = record.payments[0]
+    payments = [
+        first.model_copy(
+            update={"gateway": "sandbox", "operation": Operation.reverse_authorization, "note": "cancelled"}
+        ),
+        first.model_copy(
+            update={
+                "operation": Operation.refund,
+                "result": Result.manual_required,
+                "settled": False,
+                "note": "damaged; gateway: refund by hand, then record it",
+            }
+        ),
+    ]
+    record = record.model_copy(update={"payments": payments})
+
+    def printed(width: int) -> str:
+        terminal = Console(width=width, record=True, color_system=None)
+        terminal.print(show.payments(record))
+        return terminal.export_text()
+
+    narrow = printed(80)
+    assert re.search(r"│ sandbox +│ reverse_authorization +│ +79\.80 +│ cancelled +│", narrow)
+    assert re.search(r"│ hanna +│ +│ ok settled +│", narrow)  # the result under the operation
+    assert re.search(r"│ offline +│ refund +│ +79\.80 +│ damaged; +│", narrow)
+    assert re.search(r"│ hanna +│ +│ manual_required +│ +│ gateway: +│", narrow)
+    wide = printed(120)
+    assert re.search(
+        r"│ hanna +│ sandbox +│ reverse_authorization +│ +79\.80 +│ ok settled +│ cancelled +│", wide
+    )
+    assert re.search(
+        r"│ offline +│ refund +│ +79\.80 +│ manual_required +│ damaged; gateway: refund by +│", wide
+    )
+
+
+def test_an_order_with_many_lines_keeps_its_deliveries_states_whole_on_80_columns() -> None:
+    order = a_returned_order().order
+    first = order.deliveries[0]
+    lines = [first.lines[0].model_copy(update={"line_no": n, "sku": f"SKU-LONG-{n}"}) for n in range(8)]
+    held = first.model_copy(
+        update={
+            "state": DeliveryState.shipping_waiting_payment,
+            "lines": lines,
+            "warehouse_id": "hamburg-north",
+        }
+    )
+    terminal = Console(width=80, record=True, color_system=None)
+    terminal.print(show.order_summary(order.model_copy(update={"deliveries": [held]})))
+    text = terminal.export_text()
+    assert re.search(r"│ 1 +│ D1 +│ hamburg-north │ shipping_waiting_payment │ SKU-LONG-0 x2, +│", text)
+    assert re.search(r"│ +│ +│ +│ +│ SKU-LONG-7 x2 +│", text)  # the lines fold, between lines
