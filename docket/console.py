@@ -255,14 +255,15 @@ def _payments(record: OrderRecord, wide: bool) -> Table | Text:
     p = record.payment
     if not record.payments:  # a title over an empty table reads as a rendering fault
         return Text(f"payment: {p.status.value} · no payment recorded")
-    moved = ("operation", "amount", "result") if wide else ("operation, result", "amount")
+    columns = (
+        ("at", "who", "gateway", "operation", "amount", "result", "note")
+        if wide
+        else ("when, who", "gateway", "operation, result", "amount", "note")
+    )
     table = _table(
         f"payment: {p.status.value} · captured {amount_text(p.captured, p.currency)}"
         f" · refunded {_money(p.refunded, p.currency)}",
-        *(("at", "who") if wide else ("when, who",)),
-        "gateway",
-        *moved,
-        "note",
+        *columns,
         whole={"at": 16, "when, who": 16, "operation": 0, "operation, result": 0, "amount": 0, "result": 0},
         right=("amount",),
     )
