@@ -6,7 +6,7 @@ import datetime as dt
 import re
 from decimal import Decimal
 
-from rich.console import Console
+from rich.console import Console, RenderableType
 
 from docket import console as show
 from docket.models.lifecycles import DeliveryState, OrderState
@@ -36,6 +36,14 @@ from docket.models.schemas import (
 AT = dt.datetime(2026, 11, 24, 9, 30, tzinfo=dt.UTC)
 
 
+def printed(*renderables: RenderableType, width: int = 80) -> str:
+    """What a terminal `width` columns wide shows, each renderable printed after the other."""
+    terminal = Console(width=width, record=True, color_system=None)
+    for renderable in renderables:
+        terminal.print(renderable)
+    return terminal.export_text()
+
+
 def mail(outbox_id: int, state: MailState, error: str | None = None) -> OutboxView:
     return OutboxView(
         outbox_id=outbox_id,
@@ -55,9 +63,7 @@ def mail(outbox_id: int, state: MailState, error: str | None = None) -> OutboxVi
 
 def on_80_columns(page: MailPage) -> tuple[str, str]:
     """The table's header and its body, as printed on 80 columns."""
-    terminal = Console(width=80, record=True, color_system=None)
-    terminal.print(show.mail_page(page))
-    header, _, body = terminal.export_text().partition("┡")
+    header, _, body = printed(show.mail_page(page)).partition("┡")
     return header, body
 
 
@@ -167,9 +173,7 @@ def a_returned_order() -> OrderRecord:
 
 
 def test_an_order_on_80_columns_keeps_its_dates_identifiers_and_amounts_whole() -> None:
-    terminal = Console(width=80, record=True, color_system=None)
-    terminal.print(show.order_record(a_returned_order()))
-    text = terminal.export_text()
+    text = printed(show.order_record(a_returned_order()))
     assert "2026-11-23 09:30" in text  # the payment's day, not only its time
     assert re.search(r"2026-11-23 09:30 +│ offline +│ capture +│ +79\.80 +│", text)
     lines = text.splitlines()
@@ -195,9 +199,7 @@ def test_an_order_with_no_payment_or_stock_yet_says_so_instead_of_printing_empty
             "stock_movements": [],
         }
     )
-    terminal = Console(width=80, record=True, color_system=None)
-    terminal.print(show.order_record(unpaid))
-    text = terminal.export_text()
+    text = printed(show.order_record(unpaid))
     assert "payment: none · no payment recorded\n" in text
     assert "stock movements: none\n" in text
     assert "operation" not in text and "on hand" not in text  # no headers over nothing
@@ -213,10 +215,10 @@ def test_amounts_are_written_with_their_currencys_places() -> None:
             "payments": [record.payments[0].model_copy(update={"currency": "JPY", "amount": yen})],
         }
     )
-    terminal = Console(width=80, record=True, color_system=None)
-    terminal.print(show.order_record(record))
-    terminal.print(show.order_page(OrderPage(orders=[record.order], page=1, page_size=50, total=1)))
-    text = terminal.export_text()
+    text = printed(
+        show.order_record(record),
+        show.order_page(OrderPage(orders=[record.order], page=1, page_size=50, total=1)),
+    )
     assert "grace · 3980 JPY ·" in text
     assert "payment: full · captured 3980 · refunded 0 JPY" in text
     assert re.search(r"│ offline +│ capture +│ +3980 +│", text)
@@ -228,18 +230,12 @@ def test_an_order_list_keeps_states_and_totals_whole_and_shows_deliveries_where_
     order = a_returned_order().order.model_copy(update={"state": OrderState.partially_shipped})
     page = OrderPage(orders=[order], page=1, page_size=50, total=1)
 
-    def printed(width: int) -> str:
-        terminal = Console(width=width, record=True, color_system=None)
-        terminal.print(show.order_page(page))
-        return terminal.export_text()
-
-    narrow = printed(80)
+    narrow = printed(show.order_page(page))
     assert re.search(r"│ D-001 +│ 2026-11-23 09:30 +│ partially_shipped +│ 79\.80 EUR │", narrow)
-    assert re.search(
-        r"│ harbour +│ grace +│", narrow
-    )  # the shop under the order id, the customer under the time
+    # the shop under the order id, the customer under the time
+    assert re.search(r"│ harbour +│ grace +│", narrow)
     assert "deliveries" not in narrow  # left to `order show`
-    wide = printed(120)
+    wide = printed(show.order_page(page), width=120)
     assert re.search(r"│ D-001 +│ harbour +│ grace +│ .* │ D1:returned D1:returned +│", wide)
 
 
@@ -247,9 +243,9 @@ def test_an_order_list_on_80_columns_keeps_its_headers_whole_beside_the_longest_
     order = a_returned_order().order.model_copy(
         update={"state": OrderState.cancelled_waiting_payment, "customer_id": "grace-hopper-1906"}
     )
-    terminal = Console(width=80, record=True, color_system=None)
-    terminal.print(show.order_page(OrderPage(orders=[order], page=1, page_size=50, total=1)))
-    header, _, body = terminal.export_text().partition("┡")
+    header, _, body = printed(
+        show.order_page(OrderPage(orders=[order], page=1, page_size=50, total=1))
+    ).partition("┡")
     assert re.search(r"┃ order +┃ placed, customer +┃ state +┃ +total ┃", header)
     assert re.search(r"│ D-001 +│ 2026-11-23 09:30 +│ cancelled_waiting_payment │ 79\.80 EUR │", body)
     assert re.search(r"│ harbour +│ grace-hopper-1906 │", body)  # the customer under the time
@@ -276,13 +272,13 @@ def test_a_held_parcel_says_why_and_what_to_do() -> None:
 
 def test_a_page_past_the_last_says_how_many_pages_there_are() -> None:
     order = a_returned_order().order
-    terminal = Console(width=80, record=True, color_system=None)
-    terminal.print(show.order_page(OrderPage(orders=[], page=99, page_size=50, total=6)))
-    terminal.print(show.order_page(OrderPage(orders=[], page=4, page_size=2, total=6)))
-    terminal.print(show.mail_page(MailPage(mails=[], page=2, page_size=50, total=1)))
-    terminal.print(show.order_page(OrderPage(orders=[], page=1, page_size=50, total=0)))
-    terminal.print(show.order_page(OrderPage(orders=[order], page=3, page_size=2, total=5)))
-    lines = terminal.export_text().splitlines()
+    lines = printed(
+        show.order_page(OrderPage(orders=[], page=99, page_size=50, total=6)),
+        show.order_page(OrderPage(orders=[], page=4, page_size=2, total=6)),
+        show.mail_page(MailPage(mails=[], page=2, page_size=50, total=1)),
+        show.order_page(OrderPage(orders=[], page=1, page_size=50, total=0)),
+        show.order_page(OrderPage(orders=[order], page=3, page_size=2, total=5)),
+    ).splitlines()
     assert lines[:4] == [
         "no page 99: 6 orders, 50 to a page; there is one",
         "no page 4: 6 orders, 2 to a page; the last is 3",
@@ -307,9 +303,7 @@ def test_the_callback_inbox_keeps_event_ids_and_times_whole_on_80_columns() -> N
             outcome="payment ok: order in_progress" if processed else None,
         )
 
-    terminal = Console(width=80, record=True, color_system=None)
-    terminal.print(show.callbacks([stored(1, True), stored(2, False)]))
-    text = terminal.export_text()
+    text = printed(show.callbacks([stored(1, True), stored(2, False)]))
     assert re.search(r"│ 1 sandbox +│ D-001 +│ 2026-11-24 09:30 │ 200 payment ok: +│", text)
     assert re.search(
         r"│ evt-sbx_a0e55768657f-1 │ 203\.0\.113\.7 +│ 2026-11-24 09:31 │ order in_progress +│", text
@@ -318,15 +312,11 @@ def test_the_callback_inbox_keeps_event_ids_and_times_whole_on_80_columns() -> N
 
 
 def test_an_orders_history_puts_who_under_when_on_80_columns_and_beside_it_when_wide() -> None:
-    def printed(width: int) -> str:
-        terminal = Console(width=width, record=True, color_system=None)
-        terminal.print(show.order_record(a_returned_order()))
-        return terminal.export_text()
 
-    narrow = printed(80)
+    narrow = printed(show.order_record(a_returned_order()))
     assert re.search(r"│ 2026-11-23 09:30 │ order +│ confirm_payment: +│ bank transfer seen +│", narrow)
     assert re.search(r"│ hanna +│ +│ waiting_confirmation → +│", narrow)  # who under when; words whole
-    wide = printed(130)
+    wide = printed(show.order_record(a_returned_order()), width=130)
     assert re.search(
         r"│ 2026-11-23 09:30 │ hanna │ order +│ confirm_payment: waiting_confirmation → in_progress +│", wide
     )
@@ -364,17 +354,12 @@ def test_payments_on_80_columns_keep_operations_and_results_whole() -> None:
     ]
     record = record.model_copy(update={"payments": payments})
 
-    def printed(width: int) -> str:
-        terminal = Console(width=width, record=True, color_system=None)
-        terminal.print(show.payments(record))
-        return terminal.export_text()
-
-    narrow = printed(80)
+    narrow = printed(show.payments(record))
     assert re.search(r"│ sandbox +│ reverse_authorization +│ +79\.80 +│ cancelled +│", narrow)
     assert re.search(r"│ hanna +│ +│ ok settled +│", narrow)  # the result under the operation
     assert re.search(r"│ offline +│ refund +│ +79\.80 +│ damaged; +│", narrow)
     assert re.search(r"│ hanna +│ +│ manual_required +│ +│ gateway: +│", narrow)
-    wide = printed(120)
+    wide = printed(show.payments(record), width=120)
     assert re.search(
         r"│ hanna +│ sandbox +│ reverse_authorization +│ +79\.80 +│ ok settled +│ cancelled +│", wide
     )
@@ -394,8 +379,6 @@ def test_an_order_with_many_lines_keeps_its_deliveries_states_whole_on_80_column
             "warehouse_id": "hamburg-north",
         }
     )
-    terminal = Console(width=80, record=True, color_system=None)
-    terminal.print(show.order_summary(order.model_copy(update={"deliveries": [held]})))
-    text = terminal.export_text()
+    text = printed(show.order_summary(order.model_copy(update={"deliveries": [held]})))
     assert re.search(r"│ 1 +│ D1 +│ hamburg-north │ shipping_waiting_payment │ SKU-LONG-0 x2, +│", text)
     assert re.search(r"│ +│ +│ +│ +│ SKU-LONG-7 x2 +│", text)  # the lines fold, between lines
