@@ -312,7 +312,6 @@ def test_the_callback_inbox_keeps_event_ids_and_times_whole_on_80_columns() -> N
 
 
 def test_an_orders_history_puts_who_under_when_on_80_columns_and_beside_it_when_wide() -> None:
-
     narrow = printed(show.order_record(a_returned_order()))
     assert re.search(r"│ 2026-11-23 09:30 │ order +│ confirm_payment: +│ bank transfer seen +│", narrow)
     assert re.search(r"│ hanna +│ +│ waiting_confirmation → +│", narrow)  # who under when; words whole
