@@ -6,12 +6,14 @@ Mail is first tried right after the move that wrote it, inside the move's activi
 with a short time-out), so a move costs one activity. The move writes it `sending`, handed over
 to itself: the background delivery, which may be running for the same order, leaves it alone.
 Whatever the mail server could not take then is delivered by `deliver_mail`, which the order
-workflow runs in the background and Temporal retries with backoff until it succeeds."""
+workflow runs in the background, one at a time, and Temporal retries with backoff until it
+succeeds. Only that delivery sends pending mail, so no two senders ever hold the same row."""
 
 from __future__ import annotations
 
 import asyncio
 import datetime as dt
+from collections.abc import Callable
 
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
@@ -63,13 +65,15 @@ class Mailer:
 
     def send_now(self, order_id: str, letters: list[Letter] | None) -> bool:
         """Called from a move's activity thread after its transaction: send the mail the move
-        wrote and handed over (`letters`, written `sending`). None: the move was applied by an
-        earlier try, whose mail may never have been recorded: it is released to whoever sends it,
-        and whatever of the order's is pending is sent. True when some of it must wait for the
-        background delivery (which also takes what earlier moves left waiting)."""
+        wrote and handed over (`letters`, written `sending`). True when some of it must wait for
+        the background delivery (which also takes what earlier moves left waiting).
+
+        None: the move was applied by an earlier try, whose mail may never have been recorded. It
+        is released to the background delivery, which sends pending mail one delivery at a time;
+        sending it here could send it beside that delivery, which may be at it now."""
         if letters is None:
             self.release(order_id)
-            letters = self.pending(order_id)
+            return True
         while letters:  # a mail that failed for good writes a report: sent here too (once: a
             # report's own failure is not reported)
             outcomes = run_here(deliver(letters, self.renderer, self.transport, INLINE_TIMEOUT))
@@ -109,20 +113,34 @@ class MailActivities:
     @activity.defn(name="deliver_mail")
     async def deliver_mail(self, request: DeliverMail) -> MailDelivered:
         """Deliver every pending mail of the order, a chunk at a time, recording each chunk before
-        the next (heartbeating in between). Fails, and is retried with backoff, while some mail
+        the next, heartbeating all along. Fails, and is retried with backoff, while some mail
         cannot be sent for now; a mail that failed for good is recorded and reported, and the
         report is delivered by a later chunk."""
         mailer = self.mailer
-        sent = failed = 0
-        while letters := await asyncio.to_thread(mailer.pending, request.order_id):
-            outcomes = await deliver(letters, mailer.renderer, mailer.transport)
-            await asyncio.to_thread(mailer.record, letters, outcomes)
-            sent += sum(o.sent for o in outcomes)
-            failed += sum(o.permanent for o in outcomes)
-            activity.heartbeat(sent)
-            if later := waiting(outcomes):
-                raise ApplicationError(
-                    f"{len(later)} mail(s) of order {request.order_id} not delivered yet: {later[0].error}",
-                    type="MailNotDelivered",
-                )
-        return MailDelivered(sent=sent, failed=failed)
+        done = MailDelivered()
+        alive = asyncio.create_task(keep_alive(lambda: done.sent))
+        try:
+            while letters := await asyncio.to_thread(mailer.pending, request.order_id):
+                outcomes = await deliver(letters, mailer.renderer, mailer.transport)
+                await asyncio.to_thread(mailer.record, letters, outcomes)
+                done.sent += sum(o.sent for o in outcomes)
+                done.failed += sum(o.permanent for o in outcomes)
+                if later := waiting(outcomes):
+                    raise ApplicationError(
+                        f"{len(later)} mail(s) of order {request.order_id} not delivered yet: {later[0].error}",
+                        type="MailNotDelivered",
+                    )
+        finally:
+            alive.cancel()
+        return done
+
+
+async def keep_alive(sent: Callable[[], int]) -> None:
+    """Heartbeat every quarter of the heartbeat time-out for as long as the delivery runs, however
+    long a slow mail server takes over a chunk. Temporal then gives an attempt up (and starts
+    another, which reads the same pending rows and sends them again) only when its worker is
+    lost, not while it is still sending."""
+    timeout = activity.info().heartbeat_timeout
+    while timeout:
+        activity.heartbeat(sent())
+        await asyncio.sleep(timeout.total_seconds() / 4)

@@ -60,10 +60,13 @@ ACTIVITY_OPTIONS: dict[str, Any] = {
         initial_interval=dt.timedelta(milliseconds=200), maximum_interval=dt.timedelta(seconds=10)
     ),
 }
-# Mail waits for SMTP as long as it takes: retried with backoff, never given up.
+# Mail waits for SMTP as long as it takes: retried with backoff, never given up. An attempt
+# heartbeats while it runs: a worker lost mid-delivery is noticed within the heartbeat time-out and
+# another takes over. The hour only bounds a delivery whose every SMTP step crawls: a second
+# attempt started beside one still sending would send the same mail again.
 MAIL_OPTIONS: dict[str, Any] = {
-    "start_to_close_timeout": dt.timedelta(seconds=300),
-    "heartbeat_timeout": dt.timedelta(seconds=20),  # a worker lost mid-delivery: others take over
+    "start_to_close_timeout": dt.timedelta(hours=1),
+    "heartbeat_timeout": dt.timedelta(seconds=20),
     "retry_policy": RetryPolicy(
         initial_interval=dt.timedelta(seconds=1),
         backoff_coefficient=2.0,

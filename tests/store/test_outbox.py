@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime as dt
+import itertools
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -127,3 +130,69 @@ async def test_background_delivery_leaves_alone_the_mail_a_move_is_sending(
         states = {r.state for r in session.scalars(select(OutboxRow))}
         mails = session.scalar(select(func.count()).select_from(OutboxRow))
     assert (states, len(smtp.inbox.snapshot())) == ({MailState.sent.value}, mails)
+
+
+class WorkerDiesBeforeSending:
+    """The transport of a worker that died after a move committed and before its mail went out."""
+
+    async def send(self, mails: object, step_timeout: float | None = None) -> list[object]:
+        raise RuntimeError("the worker died here")
+
+
+async def test_a_move_retried_after_its_worker_died_leaves_its_mail_to_the_background_delivery(
+    engine: Engine, smtp: SmtpServer
+) -> None:
+    """The retry finds the move applied and its mail unsent. It must not send the order's pending
+    mail itself: the background delivery may be sending that mail at the same moment."""
+    factory = make_session_factory(engine)
+    with factory.begin() as session:
+        catalogue.load(session, catalogue_for_tests(), NOW)
+        moves.place_order(session, place("o-1", ("WIDGET", 1)), "o-1/1", NOW)
+    confirm = confirmation("o-1", "o-1/2", NOW)
+    dying = Mailer(factory, Renderer("docket@shop.test"), WorkerDiesBeforeSending())
+    mailer = Mailer(factory, Renderer("docket@shop.test"), SmtpTransport("127.0.0.1", smtp.port, timeout=5))
+    smtp.inbox.delay = 0.5  # each mail: long enough for the retry to run meanwhile
+
+    with ThreadPoolExecutor(1) as pool:
+        with pytest.raises(RuntimeError, match="the worker died here"):
+            pool.submit(OrderActivities(factory, dying, {}).confirm_payment, confirm).result()
+        background = asyncio.ensure_future(
+            ActivityEnvironment().run(MailActivities(mailer).deliver_mail, DeliverMail(order_id="o-1"))
+        )
+        while not smtp.inbox.snapshot():  # the placement's mail is on its way
+            await asyncio.sleep(0.01)
+        retried = await asyncio.wrap_future(
+            pool.submit(OrderActivities(factory, mailer, {}).confirm_payment, confirm)
+        )
+        await background
+    # the workflow runs the background delivery again for what the retry left waiting
+    await ActivityEnvironment().run(MailActivities(mailer).deliver_mail, DeliverMail(order_id="o-1"))
+
+    assert set(smtp.inbox.copies().values()) == {1}, "no mail twice"
+    assert isinstance(retried, Moved) and retried.mail_waiting, "the retry leaves its mail to the background"
+    with factory() as session:
+        states = {r.state for r in session.scalars(select(OutboxRow))}
+        mails = session.scalar(select(func.count()).select_from(OutboxRow))
+    assert (states, len(smtp.inbox.snapshot())) == ({MailState.sent.value}, mails)
+
+
+async def test_a_slow_mail_server_does_not_let_the_delivery_look_lost(
+    sessions: SessionFactory, smtp: SmtpServer
+) -> None:
+    """Temporal gives up an attempt that stops heartbeating and starts another, which would send
+    the same pending mail again: a delivery heartbeats while the server takes its time."""
+    mailer = Mailer(sessions, Renderer("docket@shop.test"), SmtpTransport("127.0.0.1", smtp.port, timeout=5))
+    smtp.inbox.delay = 1.0  # the placement's three mails: three seconds
+    env = ActivityEnvironment()
+    env.info = dataclasses.replace(env.info, heartbeat_timeout=dt.timedelta(seconds=2))
+    beats: list[float] = []
+    env.on_heartbeat = lambda *details: beats.append(time.monotonic())
+
+    started = time.monotonic()
+    delivered = await env.run(MailActivities(mailer).deliver_mail, DeliverMail(order_id="o-1"))
+    ended = time.monotonic()
+
+    assert delivered.sent == 3
+    moments = [started, *beats, ended]
+    longest = max(b - a for a, b in itertools.pairwise(moments))
+    assert longest < 2, f"{longest:.1f} s without a heartbeat: the attempt would be given up"
