@@ -28,9 +28,12 @@ class Inbox:
         self.mails: list[EmailMessage] = []
         self.refuse: dict[str, str] = {}  # address -> reply, e.g. "550 5.1.1 no such mailbox"
         self.delay = 0.0  # seconds per mail, to catch delivery in the middle
+        self.recipient_delay = 0.0  # seconds per recipient, before the server has taken anything
         self._lock = threading.Lock()
 
     async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str, options: Any) -> str:
+        if self.recipient_delay:
+            await asyncio.sleep(self.recipient_delay)
         if address in self.refuse:
             return self.refuse[address]
         envelope.rcpt_tos.append(address)

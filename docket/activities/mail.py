@@ -3,7 +3,7 @@ sent, and a row is recorded as sent right after the server accepted it. A crash 
 sends that mail once more, with the same Message-ID.
 
 Mail is first tried right after the move that wrote it, inside the move's activity (`send_now`,
-with a short time-out), so a move costs one activity. The move writes it `sending`, handed over
+for at most a few seconds), so a move costs one activity. The move writes it `sending`, handed over
 to itself: the background delivery, which may be running for the same order, leaves it alone.
 Whatever the mail server could not take then is delivered by `deliver_mail`, which the order
 workflow runs in the background, one at a time, and Temporal retries with backoff until it
@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import time
 from collections.abc import Callable
 
 from temporalio import activity
@@ -27,13 +28,14 @@ from docket.store.engine import SessionFactory, read_session, serialised_writes
 from docket.store.outbox import Letter, Outcome
 
 CHUNK = 50
-# A move's own attempt gives up quickly: the staff member is waiting, and the background retry
-# waits for the mail server as long as it takes.
-INLINE_TIMEOUT = 2.0
+# A move's own attempt gives up on its mail after 5 s in all: the staff member is waiting, and the
+# move must end well within its activity's 15 s time-out, or Temporal would start it again beside
+# itself. The background delivery waits for the mail server as long as it takes.
+INLINE_WITHIN = 5.0
 
 
 async def deliver(
-    letters: list[Letter], renderer: Renderer, transport: MailTransport, step_timeout: float | None = None
+    letters: list[Letter], renderer: Renderer, transport: MailTransport, within: float | None = None
 ) -> list[Outcome]:
     """Render and send; never raises for one mail's trouble, says what became of each."""
     outcomes: dict[int, Outcome] = {}
@@ -48,7 +50,7 @@ async def deliver(
             outcomes[letter.outbox_id] = Outcome(letter.outbox_id, False, str(error), permanent=True)
             continue
         mails.append((letter.outbox_id, renderer.compose(letter, rendered)))
-    for sent in await transport.send(mails, step_timeout):
+    for sent in await transport.send(mails, within):
         outcomes[sent.outbox_id] = Outcome(sent.outbox_id, sent.ok, sent.error, sent.permanent)
     return [outcomes[letter.outbox_id] for letter in letters]
 
@@ -58,10 +60,17 @@ def waiting(outcomes: list[Outcome]) -> list[Outcome]:
 
 
 class Mailer:
-    def __init__(self, sessions: SessionFactory, renderer: Renderer, transport: MailTransport):
+    def __init__(
+        self,
+        sessions: SessionFactory,
+        renderer: Renderer,
+        transport: MailTransport,
+        inline_within: float = INLINE_WITHIN,
+    ):
         self.sessions = sessions
         self.renderer = renderer
         self.transport = transport
+        self.inline_within = inline_within
 
     def send_now(self, order_id: str, letters: list[Letter] | None) -> bool:
         """Called from a move's activity thread after its transaction: send the mail the move
@@ -74,9 +83,11 @@ class Mailer:
         if letters is None:
             self.release(order_id)
             return True
+        deadline = time.monotonic() + self.inline_within
         while letters:  # a mail that failed for good writes a report: sent here too (once: a
-            # report's own failure is not reported)
-            outcomes = run_here(deliver(letters, self.renderer, self.transport, INLINE_TIMEOUT))
+            # report's own failure is not reported), in what is left of the time
+            within = max(deadline - time.monotonic(), 0.0)
+            outcomes = run_here(deliver(letters, self.renderer, self.transport, within))
             later = bool(waiting(outcomes)) or len(letters) >= CHUNK
             letters = self.record(letters, outcomes, hand_over=not later)
             if later:

@@ -2,12 +2,13 @@
 
 Addresses are checked before a mail reaches a transport (`invalid_address`). A transport sends a
 batch and says, per mail, whether it was accepted, failed for now (try again
-later: 4xx replies, refused connections, time-outs) or failed for good (5xx replies, an invalid
-address). It never raises for a mail it could not send.
+later: 4xx replies, refused connections, time-outs, no time left) or failed for good (5xx
+replies, an invalid address). It never raises for a mail it could not send.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import os
 import re
@@ -47,8 +48,9 @@ class Sent:
 
 
 class MailTransport(Protocol):
-    async def send(self, mails: Sequence[tuple[int, Mail]], step_timeout: float | None = None) -> list[Sent]:
-        """`step_timeout`: seconds per SMTP step, when shorter than the transport's own."""
+    async def send(self, mails: Sequence[tuple[int, Mail]], within: float | None = None) -> list[Sent]:
+        """`within`: seconds the whole batch may take (a move's own attempt, which staff wait
+        for); mails it leaves unsent wait for the next attempt."""
         ...
 
 
@@ -63,13 +65,14 @@ def invalid_address(to: str, cc: str | None = None) -> str | None:
 class MaildirTransport:
     """Writes each mail into <folder>/new as the maildir format says (tmp first, then a rename).
     The file is named after the Message-ID, so a mail sent twice is one file. Writes are plain
-    blocking writes of a few kilobytes to a local disk: not worth a thread each."""
+    blocking writes of a few kilobytes to a local disk: not worth a thread each, and done long
+    before any `within`."""
 
     def __init__(self, folder: Path):
         self.folder = folder
         self._ready = False
 
-    async def send(self, mails: Sequence[tuple[int, Mail]], step_timeout: float | None = None) -> list[Sent]:
+    async def send(self, mails: Sequence[tuple[int, Mail]], within: float | None = None) -> list[Sent]:
         if not self._ready:
             for sub in ("tmp", "new", "cur"):
                 (self.folder / sub).mkdir(parents=True, exist_ok=True)
@@ -89,7 +92,10 @@ class MaildirTransport:
 
 
 class SmtpTransport:
-    """One connection per batch; each mail is its own SMTP transaction."""
+    """One connection per batch; each mail is its own SMTP transaction. Every step waits at most
+    `timeout` seconds; a batch sent `within` a time stops when that time is up, the mail it was
+    sending then (the server may have taken it: the one mail that may arrive twice) and the rest
+    left for the next attempt."""
 
     def __init__(
         self,
@@ -104,10 +110,18 @@ class SmtpTransport:
         self.host, self.port, self.security, self.helo = host, port, security, helo
         self.username, self.password, self.timeout = username, password, timeout
 
-    async def send(self, mails: Sequence[tuple[int, Mail]], step_timeout: float | None = None) -> list[Sent]:
+    async def send(self, mails: Sequence[tuple[int, Mail]], within: float | None = None) -> list[Sent]:
         if not mails:
             return []
         where = f"SMTP server {self.host}:{self.port}"
+        clock = asyncio.get_running_loop().time
+        deadline = None if within is None else clock() + within
+
+        def why(error: BaseException, what: str = where) -> str:
+            if deadline is not None and clock() >= deadline:
+                return f"{where}: no time left of the {within:g} s a move waits for its mail"
+            return f"{what}: {_reason(error)}"
+
         smtp = aiosmtplib.SMTP(
             hostname=self.host,
             port=self.port,
@@ -115,18 +129,20 @@ class SmtpTransport:
             start_tls=True if self.security is SmtpSecurity.starttls else False,
             username=self.username,
             password=self.password,
-            timeout=min(step_timeout, self.timeout) if step_timeout else self.timeout,
+            timeout=self.timeout,
             local_hostname=self.helo,  # the default looks up this machine's FQDN: slow without DNS
         )
         try:
-            await smtp.connect()
+            async with asyncio.timeout_at(deadline):
+                await smtp.connect()
         except (aiosmtplib.SMTPException, OSError, TimeoutError) as error:
-            return [Sent(outbox_id, f"{where} unavailable: {_reason(error)}") for outbox_id, _ in mails]
+            return [Sent(outbox_id, why(error, f"{where} unavailable")) for outbox_id, _ in mails]
         results: list[Sent] = []
         try:
             for n, (outbox_id, mail) in enumerate(mails):
                 try:
-                    refused, _ = await smtp.sendmail(mail.sender, mail.recipients, mail.data)
+                    async with asyncio.timeout_at(deadline):
+                        refused, _ = await smtp.sendmail(mail.sender, mail.recipients, mail.data)
                 except aiosmtplib.SMTPRecipientsRefused as error:
                     codes = [r.code for r in error.recipients]
                     text = "; ".join(f"{r.recipient}: {r.code} {r.message}" for r in error.recipients)
@@ -138,10 +154,10 @@ class SmtpTransport:
                     permanent = error.code >= 500
                     results.append(Sent(outbox_id, f"{where}: {error.code} {error.message}", permanent))
                     continue
-                except (aiosmtplib.SMTPServerDisconnected, aiosmtplib.SMTPTimeoutError, OSError) as error:
-                    # The connection is gone: this mail and the rest wait for the next attempt.
-                    reason = f"{where}: {_reason(error)}"
-                    results.extend(Sent(later, reason) for later, _ in mails[n:])
+                except (aiosmtplib.SMTPServerDisconnected, TimeoutError, OSError) as error:
+                    # The connection is gone, or the time: this mail and the rest wait for the
+                    # next attempt.
+                    results.extend(Sent(later, why(error)) for later, _ in mails[n:])
                     break
                 to = mail.recipients[0]
                 if to in refused:  # only a copy's address was accepted
@@ -153,7 +169,8 @@ class SmtpTransport:
                     results.append(Sent(outbox_id))
         finally:
             try:
-                await smtp.quit()
+                async with asyncio.timeout_at(deadline):
+                    await smtp.quit()
             except (aiosmtplib.SMTPException, OSError, TimeoutError):
                 smtp.close()
         return results

@@ -16,7 +16,7 @@ from temporalio.testing import ActivityEnvironment
 from docket.activities.mail import MailActivities, Mailer
 from docket.activities.orders import OrderActivities
 from docket.adapters.mail import SmtpTransport
-from docket.models.messages import DeliverMail, Moved
+from docket.models.messages import DeliverMail, Moved, PlaceOrderMove
 from docket.models.schemas import MailState
 from docket.rendering import Renderer
 from docket.store import catalogue, moves, outbox
@@ -135,7 +135,7 @@ async def test_background_delivery_leaves_alone_the_mail_a_move_is_sending(
 class WorkerDiesBeforeSending:
     """The transport of a worker that died after a move committed and before its mail went out."""
 
-    async def send(self, mails: object, step_timeout: float | None = None) -> list[object]:
+    async def send(self, mails: object, within: float | None = None) -> list[object]:
         raise RuntimeError("the worker died here")
 
 
@@ -196,3 +196,34 @@ async def test_a_slow_mail_server_does_not_let_the_delivery_look_lost(
     moments = [started, *beats, ended]
     longest = max(b - a for a, b in itertools.pairwise(moments))
     assert longest < 2, f"{longest:.1f} s without a heartbeat: the attempt would be given up"
+
+
+async def test_a_move_waits_for_a_slow_mail_server_only_so_long_and_the_rest_arrives_once(
+    engine: Engine, smtp: SmtpServer
+) -> None:
+    """The staff member waits for the move's mail a few seconds at most, and the move must end
+    within its activity's time-out (else Temporal starts it again beside itself): what a slow
+    server has not taken by then is left to the background delivery."""
+    factory = make_session_factory(engine)
+    with factory.begin() as session:
+        catalogue.load(session, catalogue_for_tests(), NOW)
+    renderer = Renderer("docket@shop.test")
+    mailer = Mailer(factory, renderer, SmtpTransport("127.0.0.1", smtp.port, timeout=5), inline_within=1.0)
+    smtp.inbox.recipient_delay = 0.4  # the placement's three mails would take 1.2 s
+    placement = PlaceOrderMove(
+        move_id="o-1/1", at=NOW, deliver_mail=True, command=place("o-1", ("WIDGET", 1))
+    )
+
+    with ThreadPoolExecutor(1) as pool:
+        moved = await asyncio.wrap_future(
+            pool.submit(OrderActivities(factory, mailer, {}).place_order, placement)
+        )
+    with factory() as session:
+        left = list(session.scalars(select(OutboxRow).where(OutboxRow.state == MailState.pending.value)))
+    await ActivityEnvironment().run(MailActivities(mailer).deliver_mail, DeliverMail(order_id="o-1"))
+
+    assert isinstance(moved, Moved) and moved.mail_waiting
+    assert left and all("a move waits for its mail" in (row.error or "") for row in left), [
+        r.error for r in left
+    ]
+    assert sorted(smtp.inbox.copies().values()) == [1, 1, 1], "each of the placement's mails once"
