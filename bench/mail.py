@@ -1,7 +1,8 @@
 """Mails rendered and delivered to a local SMTP server per second, on the embedded defaults (SQLite
 store), both ways docket sends: right after a move, in the move's activity thread (`send_now`:
-read the order's pending rows, render, send over one SMTP connection, record), and in the
-background activity (`deliver_mail`, the same steps on the event loop).
+the rows the move wrote, handed over from its transaction, rendered, sent over one SMTP
+connection, recorded), and in the background activity (`deliver_mail`: the order's pending rows
+read, then the same steps on the event loop).
 
     python -m bench.mail [--orders 300] [--concurrency 10]
 
@@ -13,6 +14,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime as dt
+import itertools
 import subprocess
 import sys
 import tempfile
@@ -33,6 +35,7 @@ from docket.store import catalogue as cat
 from docket.store import moves, outbox
 from docket.store.engine import make_engine, make_session_factory
 from docket.store.migrate import upgrade
+from docket.store.outbox import Letter
 from docket.store.tables import OutboxRow
 
 TARGET = 200
@@ -60,11 +63,17 @@ async def main(orders: int, concurrency: int) -> None:
         now = dt.datetime.now(dt.UTC)
         with sessions.begin() as session:
             cat.load(session, catalogue(on_hand=2 * orders), now)
+        handed: dict[str, list[Letter]] = {}  # the first half: written as a move writes its mail
         for n in range(2 * orders):  # placing an order writes three mails (customer, admin twice)
+            command = order(n).model_copy(update={"operator_id": "op"})
             with sessions.begin() as session:
-                moves.place_order(session, order(n).model_copy(update={"operator_id": "op"}), f"m{n}", now)
+                if n < orders:
+                    outbox.hand_over(session)
+                moves.place_order(session, command, f"m{n}", now)
+            if n < orders:
+                handed[command.order_id] = outbox.written_letters(session)
         with sessions() as session:
-            letters = outbox.pending(session, limit=orders * 20)
+            letters = [*itertools.chain(*handed.values()), *outbox.pending(session, limit=orders * 20)]
         mails = len(letters) // 2
 
         renderer = Renderer("docket@bench.test")
@@ -81,7 +90,7 @@ async def main(orders: int, concurrency: int) -> None:
             mailer = Mailer(sessions, renderer, SmtpTransport("127.0.0.1", port))
             with ThreadPoolExecutor(concurrency) as threads:  # as the worker's activity threads
                 started = time.perf_counter()
-                list(threads.map(lambda n: mailer.send_now(f"b-{n}", None), range(orders)))
+                list(threads.map(lambda item: mailer.send_now(*item), handed.items()))
                 inline = time.perf_counter() - started
 
             activities = MailActivities(mailer)
