@@ -28,16 +28,22 @@ from docket.store.engine import SessionFactory, read_session, serialised_writes
 from docket.store.outbox import Letter, Outcome
 
 CHUNK = 50
-# A move's own attempt gives up on its mail after 5 s in all: the staff member is waiting, and the
-# move must end well within its activity's 15 s time-out, or Temporal would start it again beside
-# itself. The background delivery waits for the mail server as long as it takes.
+# A move's own attempt gives up on its mail after 5 s in all: the staff member is waiting. It also
+# stops in time to record what it sent before its activity's time-out, after which Temporal may
+# start the move again beside it. The background delivery waits for the mail server as long as it
+# takes.
 INLINE_WITHIN = 5.0
+RECORDING_TIME = 2.0
+NO_TIME_LEFT = "not begun: the move's attempt had no time left before its activity's time-out"
 
 
 async def deliver(
     letters: list[Letter], renderer: Renderer, transport: MailTransport, within: float | None = None
 ) -> list[Outcome]:
-    """Render and send; never raises for one mail's trouble, says what became of each."""
+    """Render and send; never raises for one mail's trouble, says what became of each. With no
+    time left (`within` 0), nothing is begun and everything waits."""
+    if within is not None and within <= 0:
+        return [Outcome(letter.outbox_id, False, NO_TIME_LEFT) for letter in letters]
     outcomes: dict[int, Outcome] = {}
     mails = []
     for letter in letters:
@@ -79,11 +85,18 @@ class Mailer:
 
         None: the move was applied by an earlier try, whose mail may never have been recorded. It
         is released to the background delivery, which sends pending mail one delivery at a time;
-        sending it here could send it beside that delivery, which may be at it now."""
+        sending it here could send it beside that delivery, which may be at it now.
+
+        An attempt sends only until shortly before its activity's time-out, and an attempt past
+        it sends nothing and releases nothing: Temporal may have started the next attempt, which
+        is the one to send. Temporal starts that next attempt only after the time-out, so the mail
+        it releases is on nobody's way."""
+        left = self.time_left()
         if letters is None:
-            self.release(order_id)
+            if left > 0:
+                self.release(order_id)
             return True
-        deadline = time.monotonic() + self.inline_within
+        deadline = time.monotonic() + left
         while letters:  # a mail that failed for good writes a report: sent here too (once: a
             # report's own failure is not reported), in what is left of the time
             within = max(deadline - time.monotonic(), 0.0)
@@ -93,6 +106,17 @@ class Mailer:
             if later:
                 return True
         return False
+
+    def time_left(self) -> float:
+        """Seconds this move's own attempt may spend on its mail."""
+        within = self.inline_within
+        if activity.in_activity():
+            info = activity.info()
+            if info.start_to_close_timeout is not None:
+                ends = info.started_time + info.start_to_close_timeout
+                left = (ends - dt.datetime.now(dt.UTC)).total_seconds() - RECORDING_TIME
+                within = min(within, left)
+        return max(within, 0.0)
 
     def pending(self, order_id: str) -> list[Letter]:
         with read_session(self.sessions) as session:

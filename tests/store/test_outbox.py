@@ -8,14 +8,15 @@ import datetime as dt
 import itertools
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine, func, select
 from temporalio.testing import ActivityEnvironment
 
-from docket.activities.mail import MailActivities, Mailer
+from docket.activities.mail import NO_TIME_LEFT, MailActivities, Mailer
 from docket.activities.orders import OrderActivities
-from docket.adapters.mail import SmtpTransport
+from docket.adapters.mail import MaildirTransport, SmtpTransport
 from docket.models.messages import DeliverMail, Moved, PlaceOrderMove
 from docket.models.schemas import MailState
 from docket.rendering import Renderer
@@ -227,3 +228,72 @@ async def test_a_move_waits_for_a_slow_mail_server_only_so_long_and_the_rest_arr
         r.error for r in left
     ]
     assert sorted(smtp.inbox.copies().values()) == [1, 1, 1], "each of the placement's mails once"
+
+
+async def test_an_attempt_past_its_time_out_leaves_the_mail_to_the_next_attempt(
+    engine: Engine, smtp: SmtpServer
+) -> None:
+    """Temporal starts a move's next attempt once the last one's time-out has passed, whether or
+    not the last one still runs. A late attempt sends nothing and releases nothing; the next one
+    releases the mail to the background delivery, and each mail arrives once."""
+    factory = make_session_factory(engine)
+    with factory.begin() as session:
+        catalogue.load(session, catalogue_for_tests(), NOW)
+        moves.place_order(session, place("o-1", ("WIDGET", 1)), "o-1/1", NOW)
+    confirm = confirmation("o-1", "o-1/2", NOW)
+    dying = Mailer(factory, Renderer("docket@shop.test"), WorkerDiesBeforeSending())
+    mailer = Mailer(factory, Renderer("docket@shop.test"), SmtpTransport("127.0.0.1", smtp.port, timeout=5))
+
+    def attempt(activities: OrderActivities, began_ago: float) -> Moved:
+        env = ActivityEnvironment()
+        began = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=began_ago)
+        env.info = dataclasses.replace(
+            env.info, started_time=began, start_to_close_timeout=dt.timedelta(seconds=15)
+        )
+        moved = env.run(activities.confirm_payment, confirm)
+        assert isinstance(moved, Moved)
+        return moved
+
+    def states() -> set[str]:
+        with factory() as session:
+            return set(session.scalars(select(OutboxRow.state).where(OutboxRow.template_key.in_(confirmed))))
+
+    confirmed = ("order_confirmed", "payment_confirmed")
+    with pytest.raises(RuntimeError, match="the worker died here"):
+        await asyncio.to_thread(attempt, OrderActivities(factory, dying, {}), 0)
+    late = await asyncio.to_thread(attempt, OrderActivities(factory, mailer, {}), 16)
+    assert late.mail_waiting and states() == {MailState.sending.value} and not smtp.inbox.snapshot()
+    timely = await asyncio.to_thread(attempt, OrderActivities(factory, mailer, {}), 1)
+    assert timely.mail_waiting and states() == {MailState.pending.value}
+    await ActivityEnvironment().run(MailActivities(mailer).deliver_mail, DeliverMail(order_id="o-1"))
+
+    assert set(smtp.inbox.copies().values()) == {1}, "no mail twice"
+    with factory() as session:
+        mails = session.scalar(select(func.count()).select_from(OutboxRow))
+        unsent = session.scalar(select(func.count()).where(OutboxRow.state != MailState.sent.value))
+    assert (len(smtp.inbox.snapshot()), unsent) == (mails, 0)
+
+
+async def test_a_move_applied_past_its_time_out_sends_none_of_its_mail_itself(
+    engine: Engine, tmp_path: Path
+) -> None:
+    factory = make_session_factory(engine)
+    with factory.begin() as session:
+        catalogue.load(session, catalogue_for_tests(), NOW)
+    mailer = Mailer(factory, Renderer("docket@shop.test"), MaildirTransport(tmp_path / "mail"))
+    placement = PlaceOrderMove(
+        move_id="o-1/1", at=NOW, deliver_mail=True, command=place("o-1", ("WIDGET", 1))
+    )
+    env = ActivityEnvironment()
+    began = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=14)  # 1 s before its 15 s are up
+    env.info = dataclasses.replace(
+        env.info, started_time=began, start_to_close_timeout=dt.timedelta(seconds=15)
+    )
+
+    moved = await asyncio.to_thread(env.run, OrderActivities(factory, mailer, {}).place_order, placement)
+
+    assert isinstance(moved, Moved) and moved.mail_waiting
+    assert not list((tmp_path / "mail" / "new").glob("*")), "no mail written by the late attempt"
+    with factory() as session:
+        left = list(session.scalars(select(OutboxRow)))
+    assert left and {(r.state, r.error) for r in left} == {(MailState.pending.value, NO_TIME_LEFT)}
