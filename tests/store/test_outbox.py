@@ -14,7 +14,7 @@ import pytest
 from sqlalchemy import Engine, func, select
 from temporalio.testing import ActivityEnvironment
 
-from docket.activities.mail import NO_TIME_LEFT, MailActivities, Mailer
+from docket.activities.mail import INLINE_WITHIN, NO_TIME_LEFT, MailActivities, Mailer
 from docket.activities.orders import OrderActivities
 from docket.adapters.mail import MaildirTransport, SmtpTransport
 from docket.models.messages import DeliverMail, Moved, PlaceOrderMove
@@ -32,12 +32,24 @@ NOW = dt.datetime(2026, 11, 23, 9, 0, tzinfo=dt.UTC)
 
 
 @pytest.fixture
-def sessions(engine: Engine) -> SessionFactory:
+def catalogued(engine: Engine) -> SessionFactory:
     factory = make_session_factory(engine)
     with factory.begin() as session:
         catalogue.load(session, catalogue_for_tests(), NOW)
-        moves.place_order(session, place("o-1", ("WIDGET", 1)), "m1", NOW)
     return factory
+
+
+@pytest.fixture
+def sessions(catalogued: SessionFactory) -> SessionFactory:
+    """Order o-1 placed: three mails pending."""
+    with catalogued.begin() as session:
+        moves.place_order(session, place("o-1", ("WIDGET", 1)), "m1", NOW)
+    return catalogued
+
+
+def smtp_mailer(sessions: SessionFactory, smtp: SmtpServer, inline_within: float = INLINE_WITHIN) -> Mailer:
+    transport = SmtpTransport("127.0.0.1", smtp.port, timeout=5)
+    return Mailer(sessions, Renderer("docket@shop.test"), transport, inline_within)
 
 
 def rows(sessions: SessionFactory) -> dict[str, OutboxRow]:
@@ -103,20 +115,16 @@ def test_only_failed_mails_are_put_back_by_a_retry(sessions: SessionFactory) -> 
 
 
 async def test_background_delivery_leaves_alone_the_mail_a_move_is_sending(
-    engine: Engine, smtp: SmtpServer
+    sessions: SessionFactory, smtp: SmtpServer
 ) -> None:
     """A move commits and sends its own mail; the order's background delivery (running because
     earlier mail could not be sent) must not send that mail too."""
-    factory = make_session_factory(engine)
-    with factory.begin() as session:
-        catalogue.load(session, catalogue_for_tests(), NOW)
-        moves.place_order(session, place("o-1", ("WIDGET", 1)), "o-1/1", NOW)
-    mailer = Mailer(factory, Renderer("docket@shop.test"), SmtpTransport("127.0.0.1", smtp.port, timeout=5))
+    mailer = smtp_mailer(sessions, smtp)
     smtp.inbox.delay = 0.5  # each mail: long enough for the background delivery to run meanwhile
     confirm = confirmation("o-1", "o-1/2", NOW)
 
     with ThreadPoolExecutor(1) as pool:
-        moving = pool.submit(OrderActivities(factory, mailer, {}).confirm_payment, confirm)
+        moving = pool.submit(OrderActivities(sessions, mailer, {}).confirm_payment, confirm)
         while not smtp.inbox.snapshot() and not moving.done():  # the move committed and is sending
             await asyncio.sleep(0.01)
         background = await ActivityEnvironment().run(
@@ -127,7 +135,7 @@ async def test_background_delivery_leaves_alone_the_mail_a_move_is_sending(
     assert isinstance(moved, Moved) and not moved.mail_waiting
     assert background.sent == 3, "the placement's three mails: the move sends its own"
     assert set(smtp.inbox.copies().values()) == {1}, "no mail twice"
-    with factory() as session:
+    with sessions() as session:
         states = {r.state for r in session.scalars(select(OutboxRow))}
         mails = session.scalar(select(func.count()).select_from(OutboxRow))
     assert (states, len(smtp.inbox.snapshot())) == ({MailState.sent.value}, mails)
@@ -141,29 +149,25 @@ class WorkerDiesBeforeSending:
 
 
 async def test_a_move_retried_after_its_worker_died_leaves_its_mail_to_the_background_delivery(
-    engine: Engine, smtp: SmtpServer
+    sessions: SessionFactory, smtp: SmtpServer
 ) -> None:
     """The retry finds the move applied and its mail unsent. It must not send the order's pending
     mail itself: the background delivery may be sending that mail at the same moment."""
-    factory = make_session_factory(engine)
-    with factory.begin() as session:
-        catalogue.load(session, catalogue_for_tests(), NOW)
-        moves.place_order(session, place("o-1", ("WIDGET", 1)), "o-1/1", NOW)
     confirm = confirmation("o-1", "o-1/2", NOW)
-    dying = Mailer(factory, Renderer("docket@shop.test"), WorkerDiesBeforeSending())
-    mailer = Mailer(factory, Renderer("docket@shop.test"), SmtpTransport("127.0.0.1", smtp.port, timeout=5))
+    dying = Mailer(sessions, Renderer("docket@shop.test"), WorkerDiesBeforeSending())
+    mailer = smtp_mailer(sessions, smtp)
     smtp.inbox.delay = 0.5  # each mail: long enough for the retry to run meanwhile
 
     with ThreadPoolExecutor(1) as pool:
         with pytest.raises(RuntimeError, match="the worker died here"):
-            pool.submit(OrderActivities(factory, dying, {}).confirm_payment, confirm).result()
+            pool.submit(OrderActivities(sessions, dying, {}).confirm_payment, confirm).result()
         background = asyncio.ensure_future(
             ActivityEnvironment().run(MailActivities(mailer).deliver_mail, DeliverMail(order_id="o-1"))
         )
         while not smtp.inbox.snapshot():  # the placement's mail is on its way
             await asyncio.sleep(0.01)
         retried = await asyncio.wrap_future(
-            pool.submit(OrderActivities(factory, mailer, {}).confirm_payment, confirm)
+            pool.submit(OrderActivities(sessions, mailer, {}).confirm_payment, confirm)
         )
         await background
     # the workflow runs the background delivery again for what the retry left waiting
@@ -171,7 +175,7 @@ async def test_a_move_retried_after_its_worker_died_leaves_its_mail_to_the_backg
 
     assert set(smtp.inbox.copies().values()) == {1}, "no mail twice"
     assert isinstance(retried, Moved) and retried.mail_waiting, "the retry leaves its mail to the background"
-    with factory() as session:
+    with sessions() as session:
         states = {r.state for r in session.scalars(select(OutboxRow))}
         mails = session.scalar(select(func.count()).select_from(OutboxRow))
     assert (states, len(smtp.inbox.snapshot())) == ({MailState.sent.value}, mails)
@@ -182,7 +186,7 @@ async def test_a_slow_mail_server_does_not_let_the_delivery_look_lost(
 ) -> None:
     """Temporal gives up an attempt that stops heartbeating and starts another, which would send
     the same pending mail again: a delivery heartbeats while the server takes its time."""
-    mailer = Mailer(sessions, Renderer("docket@shop.test"), SmtpTransport("127.0.0.1", smtp.port, timeout=5))
+    mailer = smtp_mailer(sessions, smtp)
     smtp.inbox.delay = 1.0  # the placement's three mails: three seconds
     env = ActivityEnvironment()
     env.info = dataclasses.replace(env.info, heartbeat_timeout=dt.timedelta(seconds=2))
@@ -200,16 +204,12 @@ async def test_a_slow_mail_server_does_not_let_the_delivery_look_lost(
 
 
 async def test_a_move_waits_for_a_slow_mail_server_only_so_long_and_the_rest_arrives_once(
-    engine: Engine, smtp: SmtpServer
+    catalogued: SessionFactory, smtp: SmtpServer
 ) -> None:
     """The staff member waits for the move's mail a few seconds at most, and the move must end
     within its activity's time-out (else Temporal starts it again beside itself): what a slow
     server has not taken by then is left to the background delivery."""
-    factory = make_session_factory(engine)
-    with factory.begin() as session:
-        catalogue.load(session, catalogue_for_tests(), NOW)
-    renderer = Renderer("docket@shop.test")
-    mailer = Mailer(factory, renderer, SmtpTransport("127.0.0.1", smtp.port, timeout=5), inline_within=1.0)
+    mailer = smtp_mailer(catalogued, smtp, inline_within=1.0)
     smtp.inbox.recipient_delay = 0.4  # the placement's three mails would take 1.2 s
     placement = PlaceOrderMove(
         move_id="o-1/1", at=NOW, deliver_mail=True, command=place("o-1", ("WIDGET", 1))
@@ -217,9 +217,9 @@ async def test_a_move_waits_for_a_slow_mail_server_only_so_long_and_the_rest_arr
 
     with ThreadPoolExecutor(1) as pool:
         moved = await asyncio.wrap_future(
-            pool.submit(OrderActivities(factory, mailer, {}).place_order, placement)
+            pool.submit(OrderActivities(catalogued, mailer, {}).place_order, placement)
         )
-    with factory() as session:
+    with catalogued() as session:
         left = list(session.scalars(select(OutboxRow).where(OutboxRow.state == MailState.pending.value)))
     await ActivityEnvironment().run(MailActivities(mailer).deliver_mail, DeliverMail(order_id="o-1"))
 
@@ -231,18 +231,14 @@ async def test_a_move_waits_for_a_slow_mail_server_only_so_long_and_the_rest_arr
 
 
 async def test_an_attempt_past_its_time_out_leaves_the_mail_to_the_next_attempt(
-    engine: Engine, smtp: SmtpServer
+    sessions: SessionFactory, smtp: SmtpServer
 ) -> None:
     """Temporal starts a move's next attempt once the last one's time-out has passed, whether or
     not the last one still runs. A late attempt sends nothing and releases nothing; the next one
     releases the mail to the background delivery, and each mail arrives once."""
-    factory = make_session_factory(engine)
-    with factory.begin() as session:
-        catalogue.load(session, catalogue_for_tests(), NOW)
-        moves.place_order(session, place("o-1", ("WIDGET", 1)), "o-1/1", NOW)
     confirm = confirmation("o-1", "o-1/2", NOW)
-    dying = Mailer(factory, Renderer("docket@shop.test"), WorkerDiesBeforeSending())
-    mailer = Mailer(factory, Renderer("docket@shop.test"), SmtpTransport("127.0.0.1", smtp.port, timeout=5))
+    dying = Mailer(sessions, Renderer("docket@shop.test"), WorkerDiesBeforeSending())
+    mailer = smtp_mailer(sessions, smtp)
 
     def attempt(activities: OrderActivities, began_ago: float) -> Moved:
         env = ActivityEnvironment()
@@ -255,32 +251,30 @@ async def test_an_attempt_past_its_time_out_leaves_the_mail_to_the_next_attempt(
         return moved
 
     def states() -> set[str]:
-        with factory() as session:
-            return set(session.scalars(select(OutboxRow.state).where(OutboxRow.template_key.in_(confirmed))))
+        """Of the confirmation's mail."""
+        confirmed = OutboxRow.template_key.in_(("order_confirmed", "payment_confirmed"))
+        with sessions() as session:
+            return set(session.scalars(select(OutboxRow.state).where(confirmed)))
 
-    confirmed = ("order_confirmed", "payment_confirmed")
     with pytest.raises(RuntimeError, match="the worker died here"):
-        await asyncio.to_thread(attempt, OrderActivities(factory, dying, {}), 0)
-    late = await asyncio.to_thread(attempt, OrderActivities(factory, mailer, {}), 16)
+        await asyncio.to_thread(attempt, OrderActivities(sessions, dying, {}), 0)
+    late = await asyncio.to_thread(attempt, OrderActivities(sessions, mailer, {}), 16)
     assert late.mail_waiting and states() == {MailState.sending.value} and not smtp.inbox.snapshot()
-    timely = await asyncio.to_thread(attempt, OrderActivities(factory, mailer, {}), 1)
+    timely = await asyncio.to_thread(attempt, OrderActivities(sessions, mailer, {}), 1)
     assert timely.mail_waiting and states() == {MailState.pending.value}
     await ActivityEnvironment().run(MailActivities(mailer).deliver_mail, DeliverMail(order_id="o-1"))
 
     assert set(smtp.inbox.copies().values()) == {1}, "no mail twice"
-    with factory() as session:
+    with sessions() as session:
         mails = session.scalar(select(func.count()).select_from(OutboxRow))
         unsent = session.scalar(select(func.count()).where(OutboxRow.state != MailState.sent.value))
     assert (len(smtp.inbox.snapshot()), unsent) == (mails, 0)
 
 
 async def test_a_move_applied_past_its_time_out_sends_none_of_its_mail_itself(
-    engine: Engine, tmp_path: Path
+    catalogued: SessionFactory, tmp_path: Path
 ) -> None:
-    factory = make_session_factory(engine)
-    with factory.begin() as session:
-        catalogue.load(session, catalogue_for_tests(), NOW)
-    mailer = Mailer(factory, Renderer("docket@shop.test"), MaildirTransport(tmp_path / "mail"))
+    mailer = Mailer(catalogued, Renderer("docket@shop.test"), MaildirTransport(tmp_path / "mail"))
     placement = PlaceOrderMove(
         move_id="o-1/1", at=NOW, deliver_mail=True, command=place("o-1", ("WIDGET", 1))
     )
@@ -290,10 +284,10 @@ async def test_a_move_applied_past_its_time_out_sends_none_of_its_mail_itself(
         env.info, started_time=began, start_to_close_timeout=dt.timedelta(seconds=15)
     )
 
-    moved = await asyncio.to_thread(env.run, OrderActivities(factory, mailer, {}).place_order, placement)
+    moved = await asyncio.to_thread(env.run, OrderActivities(catalogued, mailer, {}).place_order, placement)
 
     assert isinstance(moved, Moved) and moved.mail_waiting
     assert not list((tmp_path / "mail" / "new").glob("*")), "no mail written by the late attempt"
-    with factory() as session:
+    with catalogued() as session:
         left = list(session.scalars(select(OutboxRow)))
     assert left and {(r.state, r.error) for r in left} == {(MailState.pending.value, NO_TIME_LEFT)}
