@@ -27,7 +27,8 @@ from docket.models.messages import PaymentCallback
 from docket.models.payments import CallbackFact
 from docket.models.schemas import CallbackView
 from docket.store import charges
-from docket.store.engine import serialised_writes
+from docket.store.direct import writing
+from docket.store.engine import engine_of, serialised_writes
 from docket.store.tables import Order, Shop
 from docket.store.tables import PaymentCallback as StoredCallback
 from docket.workflows.order import OrderWorkflow, workflow_id
@@ -123,7 +124,7 @@ class Callbacks:
 
         def store() -> tuple[int, Answered | None]:
             try:
-                with serialised_writes(sessions), sessions.begin() as session:
+                with serialised_writes(engine_of(sessions)), sessions.begin() as session:
                     row = StoredCallback(
                         gateway=gateway,
                         event_id=fact.event_id,
@@ -161,11 +162,11 @@ class Callbacks:
         answered = await self._apply(callback_id, gateway, fact)
         if answered.status == 200:
             return answered
-        sessions = self.docket.sessions
+        engine = engine_of(self.docket.sessions)
 
         def mark() -> None:
-            with serialised_writes(sessions), sessions.begin() as session:
-                charges.mark_processed(session, callback_id, answered.status, answered.outcome)
+            with writing(engine) as tx:
+                charges.mark_processed(tx, callback_id, answered.status, answered.outcome)
 
         await asyncio.to_thread(mark)
         return answered

@@ -69,8 +69,9 @@ from docket.models.schemas import (
     StockReceived,
 )
 from docket.rendering import Rendered, Renderer, RenderError, message_id
-from docket.store import catalogue, outbox, queries, stock
-from docket.store.engine import SessionFactory, read_session, serialised_writes
+from docket.store import catalogue, outbox, queries, rows, stock
+from docket.store.direct import Tx
+from docket.store.engine import SessionFactory, engine_of, read_session, serialised_writes
 from docket.store.tables import Customer, Order, Product, Shop, ShopWarehouse, StockMovement, Warehouse
 from docket.workflows.mail import MailWorkflow, mail_workflow_id
 from docket.workflows.order import OrderWorkflow, workflow_id
@@ -129,7 +130,7 @@ class Docket:
                 "placing it again with the same order id is safe: it answers with the order once placed",
             )
         except WorkflowAlreadyStartedError:
-            view = await self.read(lambda session: queries.order_view(session, cmd.order_id))
+            view = await self.read(lambda session: queries.order_view(Tx.of(session), cmd.order_id))
         except (Unavailable, asyncio.CancelledError):
             # the start's own future holds the abandoned call as well: read it, or asyncio reports
             # it unread on standard error
@@ -137,7 +138,7 @@ class Docket:
                 await start.workflow_handle()
             raise
         if view.state is OrderState.rejected:  # its lines belong to no delivery: read them
-            lines = await self.read(lambda session: queries.order_lines(session, cmd.order_id))
+            lines = await self.read(lambda session: rows.order_lines(Tx.of(session), cmd.order_id))
             _require_same_order(cmd, view, [(line.sku, line.quantity, line.unit_price) for line in lines])
             raise OrderRejected(f"order {view.order_id} rejected: {view.rejection}")
         placed = sorted(
@@ -228,7 +229,7 @@ class Docket:
         except RPCError as error:
             if error.status is not RPCStatusCode.NOT_FOUND:
                 raise
-            view = await self.read(lambda session: queries.order_view(session, order_id))
+            view = await self.read(lambda session: queries.order_view(Tx.of(session), order_id))
             raise Refused(
                 f"order {order_id} is {view.state.value} and closed: nothing more can move"
             ) from None
@@ -244,7 +245,7 @@ class Docket:
             await self._require_order(operator, Action.manage_stock, cmd.order_id)
 
         def check(session: Session) -> None:
-            stock.check_item(session, cmd.warehouse_id, cmd.sku)
+            stock.check_item(Tx.of(session), cmd.warehouse_id, cmd.sku)
             _require_warehouse(session, operator, cmd.warehouse_id)
 
         await self.read(check)
@@ -342,7 +343,7 @@ class Docket:
             operator.require(Action.retry_mail, await self.read(shop_of))
 
         def put_back() -> list[tuple[int, str]]:
-            with serialised_writes(self.sessions), self.sessions.begin() as session:
+            with serialised_writes(engine_of(self.sessions)), self.sessions.begin() as session:
                 return outbox.retry(session, cmd.outbox_ids, cmd.order_id)
 
         changed = await asyncio.to_thread(put_back)
@@ -380,7 +381,7 @@ class Docket:
         operator.require(Action.save_customers)
 
         def save() -> CustomerSaved:
-            with serialised_writes(self.sessions), self.sessions.begin() as session:
+            with serialised_writes(engine_of(self.sessions)), self.sessions.begin() as session:
                 return catalogue.save_customer(
                     session, customer_id, details, operator.operator_id, dt.datetime.now(dt.UTC)
                 )

@@ -24,7 +24,8 @@ from docket.adapters.mail import MailTransport, invalid_address
 from docket.models.messages import DeliverMail, MailDelivered
 from docket.rendering import Renderer, RenderError
 from docket.store import outbox
-from docket.store.engine import SessionFactory, read_session, serialised_writes
+from docket.store.direct import reading, writing
+from docket.store.engine import SessionFactory, engine_of
 from docket.store.outbox import Letter, Outcome
 
 CHUNK = 50
@@ -73,7 +74,7 @@ class Mailer:
         transport: MailTransport,
         inline_within: float = INLINE_WITHIN,
     ):
-        self.sessions = sessions
+        self.engine = engine_of(sessions)
         self.renderer = renderer
         self.transport = transport
         self.inline_within = inline_within
@@ -119,26 +120,22 @@ class Mailer:
         return max(within, 0.0)
 
     def pending(self, order_id: str) -> list[Letter]:
-        with read_session(self.sessions) as session:
-            return outbox.pending(session, order_id, limit=CHUNK)
+        with reading(self.engine) as tx:
+            return outbox.pending(tx, order_id, limit=CHUNK)
 
     def release(self, order_id: str) -> None:
-        with serialised_writes(self.sessions), self.sessions.begin() as session:
-            outbox.release(session, order_id)
+        with writing(self.engine) as tx:
+            outbox.release(tx, order_id)
 
     def record(self, letters: list[Letter], outcomes: list[Outcome], hand_over: bool = False) -> list[Letter]:
         """What became of each mail; returns the reports of mail that failed for good (handed
         over to the caller with `hand_over`, else pending for the background delivery)."""
         at = dt.datetime.now(dt.UTC)
-        if all(o.sent for o in outcomes):  # the usual case: one UPDATE, without an ORM session
-            with serialised_writes(self.sessions), self.sessions.kw["bind"].begin() as connection:
-                outbox.mark_sent(connection, [o.outbox_id for o in outcomes], at)
-            return []
         by_id = {letter.outbox_id: letter for letter in letters}
-        with serialised_writes(self.sessions), self.sessions.begin() as session:
+        with writing(self.engine) as tx:
             if hand_over:
-                outbox.hand_over(session)
-            return outbox.record(session, by_id, outcomes, at)
+                outbox.hand_over(tx)
+            return outbox.record(tx, by_id, outcomes, at)
 
 
 class MailActivities:

@@ -11,7 +11,6 @@ from typing import Any, TypeVar
 from pydantic import BaseModel
 from sqlalchemy import bindparam, select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
 from temporalio import activity
 from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 
@@ -37,22 +36,23 @@ from docket.models.messages import (
 from docket.models.payments import Charge, Operation
 from docket.models.schemas import AdjustStock, OrderView, PaymentFlow, StockReceived
 from docket.store import charges, moves, outbox, stock
-from docket.store.appends import append
-from docket.store.engine import SessionFactory, read_session, serialised_writes
+from docket.store.direct import Tx, reading, writing
+from docket.store.engine import SessionFactory, engine_of
 from docket.store.moves import REFUNDED as REFUND_ENDS
 from docket.store.outbox import Letter
+from docket.store.rows import insert_of, order_row, shop_row
 from docket.store.stock import MoveContext
-from docket.store.tables import AppliedMove, Delivery, Order, Shop
+from docket.store.tables import AppliedMove
 
 R = TypeVar("R", bound=BaseModel)
-_MOVES = AppliedMove.__table__.c
 # Asked only by an attempt that was refused or found its move id taken (`_once`).
-_APPLIED = select(_MOVES.result).where(_MOVES.move_id == bindparam("move_id"))
+_APPLIED = select(AppliedMove.result).where(AppliedMove.move_id == bindparam("move_id"))
+_RECORD_APPLIED = insert_of(AppliedMove, "move_id", "applied_at", "result")
 
 
-def _applied(session: Session, move_id: str) -> Any:
+def _applied(tx: Tx, move_id: str) -> Any:
     """What the move returned when it was applied, or None."""
-    return session.connection().execute(_APPLIED, {"move_id": move_id}).scalar()
+    return tx.scalar(_APPLIED, move_id=move_id)
 
 
 class OrderActivities:
@@ -60,7 +60,7 @@ class OrderActivities:
     workflow asks) sends the mail the move wrote."""
 
     def __init__(self, sessions: SessionFactory, mailer: Mailer, gateways: dict[str, PaymentGateway]):
-        self.sessions = sessions
+        self.engine = engine_of(sessions)
         self.mailer = mailer
         self.gateways = gateways
 
@@ -78,8 +78,8 @@ class OrderActivities:
         if cmd.trigger == "ship":
             flow = move.payment_flow
             if flow is None:  # a workflow from before moves carried it
-                with read_session(self.sessions) as session:
-                    order = session.get(Order, cmd.order_id)
+                with reading(self.engine) as tx:
+                    order = order_row(tx, cmd.order_id)
                     flow = order.payment_flow if order else None
             if flow is PaymentFlow.per_shipment:
                 return self._ship_paid(move)
@@ -89,21 +89,21 @@ class OrderActivities:
         """Pay per shipment: capture the delivery's amount against the authorization (asked first,
         under the move's key: a retry gets the first answer), then ship or hold the parcel."""
         cmd, key = move.command, f"{move.move_id}|capture"
-        with read_session(self.sessions) as session:
-            order = session.get(Order, cmd.order_id)
-            shop = session.get(Shop, order.shop_id) if order else None
-            delivery = session.get(Delivery, (cmd.order_id, cmd.delivery_no))
+        with reading(self.engine) as tx:
+            order = order_row(tx, cmd.order_id)
+            shop = shop_row(tx, order.shop_id) if order else None
+            delivery = moves.order_delivery(tx, cmd.order_id, cmd.delivery_no)
             if order is None or shop is None or delivery is None:
                 raise ApplicationError(
                     f"unknown order {cmd.order_id} or delivery", type="NotFound", non_retryable=True
                 )
-            authorization = charges.authorization(session, order.order_id)
+            authorization = charges.authorization(tx, order.order_id)
             gateway = self._gateway(authorization.gateway if authorization else shop.gateway)
             charge = Charge(
                 operation=Operation.capture,
                 shop_id=order.shop_id,
                 order_id=order.order_id,
-                amount=moves.delivery_amount(session, delivery),
+                amount=moves.delivery_amount(tx, delivery),
                 currency=order.currency,
                 idempotency_key=key,
                 token=order.payment_token,
@@ -153,9 +153,9 @@ class OrderActivities:
         id (a retry after a crash asks again and gets the first answer: one charge), then the
         answer is recorded and followed in one transaction."""
         key = f"{move.move_id}|charge"
-        with read_session(self.sessions) as session:
-            order = session.get(Order, move.order_id)
-            shop = session.get(Shop, order.shop_id) if order else None
+        with reading(self.engine) as tx:
+            order = order_row(tx, move.order_id)
+            shop = shop_row(tx, order.shop_id) if order else None
             if order is None or shop is None:
                 raise ApplicationError(f"unknown order {move.order_id}", type="NotFound", non_retryable=True)
             gateway = self._gateway(shop.gateway)
@@ -181,10 +181,10 @@ class OrderActivities:
 
     @activity.defn(name="apply_payment_callback")
     def apply_payment_callback(self, move: PaymentCallbackMove) -> Moved:
-        def apply(session: Session) -> Moved:
-            view, outcome = charges.apply_callback(session, move.gateway, move.fact, move.move_id, move.at)
+        def apply(tx: Tx) -> Moved:
+            view, outcome = charges.apply_callback(tx, move.gateway, move.fact, move.move_id, move.at)
             if move.callback_id is not None:
-                charges.mark_processed(session, move.callback_id, 200, outcome)
+                charges.mark_processed(tx, move.callback_id, 200, outcome)
             return Moved(view=view, outcome=outcome)
 
         moved, letters = self._once(move.move_id, move.at, Moved, apply)
@@ -206,12 +206,12 @@ class OrderActivities:
         cmd = move.command
         ctx = MoveContext(at=move.at, operator_id=cmd.operator_id, note=cmd.note, reference=cmd.reference)
 
-        def change(session: Session) -> StockReceived:
+        def change(tx: Tx) -> StockReceived:
             if isinstance(cmd, AdjustStock):
-                level, woken, partly = stock.adjust(session, cmd.warehouse_id, cmd.sku, cmd.delta, ctx)
+                level, woken, partly = stock.adjust(tx, cmd.warehouse_id, cmd.sku, cmd.delta, ctx)
             else:
                 level, woken, partly = stock.receive(
-                    session, cmd.warehouse_id, cmd.sku, cmd.quantity, cmd.kind, ctx, cmd.order_id
+                    tx, cmd.warehouse_id, cmd.sku, cmd.quantity, cmd.kind, ctx, cmd.order_id
                 )
             return StockReceived(reference=cmd.reference, level=level, woken=woken, partly=partly)
 
@@ -220,7 +220,7 @@ class OrderActivities:
     def _move(
         self,
         move: Move,
-        change: Callable[[Session, Any, str, dt.datetime], OrderView],
+        change: Callable[[Tx, Any, str, dt.datetime], OrderView],
         command: Any,
         refunds: bool = False,
     ) -> OrderView | Moved:
@@ -251,10 +251,10 @@ class OrderActivities:
         finds them all answered by an earlier try reports the order as those answers left it."""
         failed, asked, letters = False, set[int](), list[Letter]()
         while True:  # a refused void is followed by a refund: asked in the next round
-            with read_session(self.sessions) as session:
-                pending = [p for p in charges.pending_refunds(session, view.order_id) if p[0] not in asked]
+            with reading(self.engine) as tx:
+                pending = [p for p in charges.pending_refunds(tx, view.order_id) if p[0] not in asked]
                 if retried and not pending and not asked and view.state in REFUND_ENDS:
-                    view, failed = charges.refund_outcome(session, view.order_id)
+                    view, failed = charges.refund_outcome(tx, view.order_id)
             if not pending:
                 return view, failed, letters
             for transaction_id, name, refund in pending:
@@ -265,21 +265,19 @@ class OrderActivities:
                         f"no gateway {name!r} to refund through", type="InvalidInput", non_retryable=True
                     )
                 answer = run_here(call(gateway, refund))
-                with serialised_writes(self.sessions), self.sessions.begin() as session:
+                with writing(self.engine) as tx:
                     if move.deliver_mail:
-                        outbox.hand_over(session)  # sent with the move's own
-                    view, did_fail = charges.settle_refund(
-                        session, transaction_id, answer, move.move_id, move.at
-                    )
+                        outbox.hand_over(tx)  # sent with the move's own
+                    view, did_fail = charges.settle_refund(tx, transaction_id, answer, move.move_id, move.at)
                 failed = failed or did_fail
-                letters += outbox.written_letters(session)
+                letters += outbox.written_letters(tx)
 
     def _once(
         self,
         move_id: str,
         at: dt.datetime,
         result_type: type[R],
-        change: Callable[[Session], R],
+        change: Callable[[Tx], R],
         sends_mail: bool = True,
     ) -> tuple[R, list[Letter] | None]:
         """Apply `change` in one transaction unless this move id was applied before: then return
@@ -294,27 +292,22 @@ class OrderActivities:
         that key (a change that can be made again, such as advancing an order), its transaction
         is rolled back whole, and it answers what the move returned the first time."""
         try:
-            with serialised_writes(self.sessions), self.sessions.begin() as session:
+            with writing(self.engine) as tx:
                 if sends_mail:
-                    outbox.hand_over(session)
-                with session.no_autoflush:  # inserts go out together at commit
-                    result = change(session)
-                append(
-                    session,
-                    AppliedMove,
-                    move_id=move_id,
-                    applied_at=at,
-                    result=result.model_dump(mode="json"),
+                    outbox.hand_over(tx)
+                result = change(tx)
+                tx.append(
+                    _RECORD_APPLIED, move_id=move_id, applied_at=at, result=result.model_dump(mode="json")
                 )
-            return result, outbox.written_letters(session)
+            return result, outbox.written_letters(tx)
         except (DocketError, IntegrityError) as error:
             # Refused, or the key taken: the move may have been applied already, by an earlier
             # attempt (its worker stopped before reporting) or by one running beside this one
             # (Temporal retries an attempt that outlived its time-out while it still runs; on
             # PostgreSQL both then queue on the order's or the stock's lock). If so, this attempt
             # answers as the first.
-            with read_session(self.sessions) as session:
-                prior = _applied(session, move_id)
+            with reading(self.engine) as tx:
+                prior = _applied(tx, move_id)
             if prior is not None:
                 return result_type.model_validate(prior), None
             if isinstance(error, IntegrityError):

@@ -35,6 +35,7 @@ from docket.models.schemas import (
     Saved,
     StockMoveKind,
 )
+from docket.store.direct import Tx
 from docket.store.queries import paged, token_hash
 from docket.store.stock import MoveContext, lock_stock, record
 from docket.store.tables import (
@@ -331,11 +332,16 @@ def _opening_stock(
     """Opening stock is recorded once per warehouse and SKU (reference `opening`); the same figure
     again changes nothing (`_check` refused another)."""
     fresh = [s for s in opening if (s.warehouse_id, s.sku) not in recorded and s.on_hand]
-    locked = lock_stock(session, [(s.warehouse_id, s.sku) for s in fresh])
+    if not fresh:
+        return
+    session.flush()  # the warehouses and products the stock rows refer to
+    tx = Tx.of(session)
+    locked = lock_stock(tx, [(s.warehouse_id, s.sku) for s in fresh])
     ctx = MoveContext(at=at, note="opening stock", reference=OPENING)
     for s in fresh:
-        record(session, locked[(s.warehouse_id, s.sku)], StockMoveKind.receive, ctx, on_hand=s.on_hand)
+        record(tx, locked[(s.warehouse_id, s.sku)], StockMoveKind.receive, ctx, on_hand=s.on_hand)
         loaded.note("stock", f"{s.warehouse_id}/{s.sku}", Saved.created)
+    tx.flush()
 
 
 def _recorded_opening(session: Session, opening: list[OpeningStock]) -> dict[tuple[str, str], int]:

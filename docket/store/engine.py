@@ -63,9 +63,12 @@ def make_session_factory(engine: Engine) -> SessionFactory:
     return sessionmaker(engine, expire_on_commit=False)
 
 
-def serialised_writes(sessions: SessionFactory) -> AbstractContextManager[Any]:
+def engine_of(sessions: SessionFactory) -> Engine:
+    return sessions.kw["bind"]  # type: ignore[no-any-return]
+
+
+def serialised_writes(engine: Engine) -> AbstractContextManager[Any]:
     """Hold while writing: on SQLite, one writer of this process at a time; elsewhere nothing."""
-    engine = sessions.kw["bind"]
     if engine.dialect.name != "sqlite":
         return nullcontext()
     with _LOCKS_LOCK:

@@ -2,19 +2,17 @@
 
 Every move: compare-and-set on the current state (checked against the lifecycle table), an audit
 row, the stock ledger rows the move implies, and the outbox rows of its notifications, all in the
-caller's transaction. Functions here take a session and never commit (the caller owns it).
+caller's transaction (store.direct). Functions here take the transaction and never commit: the
+caller owns it.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 from decimal import Decimal
-from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Update, bindparam, select, update
-from sqlalchemy.orm import Session
-from sqlalchemy.orm.attributes import set_committed_value
+from sqlalchemy import bindparam, select
 
 from docket.models.errors import IllegalTransition, InvalidInput, NotFound, OrderRejected, Refused, StaleState
 from docket.models.fulfilment import automatic_triggers, release_moment
@@ -43,71 +41,63 @@ from docket.models.schemas import (
 )
 from docket.models.splitting import LineRequest, ProductFacts, split_order
 from docket.store import outbox, payments, queries
-from docket.store.appends import append
-from docket.store.stock import MoveContext, lock_stock, record
-from docket.store.tables import (
-    AuditRow,
-    Customer,
-    Delivery,
-    Order,
-    OrderLine,
-    Product,
-    Shop,
-    ShopWarehouse,
+from docket.store.direct import Tx
+from docket.store.rows import (
+    INSERT_DELIVERY,
+    INSERT_LINE,
+    INSERT_ORDER,
+    DeliveryRow,
+    LineRow,
+    OrderRow,
+    customer_row,
+    insert_of,
+    locked_order,
+    order_deliveries,
+    order_lines,
+    order_row,
+    read_lines_again,
+    save_line,
+    save_order_details,
+    set_delivery_state,
+    set_order_state,
+    shop_row,
+    values_of,
 )
+from docket.store.stock import MoveContext, lock_stock, record
+from docket.store.tables import AuditRow, Product, ShopWarehouse
 
 PAID = (OrderState.in_progress, OrderState.partially_shipped)
 
-# The statements every move runs, built once (building one costs more than running it on SQLite).
-# A state changes only from the state the move read: a concurrent move makes it change nothing.
-_ORDER = (
-    select(Order, Customer, Shop)
-    .join(Customer, Customer.customer_id == Order.customer_id)
-    .join(Shop, Shop.shop_id == Order.shop_id)
-    .where(Order.order_id == bindparam("order_id"))
-    .with_for_update(of=Order)
+_PRODUCTS = select(
+    Product.sku, Product.digital, Product.online, Product.backorder_allowed, Product.release_date
+).where(Product.sku == bindparam("sku"))
+_WAREHOUSES = (
+    select(ShopWarehouse.warehouse_id)
+    .where(ShopWarehouse.shop_id == bindparam("shop_id"))
+    .order_by(ShopWarehouse.preference)
 )
-_ORDER_STATE = (
-    update(Order)
-    .where(Order.order_id == bindparam("id"), Order.state == bindparam("source"))
-    .values(state=bindparam("dest", type_=Order.state.type))
-    .execution_options(synchronize_session=False)
-)
-_DELIVERY_STATE = (
-    update(Delivery)
-    .where(
-        Delivery.order_id == bindparam("id"),
-        Delivery.delivery_no == bindparam("no"),
-        Delivery.state == bindparam("source"),
-    )
-    .values(state=bindparam("dest", type_=Delivery.state.type))
-    .execution_options(synchronize_session=False)
+INSERT_AUDIT = insert_of(
+    AuditRow, "at", "order_id", "entity", "trigger", "from_state", "to_state", "operator_id", "note"
 )
 
 
-def place_order(session: Session, cmd: PlaceOrder, move_id: str, at: dt.datetime) -> OrderView:
+def place_order(tx: Tx, cmd: PlaceOrder, move_id: str, at: dt.datetime) -> OrderView:
     """Write the order, split it into deliveries and reserve its stock; or record its rejection.
 
     Placing an order id that exists returns what was recorded the first time."""
-    if session.get(Order, cmd.order_id) is not None:
-        return queries.order_view(session, cmd.order_id)
-    shop = queries.row(session, Shop, cmd.shop_id)
+    if order_row(tx, cmd.order_id) is not None:
+        return queries.order_view(tx, cmd.order_id)
+    shop = shop_row(tx, cmd.shop_id)
     if shop is None:
         raise NotFound(f"unknown shop {cmd.shop_id}")
-    if queries.row(session, Customer, cmd.customer_id) is None:
+    if customer_row(tx, cmd.customer_id) is None:
         raise NotFound(f"unknown customer {cmd.customer_id}")
-    products = _products(session, [line.sku for line in cmd.lines])
-    warehouses = list(
-        session.scalars(
-            select(ShopWarehouse.warehouse_id)
-            .where(ShopWarehouse.shop_id == shop.shop_id)
-            .order_by(ShopWarehouse.preference)
-        )
-    )
+    products = _products(tx, [line.sku for line in cmd.lines])
+    warehouses = [warehouse_id for (warehouse_id,) in tx.all(_WAREHOUSES, shop_id=shop.shop_id)]
     physical = [line.sku for line in cmd.lines if not products[line.sku].digital]
-    locked = lock_stock(session, [(w, sku) for w in warehouses for sku in physical])
+    locked = lock_stock(tx, [(w, sku) for w in warehouses for sku in physical])
     flow = cmd.payment_flow or shop.payment_flow
-    order = Order(
+    order = OrderRow(
         order_id=cmd.order_id,
         shop_id=shop.shop_id,
         customer_id=cmd.customer_id,
@@ -123,18 +113,18 @@ def place_order(session: Session, cmd: PlaceOrder, move_id: str, at: dt.datetime
             if flow in (PaymentFlow.offline, PaymentFlow.prepayment, PaymentFlow.per_shipment)
             else None
         ),
+        return_until=None,
+        rejection=None,
         payment_token=cmd.payment_token,
     )
-    session.add(order)
-    session.flush()  # the order row first: its deliveries and lines refer to it
+    tx.kept[("order", order.order_id)] = order
     requests = [LineRequest(no, line.sku, line.quantity) for no, line in enumerate(cmd.lines, start=1)]
     prices = {no: line.unit_price for no, line in enumerate(cmd.lines, start=1)}
     ctx = MoveContext(at=at, operator_id=cmd.operator_id, note=cmd.note, reference=cmd.order_id)
-    audit(session, order, "order", "place", None, OrderState.pending, ctx)
     try:
         plan = split_order(
             requests,
-            {sku: _facts(p) for sku, p in products.items()},
+            products,
             warehouses,
             {key: s.on_hand - s.reserved for key, s in locked.items()},
             at.astimezone(ZoneInfo(shop.timezone)).date(),
@@ -142,84 +132,78 @@ def place_order(session: Session, cmd: PlaceOrder, move_id: str, at: dt.datetime
         )
     except OrderRejected as rejected:
         order.rejection, order.payment_deadline = str(rejected), None
-        session.add_all(
-            OrderLine(
-                order_id=order.order_id,
-                line_no=r.line_no,
-                delivery_no=None,
-                sku=r.sku,
-                quantity=r.quantity,
-                unit_price=prices[r.line_no],
-            )
+        lines = [
+            LineRow(order.order_id, r.line_no, None, r.sku, r.quantity, prices[r.line_no], 0, 0, 0)
             for r in requests
-        )
-        move_order(session, order, "reject", ctx, move_id)
-        return queries.order_view(session, order.order_id)
+        ]
+        _insert(tx, order, [], lines)
+        audit(tx, order, "order", "place", None, OrderState.pending, ctx)
+        move_order(tx, order, "reject", ctx, move_id)
+        return queries.order_view(tx, order.order_id)
     tz = ZoneInfo(shop.timezone)
-    deliveries = []
+    deliveries, lines = [], []
     for no, planned in enumerate(plan, start=1):
-        delivery = Delivery(
-            order_id=order.order_id,
-            delivery_no=no,
-            group=planned.group,
-            warehouse_id=planned.warehouse_id,
-            state=DeliveryState.new,
-            release_at=release_moment(planned.release_date, tz),
+        deliveries.append(
+            DeliveryRow(
+                order_id=order.order_id,
+                delivery_no=no,
+                group=planned.group,
+                warehouse_id=planned.warehouse_id,
+                state=DeliveryState.new,
+                release_at=release_moment(planned.release_date, tz),
+            )
         )
-        session.add(delivery)
-        deliveries.append(delivery)
-        waits = planned.group in (
-            DeliveryGroup.preorder,
-            DeliveryGroup.backorder,
-            DeliveryGroup.mixed,
-        )
+        waits = planned.group in (DeliveryGroup.preorder, DeliveryGroup.backorder, DeliveryGroup.mixed)
         for p in planned.lines:
-            line = OrderLine(
+            line = LineRow(
                 order_id=order.order_id,
                 line_no=p.line_no,
                 delivery_no=no,
                 sku=p.sku,
                 quantity=p.quantity,
                 unit_price=prices[p.line_no],
-                reserved=0,
+                reserved=p.reserve,
                 allocated=0,
                 short=p.quantity - p.reserve if waits else 0,
             )
-            session.add(line)
+            lines.append(line)
             if p.reserve:
-                line.reserved = p.reserve
-                record(
-                    session,
-                    locked[(planned.warehouse_id or "", p.sku)],
-                    StockMoveKind.reserve,
-                    ctx,
-                    reserved=p.reserve,
-                    line=line,
-                )
+                stock = locked[(planned.warehouse_id or "", p.sku)]
+                record(tx, stock, StockMoveKind.reserve, ctx, reserved=p.reserve, line=line)
+    _insert(tx, order, deliveries, sorted(lines, key=lambda line: line.line_no))
+    audit(tx, order, "order", "place", None, OrderState.pending, ctx)
     # The order is whole now: its moves and their notifications can see every line.
-    session.flush()
-    outbox.write(session, move_id, order, None, "order", "place", ctx)
+    outbox.write(tx, move_id, order, None, "order", "place", ctx)
     for delivery in deliveries:
-        move_delivery_state(session, order, delivery, "reserve", ctx, move_id)
+        move_delivery_state(tx, order, delivery, "reserve", ctx, move_id)
     if flow is PaymentFlow.offline:
-        move_order(session, order, "await_confirmation", ctx, move_id)
+        move_order(tx, order, "await_confirmation", ctx, move_id)
     elif flow is PaymentFlow.on_delivery:
-        move_order(session, order, "accept", ctx, move_id)
-        advance(session, order, ctx, move_id)
+        move_order(tx, order, "accept", ctx, move_id)
+        advance(tx, order, ctx, move_id)
     elif flow not in (PaymentFlow.prepayment, PaymentFlow.per_shipment):  # pending while charged
         raise InvalidInput(
             f"payment flow {flow.value} is not available; use offline, prepayment, per_shipment or on_delivery"
         )
-    return queries.order_view(session, order.order_id)
+    return queries.order_view(tx, order.order_id)
 
 
-def confirm_payment(session: Session, cmd: ConfirmPayment, move_id: str, at: dt.datetime) -> OrderView:
-    order = locked_order(session, cmd.order_id)
+def _insert(tx: Tx, order: OrderRow, deliveries: list[DeliveryRow], lines: list[LineRow]) -> None:
+    """The new order's rows, kept for the rest of the move as if read."""
+    tx.run(INSERT_ORDER, **values_of(order))
+    tx.run_many(INSERT_DELIVERY, [values_of(d) for d in deliveries])
+    tx.run_many(INSERT_LINE, [values_of(line) for line in lines])
+    tx.kept[("deliveries", order.order_id)] = deliveries
+    tx.kept[("lines", order.order_id)] = lines
+
+
+def confirm_payment(tx: Tx, cmd: ConfirmPayment, move_id: str, at: dt.datetime) -> OrderView:
+    order = locked_order(tx, cmd.order_id)
     ctx = MoveContext(at=at, operator_id=cmd.operator_id, note=cmd.note)
-    move_order(session, order, "confirm_payment", ctx, move_id)
+    move_order(tx, order, "confirm_payment", ctx, move_id)
     # The clerk saw the money arrive: the whole total, captured and settled, by the offline gateway.
     payments.record(
-        session,
+        tx,
         key=f"{move_id}|capture",
         order=order,
         gateway="offline",
@@ -229,75 +213,75 @@ def confirm_payment(session: Session, cmd: ConfirmPayment, move_id: str, at: dt.
         settled=True,
         ctx=ctx,
     )
-    advance(session, order, ctx, move_id)
-    return queries.order_view(session, order.order_id)
+    advance(tx, order, ctx, move_id)
+    return queries.order_view(tx, order.order_id)
 
 
-def advance_order(session: Session, order_id: str, move_id: str, at: dt.datetime) -> OrderView:
+def advance_order(tx: Tx, order_id: str, move_id: str, at: dt.datetime) -> OrderView:
     """Move every delivery as far as payment, its date and its stock allow (a date came, stock came)."""
-    order = locked_order(session, order_id)
-    advance(session, order, MoveContext(at=at), move_id)
-    return queries.order_view(session, order_id)
+    order = locked_order(tx, order_id)
+    advance(tx, order, MoveContext(at=at), move_id)
+    return queries.order_view(tx, order_id)
 
 
-def move_delivery(session: Session, cmd: MoveDelivery, move_id: str, at: dt.datetime) -> OrderView:
-    order = locked_order(session, cmd.order_id)
+def move_delivery(tx: Tx, cmd: MoveDelivery, move_id: str, at: dt.datetime) -> OrderView:
+    order = locked_order(tx, cmd.order_id)
     if order.state not in PAID:
         raise Refused(f"order {order.order_id} is {order.state.value}: deliveries move once it is paid")
-    delivery = order_delivery(session, order.order_id, cmd.delivery_no)
+    delivery = order_delivery(tx, order.order_id, cmd.delivery_no)
     if delivery is None:
         raise NotFound(f"order {order.order_id} has no delivery {cmd.delivery_no}")
     ctx = MoveContext(at=at, operator_id=cmd.operator_id, note=cmd.note)
     trigger = cmd.trigger
     if order.payment_flow is PaymentFlow.on_delivery and trigger == "ship":
         trigger = "ship_awaiting_payment"  # the money comes with the parcel
-    move_delivery_state(session, order, delivery, trigger, ctx, move_id)
+    move_delivery_state(tx, order, delivery, trigger, ctx, move_id)
     if order.payment_flow is PaymentFlow.on_delivery and trigger == "deliver":
         payments.record(
-            session,
+            tx,
             key=f"{move_id}|collect",
             order=order,
             gateway="offline",
             operation=Operation.capture,
-            amount=delivery_amount(session, delivery),
+            amount=delivery_amount(tx, delivery),
             result=Result.ok,
             settled=True,
             delivery_no=delivery.delivery_no,
             ctx=MoveContext(at=at, operator_id=cmd.operator_id, note=cmd.note or "collected on delivery"),
         )
-    settle_progress(session, order, ctx, move_id)
-    return queries.order_view(session, order.order_id)
+    settle_progress(tx, order, ctx, move_id)
+    return queries.order_view(tx, order.order_id)
 
 
-def cancel_order(session: Session, cmd: CancelOrder, move_id: str, at: dt.datetime) -> OrderView:
+def cancel_order(tx: Tx, cmd: CancelOrder, move_id: str, at: dt.datetime) -> OrderView:
     """Cancel: reservations are released, allocated stock is credited back; refused once any
     delivery is on its way."""
-    order = locked_order(session, cmd.order_id)
-    deliveries = queries.order_deliveries(session, order.order_id)
+    order = locked_order(tx, cmd.order_id)
+    deliveries = order_deliveries(tx, order.order_id)
     refusal = why_not_cancel(order.order_id, deliveries)
     if refusal:
         raise Refused(refusal)
     ORDER.dest(order.state, "cancel", ruled_out(deliveries))  # refuse early, naming what is allowed
     ctx = MoveContext(at=at, operator_id=cmd.operator_id, note=cmd.reason)
     for delivery in deliveries:
-        withdraw(session, order, delivery, ctx, move_id)
-    owed = refund_owed(session, order, ctx, move_id)
-    _release_authorization(session, order, ctx, move_id)
+        withdraw(tx, order, delivery, ctx, move_id)
+    owed = refund_owed(tx, order, ctx, move_id)
+    _release_authorization(tx, order, ctx, move_id)
     # A payment still processing at the gateway may yet go through: the order waits for its
     # outcome (and refunds it if it does) instead of closing.
     undecided = any(
         t.result is Result.processing and t.operation in (Operation.authorize, Operation.authorize_capture)
-        for t in payments.transactions(session, order.order_id)
+        for t in payments.transactions(tx, order.order_id)
     )
-    move_order(session, order, "cancel_awaiting_refund" if owed or undecided else "cancel", ctx, move_id)
-    return queries.order_view(session, order.order_id)
+    move_order(tx, order, "cancel_awaiting_refund" if owed or undecided else "cancel", ctx, move_id)
+    return queries.order_view(tx, order.order_id)
 
 
-def return_order(session: Session, cmd: ReturnOrder, move_id: str, at: dt.datetime) -> OrderView:
+def return_order(tx: Tx, cmd: ReturnOrder, move_id: str, at: dt.datetime) -> OrderView:
     """Deliveries on their way (delivered, or brought back by the carrier) come back; any not yet
     on their way are withdrawn. Restocking is separate."""
-    order = locked_order(session, cmd.order_id)
-    deliveries = queries.order_deliveries(session, order.order_id)
+    order = locked_order(tx, cmd.order_id)
+    deliveries = order_deliveries(tx, order.order_id)
     ORDER.dest(order.state, "return_goods", ruled_out(deliveries))
     refusal = why_not_return(order.order_id, deliveries)
     if refusal:
@@ -305,13 +289,13 @@ def return_order(session: Session, cmd: ReturnOrder, move_id: str, at: dt.dateti
     ctx = MoveContext(at=at, operator_id=cmd.operator_id, note=cmd.note)
     for delivery in deliveries:
         if delivery.state in ON_ITS_WAY:
-            move_delivery_state(session, order, delivery, "return_goods", ctx, move_id)
+            move_delivery_state(tx, order, delivery, "return_goods", ctx, move_id)
         else:
-            withdraw(session, order, delivery, ctx, move_id)
-    owed = refund_owed(session, order, ctx, move_id)
-    _release_authorization(session, order, ctx, move_id)
-    move_order(session, order, "return_awaiting_refund" if owed else "return_goods", ctx, move_id)
-    return queries.order_view(session, order.order_id)
+            withdraw(tx, order, delivery, ctx, move_id)
+    owed = refund_owed(tx, order, ctx, move_id)
+    _release_authorization(tx, order, ctx, move_id)
+    move_order(tx, order, "return_awaiting_refund" if owed else "return_goods", ctx, move_id)
+    return queries.order_view(tx, order.order_id)
 
 
 REFUNDED = {
@@ -320,13 +304,13 @@ REFUNDED = {
 }
 
 
-def record_refund(session: Session, cmd: RecordRefund, move_id: str, at: dt.datetime) -> OrderView:
+def record_refund(tx: Tx, cmd: RecordRefund, move_id: str, at: dt.datetime) -> OrderView:
     """A clerk refunded by hand what the order still owes: recorded, and the order closes."""
-    order = locked_order(session, cmd.order_id)
+    order = locked_order(tx, cmd.order_id)
     trigger = REFUNDED.get(order.state)
     if trigger is None:
         raise Refused(f"order {order.order_id} is {order.state.value}: no refund is waiting to be made")
-    views = payments.transactions(session, order.order_id)
+    views = payments.transactions(tx, order.order_id)
     in_hand = next(
         (
             v
@@ -343,7 +327,7 @@ def record_refund(session: Session, cmd: RecordRefund, move_id: str, at: dt.date
     ctx = MoveContext(at=at, operator_id=cmd.operator_id, note=cmd.note)
     owed = refundable(Txn(v.operation, v.amount, v.result) for v in views)
     payments.record(
-        session,
+        tx,
         key=f"{move_id}|refund",
         order=order,
         gateway="offline",
@@ -354,16 +338,16 @@ def record_refund(session: Session, cmd: RecordRefund, move_id: str, at: dt.date
         reference=cmd.reference,
         ctx=ctx,
     )
-    move_order(session, order, trigger, ctx, move_id)
-    return queries.order_view(session, order.order_id)
+    move_order(tx, order, trigger, ctx, move_id)
+    return queries.order_view(tx, order.order_id)
 
 
-def refund_owed(session: Session, order: Order, ctx: MoveContext, move_id: str) -> Decimal:
+def refund_owed(tx: Tx, order: OrderRow, ctx: MoveContext, move_id: str) -> Decimal:
     """Money captured and not yet refunded goes back, through the gateway that took it: a capture
     the gateway has not settled yet (its batch has not run) is voided, the rest refunded. Each is
     recorded as processing here and asked of the gateway after this transaction (offline money
     comes back as manual_required: a clerk refunds by hand and records it)."""
-    views = payments.transactions(session, order.order_id)
+    views = payments.transactions(tx, order.order_id)
     owed = refundable(Txn(v.operation, v.amount, v.result) for v in views)
     if owed <= 0:
         return owed
@@ -372,7 +356,7 @@ def refund_owed(session: Session, order: Order, ctx: MoveContext, move_id: str) 
         for v in views:
             if v.operation in CAPTURES and v.result is Result.ok and not v.settled and v.amount <= rest:
                 payments.record(
-                    session,
+                    tx,
                     key=f"{move_id}|void-{v.transaction_id}",
                     order=order,
                     gateway=v.gateway,
@@ -390,7 +374,7 @@ def refund_owed(session: Session, order: Order, ctx: MoveContext, move_id: str) 
             None,
         )
         payments.record(
-            session,
+            tx,
             key=f"{move_id}|refund",
             order=order,
             gateway=taken.gateway if taken else "offline",
@@ -403,9 +387,9 @@ def refund_owed(session: Session, order: Order, ctx: MoveContext, move_id: str) 
     return owed
 
 
-def _release_authorization(session: Session, order: Order, ctx: MoveContext, move_id: str) -> None:
+def _release_authorization(tx: Tx, order: OrderRow, ctx: MoveContext, move_id: str) -> None:
     """What was authorized and not captured (pay per shipment) is released at the gateway."""
-    views = payments.transactions(session, order.order_id)
+    views = payments.transactions(tx, order.order_id)
     authorized = [v for v in views if v.operation is Operation.authorize and v.result is Result.ok]
     if not authorized:
         return
@@ -420,7 +404,7 @@ def _release_authorization(session: Session, order: Order, ctx: MoveContext, mov
     rest = sum((v.amount for v in authorized), Decimal("0.00")) - taken - released
     if rest > 0:
         payments.record(
-            session,
+            tx,
             key=f"{move_id}|reverse",
             order=order,
             gateway=authorized[-1].gateway,
@@ -435,43 +419,33 @@ def _release_authorization(session: Session, order: Order, ctx: MoveContext, mov
 # --- the guarded writes -------------------------------------------------------------------------
 
 
-def move_order(session: Session, order: Order, trigger: str, ctx: MoveContext, move_id: str) -> None:
+def move_order(tx: Tx, order: OrderRow, trigger: str, ctx: MoveContext, move_id: str) -> None:
     source = order.state
     try:
         dest = ORDER.dest(source, trigger)
     except IllegalTransition:  # refused: say so without offering what the deliveries rule out
-        ORDER.dest(source, trigger, ruled_out(queries.order_deliveries(session, order.order_id)))
+        ORDER.dest(source, trigger, ruled_out(order_deliveries(tx, order.order_id)))
         raise
-    if not _compare_and_set(session, _ORDER_STATE, {"id": order.order_id, "source": source, "dest": dest}):
-        raise StaleState(f"order {order.order_id} is no longer {source.value}")
-    set_committed_value(order, "state", dest)  # written above; not dirty again
-    audit(session, order, "order", trigger, source, dest, ctx)
-    outbox.write(session, move_id, order, None, "order", trigger, ctx)
-
-
-def _compare_and_set(session: Session, statement: Update, params: dict[str, Any]) -> bool:
-    """One row from the state it was read in to the next, or no row if another transaction moved
-    it first. Sent on the session's connection, as Core: the ORM's bulk-update path cost as much
-    again. What the session holds unwritten (a row added in this move) goes out first."""
-    session.flush()
-    return session.connection().execute(statement, params).rowcount == 1
+    set_order_state(tx, order, dest)
+    audit(tx, order, "order", trigger, source, dest, ctx)
+    outbox.write(tx, move_id, order, None, "order", trigger, ctx)
 
 
 def move_delivery_state(
-    session: Session,
-    order: Order,
-    delivery: Delivery,
+    tx: Tx,
+    order: OrderRow,
+    delivery: DeliveryRow,
     trigger: str,
     ctx: MoveContext,
     move_id: str,
 ) -> None:
-    move_delivery_states(session, order, delivery, [trigger], ctx, move_id)
+    move_delivery_states(tx, order, delivery, [trigger], ctx, move_id)
 
 
 def move_delivery_states(
-    session: Session,
-    order: Order,
-    delivery: Delivery,
+    tx: Tx,
+    order: OrderRow,
+    delivery: DeliveryRow,
     triggers: list[str],
     ctx: MoveContext,
     move_id: str,
@@ -485,23 +459,20 @@ def move_delivery_states(
         state = steps[-1][2]
     if not steps:
         return
-    source, dest = delivery.state, state
-    params = {"id": delivery.order_id, "no": delivery.delivery_no, "source": source, "dest": dest}
-    if not _compare_and_set(session, _DELIVERY_STATE, params):
-        raise StaleState(f"delivery {delivery.order_id}/{delivery.delivery_no} is no longer {source.value}")
+    set_delivery_state(tx, delivery, state)
     for trigger, before, after in steps:
-        set_committed_value(delivery, "state", after)
-        _move_stock(session, delivery, trigger, ctx)
-        audit(session, order, f"delivery {delivery.delivery_no}", trigger, before, after, ctx)
-        outbox.write(session, move_id, order, delivery, "delivery", trigger, ctx)
+        delivery.state = after  # as each step's stock, audit and mail see it
+        _move_stock(tx, delivery, trigger, ctx)
+        audit(tx, order, f"delivery {delivery.delivery_no}", trigger, before, after, ctx)
+        outbox.write(tx, move_id, order, delivery, "delivery", trigger, ctx)
 
 
-def _move_stock(session: Session, delivery: Delivery, trigger: str, ctx: MoveContext) -> None:
+def _move_stock(tx: Tx, delivery: DeliveryRow, trigger: str, ctx: MoveContext) -> None:
     if trigger not in ("allocate", "void", "deallocate") or delivery.warehouse_id is None:
         return
-    lines = delivery_lines(session, delivery)
-    locked = lock_stock(session, [(delivery.warehouse_id, line.sku) for line in lines])
-    queries.read_lines_again(session, delivery.order_id)  # what they hold now: under the lock
+    lines = delivery_lines(tx, delivery)
+    locked = lock_stock(tx, [(delivery.warehouse_id, line.sku) for line in lines])
+    read_lines_again(tx, delivery.order_id)  # what they hold now: under the lock
     for line in lines:
         stock = locked[(delivery.warehouse_id, line.sku)]
         if trigger == "allocate":
@@ -510,7 +481,7 @@ def _move_stock(session: Session, delivery: Delivery, trigger: str, ctx: MoveCon
                     f"line {line.line_no} holds {line.reserved} of {line.quantity}: cannot allocate"
                 )
             record(
-                session,
+                tx,
                 stock,
                 StockMoveKind.allocate,
                 ctx,
@@ -520,25 +491,25 @@ def _move_stock(session: Session, delivery: Delivery, trigger: str, ctx: MoveCon
             )
             line.allocated, line.reserved = line.quantity, 0
         elif trigger == "void":
-            record(session, stock, StockMoveKind.release, ctx, reserved=-line.reserved, line=line)
+            record(tx, stock, StockMoveKind.release, ctx, reserved=-line.reserved, line=line)
             line.reserved, line.short = 0, 0
         else:
-            record(session, stock, StockMoveKind.deallocate, ctx, on_hand=line.allocated, line=line)
+            record(tx, stock, StockMoveKind.deallocate, ctx, on_hand=line.allocated, line=line)
             line.allocated = 0
+        save_line(tx, line)
 
 
 def audit(
-    session: Session,
-    order: Order,
+    tx: Tx,
+    order: OrderRow,
     entity: str,
     trigger: str,
     source: OrderState | DeliveryState | None,
     dest: OrderState | DeliveryState,
     ctx: MoveContext,
 ) -> None:
-    append(
-        session,
-        AuditRow,
+    tx.append(
+        INSERT_AUDIT,
         at=ctx.at,
         order_id=order.order_id,
         entity=entity,
@@ -553,10 +524,10 @@ def audit(
 # --- what follows from a move -------------------------------------------------------------------
 
 
-def advance(session: Session, order: Order, ctx: MoveContext, move_id: str) -> None:
+def advance(tx: Tx, order: OrderRow, ctx: MoveContext, move_id: str) -> None:
     paid = order.state in PAID
-    for delivery in queries.order_deliveries(session, order.order_id):
-        lines = delivery_lines(session, delivery)
+    for delivery in order_deliveries(tx, order.order_id):
+        lines = delivery_lines(tx, delivery)
         triggers = automatic_triggers(
             delivery.group,
             delivery.state,
@@ -564,73 +535,56 @@ def advance(session: Session, order: Order, ctx: MoveContext, move_id: str) -> N
             released=delivery.release_at is None or queries.as_utc(delivery.release_at) <= ctx.at,
             fully_reserved=all(line.reserved + line.allocated == line.quantity for line in lines),
         )
-        move_delivery_states(session, order, delivery, triggers, ctx, move_id)
-    settle_progress(session, order, ctx, move_id)
+        move_delivery_states(tx, order, delivery, triggers, ctx, move_id)
+    settle_progress(tx, order, ctx, move_id)
 
 
-def settle_progress(session: Session, order: Order, ctx: MoveContext, move_id: str) -> None:
+def settle_progress(tx: Tx, order: OrderRow, ctx: MoveContext, move_id: str) -> None:
     """in_progress → partially_shipped → completed, as deliveries ship."""
     if order.state not in PAID:
         return
-    states = [d.state for d in queries.order_deliveries(session, order.order_id)]
+    states = [d.state for d in order_deliveries(tx, order.order_id)]
     shipped = sum(1 for s in states if s is DeliveryState.shipped)
     if shipped == len(states):
-        shop = queries.row(session, Shop, order.shop_id)
+        shop = shop_row(tx, order.shop_id)
         order.return_until = ctx.at + dt.timedelta(days=shop.return_days if shop else 30)
-        move_order(session, order, "complete", ctx, move_id)
+        save_order_details(tx, order)
+        move_order(tx, order, "complete", ctx, move_id)
     elif shipped and order.state is OrderState.in_progress:
-        move_order(session, order, "ship_partially", ctx, move_id)
+        move_order(tx, order, "ship_partially", ctx, move_id)
 
 
-def withdraw(session: Session, order: Order, delivery: Delivery, ctx: MoveContext, move_id: str) -> None:
+def withdraw(tx: Tx, order: OrderRow, delivery: DeliveryRow, ctx: MoveContext, move_id: str) -> None:
     allowed = DELIVERY.allowed(delivery.state)
     for trigger in ("void", "deallocate"):
         if trigger in allowed:
-            move_delivery_state(session, order, delivery, trigger, ctx, move_id)
+            move_delivery_state(tx, order, delivery, trigger, ctx, move_id)
             return
 
 
 # --- reads used by the moves --------------------------------------------------------------------
 
 
-def locked_order(session: Session, order_id: str) -> Order:
-    """The order, locked for this transaction, with its customer and shop in the same query (the
-    notifications of the move need them: kept for `queries.row`)."""
-    found = session.execute(_ORDER, {"order_id": order_id}).first()
-    if found is None:
-        raise NotFound(f"unknown order {order_id}")
-    queries.keep(session, found[1], found[2])
-    return found[0]
+def order_delivery(tx: Tx, order_id: str, delivery_no: int) -> DeliveryRow | None:
+    return next((d for d in order_deliveries(tx, order_id) if d.delivery_no == delivery_no), None)
 
 
-def order_delivery(session: Session, order_id: str, delivery_no: int) -> Delivery | None:
-    return next(
-        (d for d in queries.order_deliveries(session, order_id) if d.delivery_no == delivery_no), None
-    )
+def delivery_amount(tx: Tx, delivery: DeliveryRow) -> Decimal:
+    return sum((line.unit_price * line.quantity for line in delivery_lines(tx, delivery)), Decimal("0.00"))
 
 
-def delivery_amount(session: Session, delivery: Delivery) -> Decimal:
-    return sum(
-        (line.unit_price * line.quantity for line in delivery_lines(session, delivery)), Decimal("0.00")
-    )
-
-
-def delivery_lines(session: Session, delivery: Delivery) -> list[OrderLine]:
+def delivery_lines(tx: Tx, delivery: DeliveryRow) -> list[LineRow]:
     """One delivery's lines, from the order's lines read once per transaction."""
-    return [
-        line
-        for line in queries.order_lines(session, delivery.order_id)
-        if line.delivery_no == delivery.delivery_no
-    ]
+    return [line for line in order_lines(tx, delivery.order_id) if line.delivery_no == delivery.delivery_no]
 
 
-def _products(session: Session, skus: list[str]) -> dict[str, Product]:
-    found = {p.sku: p for p in session.scalars(select(Product).where(Product.sku.in_(set(skus))))}
+def _products(tx: Tx, skus: list[str]) -> dict[str, ProductFacts]:
+    found = {}
+    for sku in sorted(set(skus)):
+        product = tx.first(_PRODUCTS, sku=sku)
+        if product is not None:
+            found[sku] = ProductFacts(*product)
     unknown = sorted(set(skus) - set(found))
     if unknown:
         raise NotFound(f"unknown SKU {', '.join(unknown)}")
     return found
-
-
-def _facts(p: Product) -> ProductFacts:
-    return ProductFacts(p.sku, p.digital, p.online, p.backorder_allowed, p.release_date)

@@ -8,7 +8,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, Table, bindparam, select, update
+from sqlalchemy import bindparam, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -17,59 +17,58 @@ from docket.models.errors import NotFound
 from docket.models.notifications import MAIL_FAILED, Recipient, notifications_for
 from docket.models.schemas import MailPage, MailState
 from docket.store import queries
-from docket.store.appends import append, keep_ids, written
+from docket.store.direct import Tx
+from docket.store.rows import DeliveryRow, OrderRow, customer_row, insert_of, order_lines, shop_row
 from docket.store.stock import MoveContext
-from docket.store.tables import (
-    Customer,
-    Delivery,
-    OperatorRow,
-    Order,
-    OutboxRow,
-    Product,
-    Shop,
-    Warehouse,
-)
+from docket.store.tables import OperatorRow, Order, OutboxRow, Product, Warehouse
 
 # --- written by moves ---------------------------------------------------------------------------
 
 _HANDED_OVER = "docket-mail-handed-over"
-_UNSENT = (MailState.pending.value, MailState.sending.value)
+_LETTERS = "docket-letters"
+_UNSENT = or_(OutboxRow.state == MailState.pending.value, OutboxRow.state == MailState.sending.value)
 
 
-def hand_over(session: Session) -> None:
+def hand_over(tx: Tx) -> None:
     """The mail this transaction writes is sent by its caller right after the commit: it is written
     `sending`, which the background delivery leaves alone. The caller records what became of each
     (a transient failure makes it `pending`: the background's then)."""
-    session.info[_HANDED_OVER] = True
+    tx.kept[_HANDED_OVER] = True
 
 
-def _born(session: Session) -> str:
-    return (MailState.sending if session.info.get(_HANDED_OVER) else MailState.pending).value
+def _born(tx: Tx) -> str:
+    return (MailState.sending if tx.kept.get(_HANDED_OVER) else MailState.pending).value
 
 
-keep_ids(OutboxRow, by="key")  # the move's activity sends what it wrote without reading it back
-
-OUTBOX: Table = OutboxRow.__table__  # type: ignore[assignment]  # Core statements on the hot path
-
-
-# What the notifications of every move read besides the order, built once, on the tables (a plain
-# select skips the ORM's query compilation).
-_OPERATORS, _WAREHOUSES, _PRODUCTS = (m.__table__.c for m in (OperatorRow, Warehouse, Product))
-_OPERATOR = select(_OPERATORS.email, _OPERATORS.roles).where(_OPERATORS.operator_id == bindparam("id"))
-_WAREHOUSE = select(_WAREHOUSES.name, _WAREHOUSES.fulfilment_emails).where(
-    _WAREHOUSES.warehouse_id == bindparam("id")
+_COLUMNS = (
+    "key",
+    "created_at",
+    "order_id",
+    "delivery_no",
+    "recipient_kind",
+    "recipient",
+    "cc",
+    "template_key",
+    "data",
+    "state",
+    "attempts",
 )
-_NAMES = "docket-product-names"
-_PRODUCT_NAMES = select(_PRODUCTS.sku, _PRODUCTS.name).where(
-    _PRODUCTS.sku.in_(bindparam("skus", expanding=True))
+# The id comes back at once: the move's activity sends what it wrote without reading it again.
+_INSERT = insert_of(OutboxRow, *_COLUMNS).returning(OutboxRow.outbox_id)
+
+# What the notifications of every move read besides the order (kept for the transaction).
+_OPERATOR = select(OperatorRow.email, OperatorRow.roles).where(OperatorRow.operator_id == bindparam("id"))
+_WAREHOUSE = select(Warehouse.name, Warehouse.fulfilment_emails).where(
+    Warehouse.warehouse_id == bindparam("id")
 )
+_PRODUCT_NAME = select(Product.name).where(Product.sku == bindparam("sku"))
 
 
 def write(
-    session: Session,
+    tx: Tx,
     move_id: str,
-    order: Order,
-    delivery: Delivery | None,
+    order: OrderRow,
+    delivery: DeliveryRow | None,
     lifecycle: str,
     trigger: str,
     ctx: MoveContext,
@@ -77,14 +76,13 @@ def write(
     wanted = notifications_for(lifecycle, trigger)
     if not wanted:
         return
-    data = _data(session, order, delivery, trigger, ctx)
+    data = _data(tx, order, delivery, trigger, ctx)
     no = delivery.delivery_no if delivery else "-"
     for kind, template in wanted:
-        cc = _on_behalf_of(session, ctx.operator_id) if kind is Recipient.customer else None
-        for address in _addresses(session, kind, order, delivery):
-            append(
-                session,
-                OutboxRow,
+        cc = _on_behalf_of(tx, ctx.operator_id) if kind is Recipient.customer else None
+        for address in _addresses(tx, kind, order, delivery):
+            _add(
+                tx,
                 key=f"{move_id}|{no}|{kind.value}|{address}|{template}",
                 created_at=ctx.at,
                 order_id=order.order_id,
@@ -94,69 +92,98 @@ def write(
                 cc=cc if cc != address else None,
                 template_key=template,
                 data=data,
-                state=_born(session),
+                state=_born(tx),
                 attempts=0,
             )
 
 
-def _on_behalf_of(session: Session, operator_id: str | None) -> str | None:
+def _add(tx: Tx, **row: Any) -> None:
+    outbox_id = tx.scalar(_INSERT, **row)
+    tx.kept.setdefault(_LETTERS, []).append(_letter(outbox_id, row))
+
+
+def _letter(outbox_id: int, row: dict[str, Any]) -> Letter:
+    return Letter(
+        outbox_id,
+        row["key"],
+        row["order_id"],
+        row["data"]["shop_id"],
+        row["recipient_kind"],
+        row["recipient"],
+        row["cc"],
+        row["template_key"],
+        row["data"],
+    )
+
+
+def written_letters(tx: Tx) -> list[Letter]:
+    """The rows this transaction wrote, as letters."""
+    return list(tx.kept.get(_LETTERS, []))
+
+
+def _kept(tx: Tx, statement: Any, key: str) -> Any:
+    """The first row of `statement` for `key`, read once per transaction (operators and
+    warehouses: no move changes them)."""
+    if (statement, key) not in tx.kept:
+        tx.kept[(statement, key)] = tx.first(statement, id=key)
+    return tx.kept[(statement, key)]
+
+
+def _on_behalf_of(tx: Tx, operator_id: str | None) -> str | None:
     """The operator who acted for the customer, to be copied; a storefront acts for nobody."""
     if operator_id is None:
         return None
-    operator = queries.first(session, _OPERATOR, id=operator_id)
-    if operator is None or not operator.email or Role.storefront.value in operator.roles:
+    operator = _kept(tx, _OPERATOR, operator_id)
+    if operator is None or not operator[0] or Role.storefront.value in operator[1]:
         return None
-    return str(operator.email)
+    return str(operator[0])
 
 
-def _addresses(session: Session, kind: Recipient, order: Order, delivery: Delivery | None) -> list[str]:
+def _addresses(tx: Tx, kind: Recipient, order: OrderRow, delivery: DeliveryRow | None) -> list[str]:
     if kind is Recipient.customer:
-        customer = queries.row(session, Customer, order.customer_id)
+        customer = customer_row(tx, order.customer_id)
         return [customer.email] if customer else []
     if kind is Recipient.shop_admin:
-        shop = queries.row(session, Shop, order.shop_id)
+        shop = shop_row(tx, order.shop_id)
         return list(shop.admin_emails) if shop else []
     if delivery is None or delivery.warehouse_id is None:
         return []
-    warehouse = queries.first(session, _WAREHOUSE, id=delivery.warehouse_id)
-    return list(warehouse.fulfilment_emails) if warehouse else []
+    warehouse = _kept(tx, _WAREHOUSE, delivery.warehouse_id)
+    return list(warehouse[1]) if warehouse else []
 
 
-def _product_names(session: Session, skus: set[str]) -> dict[str, str]:
-    """Product names, each read once per transaction (a move may write the mail of several)."""
-    names: dict[str, str] = session.info.setdefault(_NAMES, {})
-    if missing := [sku for sku in skus if sku not in names]:
-        found = session.connection().execute(_PRODUCT_NAMES, {"skus": missing})  # no move changes them
-        names.update((sku, name) for sku, name in found)
-    return names
+def _product_name(tx: Tx, sku: str) -> str:
+    """A product's name, read once per transaction (a move may write the mail of several)."""
+    key = ("product-name", sku)
+    if key not in tx.kept:
+        tx.kept[key] = tx.scalar(_PRODUCT_NAME, sku=sku) or sku
+    return tx.kept[key]  # type: ignore[no-any-return]
 
 
 def _data(
-    session: Session, order: Order, delivery: Delivery | None, trigger: str, ctx: MoveContext
+    tx: Tx, order: OrderRow, delivery: DeliveryRow | None, trigger: str, ctx: MoveContext
 ) -> dict[str, Any]:
     """What the templates may use: plain JSON, money as strings, times in UTC ISO form (the
     templates show them in the shop's time zone)."""
-    customer = queries.row(session, Customer, order.customer_id)
-    shop = queries.row(session, Shop, order.shop_id)
+    customer = customer_row(tx, order.customer_id)
+    shop = shop_row(tx, order.shop_id)
     told = [
         line
-        for line in queries.order_lines(session, order.order_id)
+        for line in order_lines(tx, order.order_id)
         if delivery is None or line.delivery_no == delivery.delivery_no
     ]
-    names = _product_names(session, {line.sku for line in told})
-    lines = []
-    for line in told:
-        lines.append(
-            {
-                "line_no": line.line_no,
-                "sku": line.sku,
-                "name": names.get(line.sku, line.sku),
-                "quantity": line.quantity,
-                "unit_price": str(line.unit_price),
-                "amount": str(line.unit_price * line.quantity),
-                "delivery_no": line.delivery_no,
-            }
-        )
+    lines = [
+        {
+            "line_no": line.line_no,
+            "sku": line.sku,
+            "name": _product_name(tx, line.sku),
+            "quantity": line.quantity,
+            "unit_price": str(line.unit_price),
+            "amount": str(line.unit_price * line.quantity),
+            "delivery_no": line.delivery_no,
+        }
+        for line in told
+    ]
     data: dict[str, Any] = {
         "order_id": order.order_id,
         "shop_id": order.shop_id,
@@ -176,14 +203,12 @@ def _data(
         "lines": lines,
     }
     if delivery is not None:
-        warehouse = (
-            queries.first(session, _WAREHOUSE, id=delivery.warehouse_id) if delivery.warehouse_id else None
-        )
+        warehouse = _kept(tx, _WAREHOUSE, delivery.warehouse_id) if delivery.warehouse_id else None
         data |= {
             "delivery_no": delivery.delivery_no,
             "delivery_group": delivery.group.value,
             "warehouse_id": delivery.warehouse_id,
-            "warehouse_name": warehouse.name if warehouse else None,
+            "warehouse_name": warehouse[0] if warehouse else None,
             "delivery_state": delivery.state.value,
             "release_at": _iso(delivery.release_at),
         }
@@ -221,47 +246,35 @@ class Outcome:
     permanent: bool = False
 
 
-def pending(session: Session, order_id: str | None = None, limit: int = 500) -> list[Letter]:
-    """Rows still to send (of one order, or of every order), oldest first."""
-    row = OUTBOX.c
-    query = (
-        select(
-            row.outbox_id,
-            row.key,
-            row.order_id,
-            Order.shop_id,
-            row.recipient_kind,
-            row.recipient,
-            row.cc,
-            row.template_key,
-            row.data,
-        )
-        .join(Order, Order.order_id == row.order_id)
-        .where(row.state == MailState.pending.value)
-        .order_by(row.outbox_id)
-        .limit(limit)
+# Either filter may be left out: every order's pending mail (bench.mail reads it so).
+_PENDING = (
+    select(
+        OutboxRow.outbox_id,
+        OutboxRow.key,
+        OutboxRow.order_id,
+        Order.shop_id,
+        OutboxRow.recipient_kind,
+        OutboxRow.recipient,
+        OutboxRow.cc,
+        OutboxRow.template_key,
+        OutboxRow.data,
     )
-    if order_id is not None:
-        query = query.where(row.order_id == order_id)
-    return [Letter(*found) for found in session.execute(query)]
+    .join(Order, Order.order_id == OutboxRow.order_id)
+    .where(
+        OutboxRow.state == MailState.pending.value,
+        or_(
+            bindparam("order_id", type_=OutboxRow.order_id.type).is_(None),
+            OutboxRow.order_id == bindparam("order_id"),
+        ),
+    )
+    .order_by(OutboxRow.outbox_id)
+    .limit(bindparam("limit", type_=OutboxRow.attempts.type))
+)
 
 
-def written_letters(session: Session) -> list[Letter]:
-    """The rows this session's last commit wrote, as letters."""
-    return [
-        Letter(
-            outbox_id,
-            row["key"],
-            row["order_id"],
-            row["data"]["shop_id"],
-            row["recipient_kind"],
-            row["recipient"],
-            row["cc"],
-            row["template_key"],
-            row["data"],
-        )
-        for outbox_id, row in written(session, OutboxRow)
-    ]
+def pending(tx: Tx, order_id: str | None = None, limit: int = 500) -> list[Letter]:
+    """Rows still to send (of one order, or of every order), oldest first."""
+    return [Letter(*found) for found in tx.all(_PENDING, order_id=order_id, limit=limit)]
 
 
 def letter(row: OutboxRow, shop_id: str) -> Letter:
@@ -278,66 +291,78 @@ def letter(row: OutboxRow, shop_id: str) -> Letter:
     )
 
 
-# Recording mail as sent follows every move: built once.
+# Recording mail as sent follows every move: one row per id, in one call to the driver.
 _SENT = (
-    update(OUTBOX)
-    .where(OUTBOX.c.outbox_id.in_(bindparam("ids", expanding=True)), OUTBOX.c.state.in_(_UNSENT))
+    update(OutboxRow)
+    .where(OutboxRow.outbox_id == bindparam("id"), _UNSENT)
     .values(
         state=MailState.sent.value,
-        sent_at=bindparam("at", type_=OUTBOX.c.sent_at.type),
+        sent_at=bindparam("at", type_=OutboxRow.sent_at.type),
         error=None,
-        attempts=OUTBOX.c.attempts + 1,
+        attempts=OutboxRow.attempts + 1,
     )
+)
+_NOT_SENT = (
+    update(OutboxRow)
+    .where(OutboxRow.outbox_id == bindparam("id"), _UNSENT)
+    .values(
+        state=bindparam("state", type_=OutboxRow.state.type),
+        error=bindparam("error", type_=OutboxRow.error.type),
+        attempts=OutboxRow.attempts + 1,
+    )
+)
+_RELEASE = (
+    update(OutboxRow)
+    .where(OutboxRow.order_id == bindparam("order_id"), OutboxRow.state == MailState.sending.value)
+    .values(state=MailState.pending.value)
 )
 
 
-def mark_sent(db: Session | Connection, outbox_ids: list[int], at: dt.datetime) -> None:
+def mark_sent(tx: Tx, outbox_ids: list[int], at: dt.datetime) -> None:
     """Mail the server accepted; only rows not yet sent or failed change."""
-    db.execute(_SENT, {"ids": outbox_ids, "at": at})
+    tx.run_many(_SENT, [{"id": outbox_id, "at": at} for outbox_id in outbox_ids])
 
 
-def record(
-    session: Session, letters: dict[int, Letter], outcomes: Iterable[Outcome], at: dt.datetime
-) -> list[Letter]:
+def record(tx: Tx, letters: dict[int, Letter], outcomes: Iterable[Outcome], at: dt.datetime) -> list[Letter]:
     """Write down what became of each mail; only rows not yet sent or failed change (a row
     recorded as sent is never sent again); one that must wait becomes `pending`. A mail that
     failed for good is reported to the shop's admins once. Returns the reports written."""
     outcomes = list(outcomes)
-    row = OUTBOX.c
     sent = [o.outbox_id for o in outcomes if o.sent]
     if sent:
-        mark_sent(session, sent, at)
+        mark_sent(tx, sent, at)
     reports: list[Letter] = []
     for outcome in outcomes:
         if outcome.sent:
             continue
-        values: dict[str, Any] = {
-            "error": outcome.error,
-            "attempts": row.attempts + 1,
-            "state": (MailState.failed if outcome.permanent else MailState.pending).value,
-        }
-        changed = session.execute(
-            update(OUTBOX).where(row.outbox_id == outcome.outbox_id, row.state.in_(_UNSENT)).values(**values)
-        )
-        if changed.rowcount == 1 and outcome.permanent:  # type: ignore[attr-defined]
-            reports += _report_failure(session, letters[outcome.outbox_id], outcome.error or "", at)
+        state = (MailState.failed if outcome.permanent else MailState.pending).value
+        changed = tx.run(_NOT_SENT, id=outcome.outbox_id, state=state, error=outcome.error)
+        if changed == 1 and outcome.permanent:
+            reports += _report_failure(tx, letters[outcome.outbox_id], outcome.error or "", at)
     return reports
 
 
-def release(session: Session, order_id: str) -> None:
+def release(tx: Tx, order_id: str) -> None:
     """Mail handed to a move that did not record it (its worker died): anyone's to send now."""
-    session.execute(
-        update(OUTBOX)
-        .where(OUTBOX.c.order_id == order_id, OUTBOX.c.state == MailState.sending.value)
-        .values(state=MailState.pending.value)
-    )
+    tx.run(_RELEASE, order_id=order_id)
 
 
-def _report_failure(session: Session, letter: Letter, reason: str, at: dt.datetime) -> list[Letter]:
+# A report is written once per failed mail and address: a second failure of the same mail (after
+# a retry) writes nothing more. The statement is the dialect's own (ON CONFLICT DO NOTHING).
+_REPORTS = {
+    name: dialect.insert(OutboxRow)
+    .values({OutboxRow.__mapper__.columns[c]: bindparam(c) for c in _COLUMNS})
+    .on_conflict_do_nothing(index_elements=["key"])
+    .returning(OutboxRow.outbox_id)
+    for name, dialect in (("postgresql", postgresql), ("sqlite", sqlite))
+}
+
+
+def _report_failure(tx: Tx, letter: Letter, reason: str, at: dt.datetime) -> list[Letter]:
     kind, template = MAIL_FAILED
     if letter.template_key == template:
         return []  # a report that cannot be delivered is not reported again
-    shop = queries.row(session, Shop, letter.shop_id)
+    shop = shop_row(tx, letter.shop_id)
     data = {
         **letter.data,
         "failed_outbox_id": letter.outbox_id,
@@ -346,16 +371,10 @@ def _report_failure(session: Session, letter: Letter, reason: str, at: dt.dateti
         "reason": reason,
         "at": at.isoformat(),
     }
-    # The key makes a second failure of the same mail (after a retry) write nothing more.
-    to = {
-        f"mail-failed|{letter.outbox_id}|{address}": address
-        for address in (shop.admin_emails if shop else [])
-    }
-    if not to:
-        return []
-    rows = [
-        {
-            "key": key,
+    reports = []
+    for address in shop.admin_emails if shop else []:
+        row = {
+            "key": f"mail-failed|{letter.outbox_id}|{address}",
             "created_at": at,
             "order_id": letter.order_id,
             "delivery_no": letter.data.get("delivery_no"),
@@ -364,18 +383,13 @@ def _report_failure(session: Session, letter: Letter, reason: str, at: dt.dateti
             "cc": None,
             "template_key": template,
             "data": data,
-            "state": _born(session),
+            "state": _born(tx),
             "attempts": 0,
         }
-        for key, address in to.items()
-    ]
-    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
-    insert = dialect.insert(OUTBOX).values(rows).on_conflict_do_nothing(index_elements=["key"])
-    inserted = session.connection().execute(insert.returning(OUTBOX.c.key, OUTBOX.c.outbox_id))
-    return [
-        Letter(id_, key, letter.order_id, letter.shop_id, kind.value, to[key], None, template, data)
-        for key, id_ in inserted
-    ]
+        outbox_id = tx.scalar(_REPORTS[tx.dialect.name], **row)
+        if outbox_id is not None:  # None: reported before
+            reports.append(_letter(outbox_id, row))
+    return reports
 
 
 # --- what operators see and do ------------------------------------------------------------------

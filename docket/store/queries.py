@@ -7,8 +7,8 @@ import hashlib
 from collections.abc import Iterable
 from typing import Any, TypeVar, TypeVarTuple, overload
 
-from sqlalchemy import Executable, Result, Row, Select, bindparam, func, select
-from sqlalchemy.orm import DeclarativeBase, Session
+from sqlalchemy import Result, Select, func, select
+from sqlalchemy.orm import Session
 
 from docket.models.access import Operator, Role
 from docket.models.errors import NotFound
@@ -26,6 +26,9 @@ from docket.models.schemas import (
     QueuedDelivery,
     StockMovementView,
 )
+from docket.store import rows
+from docket.store.direct import Tx
+from docket.store.rows import DeliveryRow, LineRow, OrderRow
 from docket.store.tables import (
     AuditRow,
     Delivery,
@@ -36,37 +39,7 @@ from docket.store.tables import (
     StockMovement,
 )
 
-M = TypeVar("M", bound=DeclarativeBase)
 Ts = TypeVarTuple("Ts")
-_ROWS = "docket-rows"
-
-
-def row(session: Session, model: type[M], key: Any) -> M | None:
-    """`session.get` for rows a transaction reads several times (the shop, the customer): kept
-    for the rest of the transaction. The session's identity map holds rows weakly,
-    so a row read, used and dropped was read from the database again by the next `get`."""
-    rows: dict[tuple[type[Any], Any], Any] = session.info.setdefault(_ROWS, {})
-    if (model, key) not in rows:
-        rows[(model, key)] = session.get(model, key)
-    return rows[(model, key)]  # type: ignore[no-any-return]
-
-
-def first(session: Session, statement: Executable, **params: Any) -> Row[Any] | None:
-    """The first row of `statement` (built once, its columns named) as plain values, read once per
-    transaction: a plain select costs a quarter of what `session.get` does. For rows no move
-    changes (operators, warehouses): read as Core, on the session's connection, without a flush."""
-    rows: dict[Any, Any] = session.info.setdefault(_ROWS, {})
-    key = (id(statement), *sorted(params.items()))
-    if key not in rows:
-        rows[key] = session.connection().execute(statement, params).first()
-    return rows[key]  # type: ignore[no-any-return]
-
-
-def keep(session: Session, *found: DeclarativeBase) -> None:
-    """Keep rows read by a query of their own, for `row` to find (single-column primary keys)."""
-    rows = session.info.setdefault(_ROWS, {})
-    for one in found:
-        rows[(type(one), session.identity_key(instance=one)[1][0])] = one
 
 
 @overload
@@ -80,52 +53,16 @@ def as_utc(value: dt.datetime | None) -> dt.datetime | None:
     return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
 
 
-def order_view(session: Session, order_id: str) -> OrderView:
-    order = session.get(Order, order_id)
+def order_view(tx: Tx, order_id: str) -> OrderView:
+    """The order as the workflow and the people who ask see it. In a move, from the rows the move
+    read and changed (`Tx.kept`): nothing is read twice."""
+    order = tx.kept.get(("order", order_id)) or rows.order_row(tx, order_id)
     if order is None:
         raise NotFound(f"unknown order {order_id}")
-    lines: dict[tuple[str, int | None], list[OrderLine]] = {}
-    for line in order_lines(session, order_id):
+    lines: Lines = {}
+    for line in rows.order_lines(tx, order_id):
         lines.setdefault((order_id, line.delivery_no), []).append(line)
-    return _view(order, order_deliveries(session, order_id), lines)
-
-
-# Every move reads these: built once (building a statement costs more than running it on SQLite).
-_DELIVERIES = (
-    select(Delivery).where(Delivery.order_id == bindparam("order_id")).order_by(Delivery.delivery_no)
-)
-_LINES = select(OrderLine).where(OrderLine.order_id == bindparam("order_id")).order_by(OrderLine.line_no)
-
-
-def order_deliveries(session: Session, order_id: str) -> list[Delivery]:
-    """An order's deliveries, read once per transaction: moves change these same objects."""
-    return _once_per_transaction(session, ("deliveries", order_id), _DELIVERIES)
-
-
-def order_lines(session: Session, order_id: str) -> list[OrderLine]:
-    """An order's lines, read once per transaction: moves change these same objects."""
-    return _once_per_transaction(session, ("lines", order_id), _LINES)
-
-
-def read_lines_again(session: Session, order_id: str) -> None:
-    """Bring the order's lines (the same objects) up to what is committed now. On PostgreSQL each
-    statement reads what is committed when it starts: a receipt may have reserved for a line
-    since it was read, until this transaction took the stock lock that orders the two. On SQLite
-    the transaction has held the database's one write lock since before it read (BEGIN
-    IMMEDIATE): what it read is what is committed."""
-    if session.get_bind().dialect.name == "sqlite":
-        return
-    session.flush()  # what this transaction changed is kept: written first, then read back
-    session.scalars(_LINES_AGAIN, {"order_id": order_id}).all()
-
-
-_LINES_AGAIN = _LINES.execution_options(populate_existing=True)
-
-
-def _once_per_transaction(session: Session, key: tuple[str, str], query: Any) -> Any:
-    if key not in session.info:
-        session.info[key] = list(session.scalars(query, {"order_id": key[1]}))
-    return session.info[key]
+    return _view(order, rows.order_deliveries(tx, order_id), lines)
 
 
 def _views(session: Session, orders: list[Order]) -> list[OrderView]:
@@ -139,7 +76,7 @@ def _views(session: Session, orders: list[Order]) -> list[OrderView]:
     return [_view(o, deliveries.get(o.order_id, []), lines) for o in orders]
 
 
-Lines = dict[tuple[str, int | None], list[OrderLine]]
+Lines = dict[tuple[str, int | None], list[OrderLine | LineRow]]
 
 
 def _lines_by_delivery(session: Session, order_ids: Iterable[str]) -> Lines:
@@ -152,7 +89,7 @@ def _lines_by_delivery(session: Session, order_ids: Iterable[str]) -> Lines:
     return lines
 
 
-def _view(o: Order, deliveries: list[Delivery], lines: Lines) -> OrderView:
+def _view(o: Order | OrderRow, deliveries: list[Delivery] | list[DeliveryRow], lines: Lines) -> OrderView:
     return OrderView(
         order_id=o.order_id,
         shop_id=o.shop_id,
@@ -172,7 +109,7 @@ def _view(o: Order, deliveries: list[Delivery], lines: Lines) -> OrderView:
 V = TypeVar("V", bound=DeliveryView)
 
 
-def _delivery(view: type[V], d: Delivery, o: Order, lines: Lines, **more: Any) -> V:
+def _delivery(view: type[V], d: Delivery | DeliveryRow, o: Order | OrderRow, lines: Lines, **more: Any) -> V:
     return view(
         delivery_no=d.delivery_no,
         group=d.group,
@@ -184,7 +121,7 @@ def _delivery(view: type[V], d: Delivery, o: Order, lines: Lines, **more: Any) -
     )
 
 
-def _line(line: OrderLine, currency: str) -> LineView:
+def _line(line: OrderLine | LineRow, currency: str) -> LineView:
     return LineView(
         line_no=line.line_no,
         sku=line.sku,
@@ -197,7 +134,7 @@ def _line(line: OrderLine, currency: str) -> LineView:
 
 
 def order_record(session: Session, order_id: str) -> OrderRecord:
-    view = order_view(session, order_id)
+    view = order_view(Tx.of(session), order_id)
     history = [
         AuditEntry(
             at=as_utc(a.at),
@@ -238,7 +175,7 @@ def order_record(session: Session, order_id: str) -> OrderRecord:
     ]
     from docket.store import payments  # payments builds on these reads
 
-    money = payments.transactions(session, order_id)
+    money = payments.transactions(Tx.of(session), order_id)
     return OrderRecord(
         order=view,
         payment=payments.summary(view.total, view.currency, money),

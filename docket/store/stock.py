@@ -8,7 +8,7 @@ import datetime as dt
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from docket.models.errors import InvalidInput, NotFound, Refused
@@ -20,7 +20,8 @@ from docket.models.schemas import (
     StockMoveKind,
     WokenDelivery,
 )
-from docket.store.appends import append
+from docket.store.direct import Tx
+from docket.store.rows import LineRow, StockRow, columns, insert_of, save_line, select_rows
 from docket.store.tables import Delivery, Order, OrderLine, Product, Stock, StockMovement, Warehouse
 
 # An order line joined to the delivery it belongs to.
@@ -31,6 +32,7 @@ WAITING_FOR_STOCK = (
     DeliveryState.wait_date,
     DeliveryState.wait_inventory,
 )
+_WAITING = or_(*(Delivery.state == state for state in WAITING_FOR_STOCK))
 
 
 @dataclass(frozen=True)
@@ -41,51 +43,81 @@ class MoveContext:
     reference: str | None = None
 
 
-def lock_stock(session: Session, items: Iterable[tuple[str, str]]) -> dict[tuple[str, str], Stock]:
+_NEW_STOCK = insert_of(Stock, "warehouse_id", "sku", "on_hand", "reserved")
+
+
+def lock_stock(tx: Tx, items: Iterable[tuple[str, str]]) -> dict[tuple[str, str], StockRow]:
     """Lock the stock rows of `items` in one fixed order (no deadlocks), creating missing ones."""
     wanted = sorted(set(items))
-    if not wanted:
-        return {}
-    found = _select_for_update(session, wanted)
+    found = _locked(tx, wanted)
     missing = [item for item in wanted if item not in found]
     if missing:
-        session.add_all(Stock(warehouse_id=w, sku=s, on_hand=0, reserved=0) for w, s in missing)
-        session.flush()
-        found = _select_for_update(session, wanted)
+        tx.run_many(
+            _NEW_STOCK, [{"warehouse_id": w, "sku": s, "on_hand": 0, "reserved": 0} for w, s in missing]
+        )
+        found = _locked(tx, wanted)
     return found
 
 
-def _select_for_update(session: Session, wanted: list[tuple[str, str]]) -> dict[tuple[str, str], Stock]:
-    warehouses = {w for w, _ in wanted}
-    skus = {s for _, s in wanted}
-    rows = session.scalars(
-        select(Stock)
-        .where(Stock.warehouse_id.in_(warehouses), Stock.sku.in_(skus))
-        .order_by(Stock.warehouse_id, Stock.sku)
-        .with_for_update()
+def _locked(tx: Tx, wanted: list[tuple[str, str]]) -> dict[tuple[str, str], StockRow]:
+    """Each row locked alone, in key order (a move locks few: the SKUs of one order)."""
+    found: dict[tuple[str, str], StockRow] = {}
+    for warehouse_id, sku in wanted:
+        row = tx.first(_LOCK_ONE, warehouse_id=warehouse_id, sku=sku)
+        if row is not None:
+            found[(warehouse_id, sku)] = StockRow(*row)
+    return found
+
+
+_LOCK_ONE = (
+    select_rows(Stock, StockRow)
+    .where(Stock.warehouse_id == bindparam("warehouse_id"), Stock.sku == bindparam("sku"))
+    .with_for_update()
+)
+_COUNTERS = (
+    update(Stock)
+    .where(Stock.warehouse_id == bindparam("w"), Stock.sku == bindparam("s"))
+    .values(
+        on_hand=Stock.on_hand + bindparam("on_hand", type_=Stock.on_hand.type),
+        reserved=Stock.reserved + bindparam("reserved", type_=Stock.reserved.type),
     )
-    return {(r.warehouse_id, r.sku): r for r in rows if (r.warehouse_id, r.sku) in set(wanted)}
+)
+INSERT_MOVEMENT = insert_of(
+    StockMovement,
+    "at",
+    "warehouse_id",
+    "sku",
+    "kind",
+    "on_hand_delta",
+    "reserved_delta",
+    "order_id",
+    "delivery_no",
+    "line_no",
+    "reference",
+    "operator_id",
+    "note",
+)
 
 
 def record(
-    session: Session,
-    stock: Stock,
+    tx: Tx,
+    stock: StockRow,
     kind: StockMoveKind,
     ctx: MoveContext,
     *,
     on_hand: int = 0,
     reserved: int = 0,
-    line: OrderLine | None = None,
+    line: LineRow | None = None,
     order_id: str | None = None,
 ) -> None:
     """Change a locked stock row's counters and write the ledger row that says so."""
     if on_hand == 0 and reserved == 0:
         return
+    tx.run(_COUNTERS, w=stock.warehouse_id, s=stock.sku, on_hand=on_hand, reserved=reserved)
     stock.on_hand += on_hand
     stock.reserved += reserved
-    append(
-        session,
-        StockMovement,
+    tx.append(
+        INSERT_MOVEMENT,
         at=ctx.at,
         warehouse_id=stock.warehouse_id,
         sku=stock.sku,
@@ -101,19 +133,23 @@ def record(
     )
 
 
-def check_item(session: Session, warehouse_id: str, sku: str) -> None:
+_WAREHOUSE_KNOWN = select(Warehouse.warehouse_id).where(Warehouse.warehouse_id == bindparam("id"))
+_PRODUCT_DIGITAL = select(Product.digital).where(Product.sku == bindparam("sku"))
+
+
+def check_item(tx: Tx, warehouse_id: str, sku: str) -> None:
     """A warehouse and a product docket knows, and a product that is kept in stock."""
-    if session.get(Warehouse, warehouse_id) is None:
+    if tx.first(_WAREHOUSE_KNOWN, id=warehouse_id) is None:
         raise NotFound(f"unknown warehouse {warehouse_id}")
-    product = session.get(Product, sku)
+    product = tx.first(_PRODUCT_DIGITAL, sku=sku)
     if product is None:
         raise NotFound(f"unknown SKU {sku}")
-    if product.digital:
+    if product[0]:
         raise InvalidInput(f"{sku} is a digital product: no stock of it is kept, in any warehouse")
 
 
 def receive(
-    session: Session,
+    tx: Tx,
     warehouse_id: str,
     sku: str,
     quantity: int,
@@ -122,13 +158,13 @@ def receive(
     order_id: str | None = None,
 ) -> tuple[StockLevel, list[WokenDelivery], list[WokenDelivery]]:
     """Goods arrive (or come back): on hand goes up, then the oldest waiting deliveries take them."""
-    check_item(session, warehouse_id, sku)
+    check_item(tx, warehouse_id, sku)
     if kind is StockMoveKind.return_:
-        _check_return(session, order_id or "", sku, quantity)
-    stock = (lock_stock(session, [(warehouse_id, sku)]))[(warehouse_id, sku)]
-    record(session, stock, kind, ctx, on_hand=quantity, order_id=order_id)
-    woken, partly = offer_to_waiting(session, stock, ctx)
-    return level(session, stock), woken, partly
+        _check_return(tx, order_id or "", sku, quantity)
+    stock = (lock_stock(tx, [(warehouse_id, sku)]))[(warehouse_id, sku)]
+    record(tx, stock, kind, ctx, on_hand=quantity, order_id=order_id)
+    woken, partly = offer_to_waiting(tx, stock, ctx)
+    return level(tx, stock), woken, partly
 
 
 # Deliveries whose goods have left the warehouse: what may come back from them.
@@ -138,26 +174,31 @@ SENT_OUT = (
     DeliveryState.shipped,
     DeliveryState.returned,
 )
+_LOCK_ORDER = select(Order.order_id).where(Order.order_id == bindparam("order_id")).with_for_update()
+_SENT_OUT = (
+    select(func.sum(OrderLine.quantity))
+    .join(Delivery, LINE_OF_DELIVERY)
+    .where(
+        OrderLine.order_id == bindparam("order_id"),
+        OrderLine.sku == bindparam("sku"),
+        or_(*(Delivery.state == state for state in SENT_OUT)),
+    )
+)
+_CAME_BACK = select(func.sum(StockMovement.on_hand_delta)).where(
+    StockMovement.order_id == bindparam("order_id"),
+    StockMovement.sku == bindparam("sku"),
+    StockMovement.kind == StockMoveKind.return_,
+)
 
 
-def _check_return(session: Session, order_id: str, sku: str, quantity: int) -> None:
+def _check_return(tx: Tx, order_id: str, sku: str, quantity: int) -> None:
     """Goods put back on the shelf from an order: at most what the order sent out of that SKU,
     less what came back from it before (into any warehouse). The order's row is locked first, as
     every move of an order does before its stock, so two returns from one order take turns."""
-    if session.get(Order, order_id, with_for_update=True) is None:
+    if tx.first(_LOCK_ORDER, order_id=order_id) is None:
         raise NotFound(f"unknown order {order_id}")
-    sent_out = (
-        select(func.sum(OrderLine.quantity))
-        .join(Delivery, LINE_OF_DELIVERY)
-        .where(OrderLine.order_id == order_id, OrderLine.sku == sku, Delivery.state.in_(SENT_OUT))
-    )
-    came_back = select(func.sum(StockMovement.on_hand_delta)).where(
-        StockMovement.order_id == order_id,
-        StockMovement.sku == sku,
-        StockMovement.kind == StockMoveKind.return_,
-    )
-    sent: int = session.scalar(sent_out) or 0
-    back: int = session.scalar(came_back) or 0
+    sent: int = tx.scalar(_SENT_OUT, order_id=order_id, sku=sku) or 0
+    back: int = tx.scalar(_CAME_BACK, order_id=order_id, sku=sku) or 0
     if back + quantity > sent:
         raise Refused(
             f"order {order_id} sent out {sent} {sku}, {back} of them back on the shelf already: "
@@ -166,23 +207,41 @@ def _check_return(session: Session, order_id: str, sku: str, quantity: int) -> N
 
 
 def adjust(
-    session: Session, warehouse_id: str, sku: str, delta: int, ctx: MoveContext
+    tx: Tx, warehouse_id: str, sku: str, delta: int, ctx: MoveContext
 ) -> tuple[StockLevel, list[WokenDelivery], list[WokenDelivery]]:
     """A count correction. Never below what is reserved: those units are promised to orders."""
-    check_item(session, warehouse_id, sku)
-    stock = (lock_stock(session, [(warehouse_id, sku)]))[(warehouse_id, sku)]
+    check_item(tx, warehouse_id, sku)
+    stock = (lock_stock(tx, [(warehouse_id, sku)]))[(warehouse_id, sku)]
     if stock.on_hand + delta < stock.reserved:
         raise Refused(
             f"cannot take {-delta} off {sku} at {warehouse_id}: {stock.on_hand} on hand, "
             f"{stock.reserved} reserved for orders; at most {stock.on_hand - stock.reserved} can go"
         )
-    record(session, stock, StockMoveKind.adjust, ctx, on_hand=delta)
-    woken, partly = offer_to_waiting(session, stock, ctx) if delta > 0 else ([], [])
-    return level(session, stock), woken, partly
+    record(tx, stock, StockMoveKind.adjust, ctx, on_hand=delta)
+    woken, partly = offer_to_waiting(tx, stock, ctx) if delta > 0 else ([], [])
+    return level(tx, stock), woken, partly
+
+
+_SHORT_LINES = (
+    select(*columns(OrderLine, LineRow))
+    .join(Delivery, LINE_OF_DELIVERY)
+    .join(Order, Order.order_id == OrderLine.order_id)
+    .where(
+        OrderLine.sku == bindparam("sku"),
+        OrderLine.short > 0,
+        Delivery.warehouse_id == bindparam("warehouse_id"),
+        _WAITING,
+    )
+    .order_by(Order.placed_at, Order.order_id, OrderLine.line_no)
+    .with_for_update(of=OrderLine)
+)
+_STILL_SHORT = select(func.coalesce(func.sum(OrderLine.short), 0)).where(
+    OrderLine.order_id == bindparam("order_id"), OrderLine.delivery_no == bindparam("delivery_no")
+)
 
 
 def offer_to_waiting(
-    session: Session, stock: Stock, ctx: MoveContext
+    tx: Tx, stock: StockRow, ctx: MoveContext
 ) -> tuple[list[WokenDelivery], list[WokenDelivery]]:
     """Reserve what is available for lines still short of it, oldest order first.
 
@@ -191,47 +250,31 @@ def offer_to_waiting(
     available = stock.on_hand - stock.reserved
     if available <= 0:
         return [], []
-    short_lines = session.scalars(
-        select(OrderLine)
-        .join(Delivery, LINE_OF_DELIVERY)
-        .join(Order, Order.order_id == OrderLine.order_id)
-        .where(
-            OrderLine.sku == stock.sku,
-            OrderLine.short > 0,
-            Delivery.warehouse_id == stock.warehouse_id,
-            Delivery.state.in_(WAITING_FOR_STOCK),
-        )
-        .order_by(Order.placed_at, Order.order_id, OrderLine.line_no)
-        .with_for_update(of=OrderLine)
-    )
     touched: dict[tuple[str, int], int] = {}
-    for line in short_lines:
+    for found in tx.all(_SHORT_LINES, sku=stock.sku, warehouse_id=stock.warehouse_id):
         if available <= 0:
             break
+        line = LineRow(*found)
         take = min(line.short, available)
         available -= take
         line.reserved += take
         line.short -= take
-        record(session, stock, StockMoveKind.reserve, ctx, reserved=take, line=line)
+        save_line(tx, line)
+        record(tx, stock, StockMoveKind.reserve, ctx, reserved=take, line=line)
         key = (line.order_id, line.delivery_no or 0)
         touched[key] = touched.get(key, 0) + take
-    session.flush()
     woken: list[WokenDelivery] = []
     partly: list[WokenDelivery] = []
     for (order_id, delivery_no), took in touched.items():
-        short = session.scalar(
-            select(func.coalesce(func.sum(OrderLine.short), 0)).where(
-                OrderLine.order_id == order_id, OrderLine.delivery_no == delivery_no
-            )
-        )
+        short = tx.scalar(_STILL_SHORT, order_id=order_id, delivery_no=delivery_no)
         taken = WokenDelivery(order_id=order_id, delivery_no=delivery_no, reserved=took, short=short or 0)
         (partly if taken.short else woken).append(taken)
     return woken, partly
 
 
-def level(session: Session, stock: Stock) -> StockLevel:
+def level(tx: Tx, stock: StockRow) -> StockLevel:
     """A stock row's counters, and what waiting orders still want of it."""
-    wanted = backordered(session, stock.warehouse_id, stock.sku)
+    wanted = backordered(tx, stock.warehouse_id, stock.sku)
     return _level(stock, wanted.get((stock.warehouse_id, stock.sku), 0))
 
 
@@ -241,29 +284,37 @@ def levels(session: Session, warehouse_id: str | None = None, sku: str | None = 
         query = query.where(Stock.warehouse_id == warehouse_id)
     if sku:
         query = query.where(Stock.sku == sku)
-    wanted = backordered(session, warehouse_id, sku)
+    wanted = backordered(Tx.of(session), warehouse_id, sku)
     return [_level(s, wanted.get((s.warehouse_id, s.sku), 0)) for s in session.scalars(query)]
 
 
+# Either filter may be left out (None): every warehouse, every SKU.
+_BACKORDERED = (
+    select(Delivery.warehouse_id, OrderLine.sku, func.sum(OrderLine.short))
+    .join(Delivery, LINE_OF_DELIVERY)
+    .where(
+        OrderLine.short > 0,
+        _WAITING,
+        or_(
+            bindparam("warehouse_id", type_=Delivery.warehouse_id.type).is_(None),
+            Delivery.warehouse_id == bindparam("warehouse_id"),
+        ),
+        or_(bindparam("sku", type_=OrderLine.sku.type).is_(None), OrderLine.sku == bindparam("sku")),
+    )
+    .group_by(Delivery.warehouse_id, OrderLine.sku)
+)
+
+
 def backordered(
-    session: Session, warehouse_id: str | None = None, sku: str | None = None
+    tx: Tx, warehouse_id: str | None = None, sku: str | None = None
 ) -> dict[tuple[str, str], int]:
     """Units that waiting deliveries still want beyond what is reserved for them, per warehouse
     and SKU: what the next receipts go to (`offer_to_waiting`)."""
-    query = (
-        select(Delivery.warehouse_id, OrderLine.sku, func.sum(OrderLine.short))
-        .join(Delivery, LINE_OF_DELIVERY)
-        .where(OrderLine.short > 0, Delivery.state.in_(WAITING_FOR_STOCK))
-        .group_by(Delivery.warehouse_id, OrderLine.sku)
-    )
-    if warehouse_id:
-        query = query.where(Delivery.warehouse_id == warehouse_id)
-    if sku:
-        query = query.where(OrderLine.sku == sku)
-    return {(w, s): int(n) for w, s, n in session.execute(query) if w is not None}
+    found = tx.all(_BACKORDERED, warehouse_id=warehouse_id, sku=sku)
+    return {(w, s): int(n) for w, s, n in found if w is not None}
 
 
-def _level(stock: Stock, backordered: int) -> StockLevel:
+def _level(stock: Stock | StockRow, backordered: int) -> StockLevel:
     return StockLevel(
         warehouse_id=stock.warehouse_id,
         sku=stock.sku,

@@ -18,7 +18,8 @@ from docket.models.messages import AdvanceOrder, Moved, StockChange
 from docket.models.schemas import ConfirmPayment, ReceiveStock, StockMoveKind, StockReceived
 from docket.rendering import Renderer
 from docket.store import catalogue, moves, stock
-from docket.store.engine import SessionFactory, make_session_factory
+from docket.store.direct import writing
+from docket.store.engine import SessionFactory, engine_of, make_session_factory
 from docket.store.tables import AppliedMove, AuditRow, OutboxRow, PaymentTransaction, StockMovement
 from tests.catalogue import catalogue_for_tests
 from tests.orders import confirmation, place
@@ -50,8 +51,8 @@ def test_a_confirmation_run_again_answers_as_the_first_and_pays_once(
 ) -> None:
     """Run again, the confirmation finds the order moved on: refused by the lifecycle, it answers
     with what the first run recorded."""
-    with sessions.begin() as session:
-        moves.place_order(session, place("o-1", ("GADGET", 1)), "o-1/1", NOW)
+    with writing(engine_of(sessions)) as tx:
+        moves.place_order(tx, place("o-1", ("GADGET", 1)), "o-1/1", NOW)
     confirm = confirmation("o-1", "o-1/2", NOW)
 
     first = activities.confirm_payment(confirm)
@@ -70,11 +71,9 @@ def test_a_receipt_run_again_is_rolled_back_whole_and_answers_as_the_first(
     """Nothing refuses a receipt made twice: run again, it would take the goods in again and hand
     them to the next waiting order. The move's key, taken by the first run, rolls all of that back."""
     for n in (1, 2):
-        with sessions.begin() as session:
-            moves.place_order(session, place(f"o-{n}", ("WIDGET", 3)), f"o-{n}/1", NOW)
-            moves.confirm_payment(
-                session, ConfirmPayment(order_id=f"o-{n}", operator_id="alice"), f"o-{n}/2", NOW
-            )
+        with writing(engine_of(sessions)) as tx:
+            moves.place_order(tx, place(f"o-{n}", ("WIDGET", 3)), f"o-{n}/1", NOW)
+            moves.confirm_payment(tx, ConfirmPayment(order_id=f"o-{n}", operator_id="alice"), f"o-{n}/2", NOW)
     receipt = StockChange(
         move_id="stock/DN-1",
         at=NOW,
@@ -100,10 +99,10 @@ def test_a_receipt_run_again_is_rolled_back_whole_and_answers_as_the_first(
 
 def test_advancing_run_again_allocates_once(sessions: SessionFactory, activities: OrderActivities) -> None:
     """Advancing finds nothing left to move when run again: the same answer, one allocation."""
-    with sessions.begin() as session:
-        moves.place_order(session, place("o-1", ("WIDGET", 2)), "o-1/1", NOW)
-        moves.confirm_payment(session, ConfirmPayment(order_id="o-1", operator_id="alice"), "o-1/2", NOW)
-        stock.receive(session, "north", "WIDGET", 2, StockMoveKind.receive, stock.MoveContext(at=NOW))
+    with writing(engine_of(sessions)) as tx:
+        moves.place_order(tx, place("o-1", ("WIDGET", 2)), "o-1/1", NOW)
+        moves.confirm_payment(tx, ConfirmPayment(order_id="o-1", operator_id="alice"), "o-1/2", NOW)
+        stock.receive(tx, "north", "WIDGET", 2, StockMoveKind.receive, stock.MoveContext(at=NOW))
     advance = AdvanceOrder(move_id="o-1/3", at=NOW, deliver_mail=True, order_id="o-1")
 
     first = activities.advance_order(advance)

@@ -29,7 +29,8 @@ from docket.models.messages import Move, Moved, PlaceOrderMove
 from docket.models.schemas import CancelOrder, StockMoveKind
 from docket.rendering import Renderer
 from docket.store import catalogue, moves, stock
-from docket.store.engine import SessionFactory, make_session_factory
+from docket.store.direct import writing
+from docket.store.engine import SessionFactory, engine_of, make_session_factory
 from docket.store.stock import MoveContext
 from docket.store.tables import AuditRow, Order, OrderLine, OutboxRow, PaymentTransaction, Stock
 from tests.catalogue import catalogue_for_tests
@@ -45,8 +46,8 @@ def test_a_second_attempt_that_finds_the_move_done_answers_what_it_did(
 ) -> None:
     """Confirming twice is refused; the second attempt of one confirmation is not."""
     sessions = _shop(postgres_engine)
-    with sessions.begin() as session:
-        moves.place_order(session, place("o-1", ("WIDGET", 2)), "o-1/1", NOW)
+    with writing(engine_of(sessions)) as tx:
+        moves.place_order(tx, place("o-1", ("WIDGET", 2)), "o-1/1", NOW)
     confirm = confirmation("o-1", "o-1/2", NOW)
     held = select(Order).where(Order.order_id == "o-1").with_for_update()
 
@@ -85,18 +86,18 @@ def test_a_cancel_that_meets_a_receipt_releases_what_the_receipt_reserved_for_it
     """The receipt holds the stock and reserves for the waiting order while the cancel, which has
     read the order's lines already, waits for that stock: it must release what is reserved now."""
     sessions = _shop(postgres_engine, widget_on_hand=0, widget_backorder=True)
-    with sessions.begin() as session:
-        waiting = moves.place_order(session, place("o-1", ("WIDGET", 2)), "o-1/1", NOW)
+    with writing(engine_of(sessions)) as tx:
+        waiting = moves.place_order(tx, place("o-1", ("WIDGET", 2)), "o-1/1", NOW)
     assert waiting.deliveries[0].lines[0].reserved == 0
 
     def receive() -> None:
-        with sessions.begin() as session:
-            stock.receive(session, "north", "WIDGET", 2, StockMoveKind.receive, MoveContext(at=NOW))
+        with writing(engine_of(sessions)) as tx:
+            stock.receive(tx, "north", "WIDGET", 2, StockMoveKind.receive, MoveContext(at=NOW))
 
     def cancel() -> None:
-        with sessions.begin() as session:
+        with writing(engine_of(sessions)) as tx:
             moves.cancel_order(
-                session, CancelOrder(order_id="o-1", operator_id="alice", reason="changed mind"), "o-1/2", NOW
+                tx, CancelOrder(order_id="o-1", operator_id="alice", reason="changed mind"), "o-1/2", NOW
             )
 
     with ThreadPoolExecutor(2) as pool, postgres_engine.connect() as holder:  # released first

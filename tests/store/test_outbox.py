@@ -21,7 +21,8 @@ from docket.models.messages import DeliverMail, Moved, PlaceOrderMove
 from docket.models.schemas import MailState
 from docket.rendering import Renderer
 from docket.store import catalogue, moves, outbox
-from docket.store.engine import SessionFactory, make_session_factory
+from docket.store.direct import Tx, writing
+from docket.store.engine import SessionFactory, engine_of, make_session_factory
 from docket.store.outbox import Outcome
 from docket.store.tables import OutboxRow
 from tests.catalogue import catalogue_for_tests
@@ -42,8 +43,8 @@ def catalogued(engine: Engine) -> SessionFactory:
 @pytest.fixture
 def sessions(catalogued: SessionFactory) -> SessionFactory:
     """Order o-1 placed: three mails pending."""
-    with catalogued.begin() as session:
-        moves.place_order(session, place("o-1", ("WIDGET", 1)), "m1", NOW)
+    with writing(engine_of(catalogued)) as tx:
+        moves.place_order(tx, place("o-1", ("WIDGET", 1)), "m1", NOW)
     return catalogued
 
 
@@ -59,15 +60,15 @@ def rows(sessions: SessionFactory) -> dict[str, OutboxRow]:
 
 def test_a_mail_recorded_as_sent_is_never_pending_again(sessions: SessionFactory) -> None:
     with sessions() as session:
-        letters = {letter.template_key: letter for letter in outbox.pending(session, "o-1")}
+        letters = {letter.template_key: letter for letter in outbox.pending(Tx.of(session), "o-1")}
     assert set(letters) == {"order_received", "new_order", "order_awaiting_confirmation"}
     received = letters["order_received"]
 
     for _ in range(2):  # a retried activity records the same outcome again: nothing changes
-        with sessions.begin() as session:
-            outbox.record(session, {received.outbox_id: received}, [Outcome(received.outbox_id, True)], NOW)
+        with writing(engine_of(sessions)) as tx:
+            outbox.record(tx, {received.outbox_id: received}, [Outcome(received.outbox_id, True)], NOW)
     with sessions() as session:
-        assert {letter.template_key for letter in outbox.pending(session, "o-1")} == {
+        assert {letter.template_key for letter in outbox.pending(Tx.of(session), "o-1")} == {
             "new_order",
             "order_awaiting_confirmation",
         }
@@ -77,10 +78,10 @@ def test_a_mail_recorded_as_sent_is_never_pending_again(sessions: SessionFactory
 
 def test_a_transient_failure_keeps_the_mail_pending_with_its_reason(sessions: SessionFactory) -> None:
     with sessions() as session:
-        [letter] = [x for x in outbox.pending(session, "o-1") if x.template_key == "new_order"]
-    with sessions.begin() as session:
+        [letter] = [x for x in outbox.pending(Tx.of(session), "o-1") if x.template_key == "new_order"]
+    with writing(engine_of(sessions)) as tx:
         outcome = Outcome(letter.outbox_id, False, "SMTP server unavailable")
-        assert outbox.record(session, {letter.outbox_id: letter}, [outcome], NOW) == []
+        assert outbox.record(tx, {letter.outbox_id: letter}, [outcome], NOW) == []
     row = rows(sessions)["new_order"]
     assert (row.state, row.attempts, row.error) == (MailState.pending, 1, "SMTP server unavailable")
 
@@ -90,10 +91,12 @@ def test_a_mail_failed_for_good_is_reported_to_the_admins_once_however_often_ret
 ) -> None:
     for attempt in range(2):
         with sessions() as session:
-            [letter] = [x for x in outbox.pending(session, "o-1") if x.template_key == "order_received"]
-        with sessions.begin() as session:
+            [letter] = [
+                x for x in outbox.pending(Tx.of(session), "o-1") if x.template_key == "order_received"
+            ]
+        with writing(engine_of(sessions)) as tx:
             outcome = Outcome(letter.outbox_id, False, "550 no such mailbox", permanent=True)
-            reports = outbox.record(session, {letter.outbox_id: letter}, [outcome], NOW)
+            reports = outbox.record(tx, {letter.outbox_id: letter}, [outcome], NOW)
         # one report per admin address, written once: a second failure of the mail writes none
         assert [r.recipient for r in reports] == (["admin@alpha.test"] if attempt == 0 else [])
         with sessions() as session:
