@@ -22,7 +22,6 @@ import datetime as dt
 import json
 import resource
 import shutil
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -31,6 +30,7 @@ from typing import Any
 import uvicorn
 from sqlalchemy import Engine, event, func, select, update
 
+from bench import harness
 from bench.harness import catalogue, free_port, order
 from docket.activities.mail import Mailer
 from docket.activities.orders import OrderActivities
@@ -118,33 +118,33 @@ def apply(folder: Path, count: int) -> None:
     facts = json.loads((folder / "facts.json").read_text())
     if count + 1 > len(facts):
         raise SystemExit(f"{folder} holds {len(facts)} orders: --count {count} needs {count + 1}")
-    with tempfile.TemporaryDirectory(prefix="docket-bench-callback-") as scratch:
-        shutil.copy(folder / "docket.db", Path(scratch) / "docket.db")
-        engine = make_engine(f"sqlite:///{Path(scratch) / 'docket.db'}")
-        acts = activities(make_session_factory(engine), Path(scratch), "http://127.0.0.1:9")
-        statements = _count_statements(engine)
+    scratch = harness.scratch("docket-bench-callback-")
+    shutil.copy(folder / "docket.db", Path(scratch) / "docket.db")
+    engine = make_engine(f"sqlite:///{Path(scratch) / 'docket.db'}")
+    acts = activities(make_session_factory(engine), Path(scratch), "http://127.0.0.1:9")
+    statements = _count_statements(engine)
 
-        def one(saved: dict[str, Any]) -> None:
-            move = PaymentCallbackMove(
-                move_id=saved["move_id"],
-                at=dt.datetime.fromisoformat(saved["at"]),
-                deliver_mail=True,
-                gateway="sandbox",
-                fact=CallbackFact.model_validate(saved["fact"]),
-                callback_id=saved["callback_id"],  # marked processed in the move's transaction
-            )
-            assert acts.apply_payment_callback(move).view.state is OrderState.in_progress
+    def one(saved: dict[str, Any]) -> None:
+        move = PaymentCallbackMove(
+            move_id=saved["move_id"],
+            at=dt.datetime.fromisoformat(saved["at"]),
+            deliver_mail=True,
+            gateway="sandbox",
+            fact=CallbackFact.model_validate(saved["fact"]),
+            callback_id=saved["callback_id"],  # marked processed in the move's transaction
+        )
+        assert acts.apply_payment_callback(move).view.state is OrderState.in_progress
 
-        one(facts[0])  # warm up
-        statements.clear()
-        before, started = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
-        for saved in facts[1 : count + 1]:
-            one(saved)
-        wall, after = time.perf_counter() - started, resource.getrusage(resource.RUSAGE_SELF)
-        with engine.connect() as db:
-            processed = db.scalar(select(func.count()).where(PaymentCallback.processed_at.is_not(None)))
-        assert processed == count + 1, f"{processed} callbacks marked processed, {count + 1} applied"
-        engine.dispose()
+    one(facts[0])  # warm up
+    statements.clear()
+    before, started = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
+    for saved in facts[1 : count + 1]:
+        one(saved)
+    wall, after = time.perf_counter() - started, resource.getrusage(resource.RUSAGE_SELF)
+    with engine.connect() as db:
+        processed = db.scalar(select(func.count()).where(PaymentCallback.processed_at.is_not(None)))
+    assert processed == count + 1, f"{processed} callbacks marked processed, {count + 1} applied"
+    engine.dispose()
     if count:
         cpu = after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
         print(

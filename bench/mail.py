@@ -17,7 +17,6 @@ import datetime as dt
 import itertools
 import subprocess
 import sys
-import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -25,6 +24,7 @@ from pathlib import Path
 from sqlalchemy import func, select
 from temporalio.testing import ActivityEnvironment
 
+from bench import harness
 from bench.harness import catalogue, free_port, order
 from docket.activities.mail import MailActivities, Mailer
 from docket.adapters.mail import SmtpTransport
@@ -33,6 +33,7 @@ from docket.rendering import Renderer
 from docket.runtime import port_open
 from docket.store import catalogue as cat
 from docket.store import moves, outbox
+from docket.store.direct import reading, writing
 from docket.store.engine import make_engine, make_session_factory
 from docket.store.migrate import upgrade
 from docket.store.outbox import Letter
@@ -56,60 +57,60 @@ def smtp_server(port: int) -> subprocess.Popen[bytes]:
 
 
 async def main(orders: int, concurrency: int) -> None:
-    with tempfile.TemporaryDirectory(prefix="docket-bench-mail-") as scratch:
-        engine = make_engine(f"sqlite:///{Path(scratch) / 'docket.db'}")
-        upgrade(engine)
-        sessions = make_session_factory(engine)
-        now = dt.datetime.now(dt.UTC)
-        with sessions.begin() as session:
-            cat.load(session, catalogue(on_hand=2 * orders), now)
-        handed: dict[str, list[Letter]] = {}  # the first half: written as a move writes its mail
-        for n in range(2 * orders):  # placing an order writes three mails (customer, admin twice)
-            command = order(n).model_copy(update={"operator_id": "op"})
-            with sessions.begin() as session:
-                if n < orders:
-                    outbox.hand_over(session)
-                moves.place_order(session, command, f"m{n}", now)
+    scratch = harness.scratch("docket-bench-mail-")
+    engine = make_engine(f"sqlite:///{Path(scratch) / 'docket.db'}")
+    upgrade(engine)
+    sessions = make_session_factory(engine)
+    now = dt.datetime.now(dt.UTC)
+    with sessions.begin() as session:
+        cat.load(session, catalogue(on_hand=2 * orders), now)
+    handed: dict[str, list[Letter]] = {}  # the first half: written as a move writes its mail
+    for n in range(2 * orders):  # placing an order writes three mails (customer, admin twice)
+        command = order(n).model_copy(update={"operator_id": "op"})
+        with writing(engine) as tx:
             if n < orders:
-                handed[command.order_id] = outbox.written_letters(session)
-        with sessions() as session:
-            letters = [*itertools.chain(*handed.values()), *outbox.pending(session, limit=orders * 20)]
-        mails = len(letters) // 2
+                outbox.hand_over(tx)
+            moves.place_order(tx, command, f"m{n}", now)
+        if n < orders:
+            handed[command.order_id] = outbox.written_letters(tx)
+    with reading(engine) as tx:
+        letters = [*itertools.chain(*handed.values()), *outbox.pending(tx, limit=orders * 20)]
+    mails = len(letters) // 2
 
-        renderer = Renderer("docket@bench.test")
-        started = time.perf_counter()
-        for letter in letters:
-            renderer.compose(
-                letter, renderer.render(letter.shop_id, letter.kind, letter.template_key, letter.data)
-            )
-        composed = mails / (time.perf_counter() - started)
+    renderer = Renderer("docket@bench.test")
+    started = time.perf_counter()
+    for letter in letters:
+        renderer.compose(
+            letter, renderer.render(letter.shop_id, letter.kind, letter.template_key, letter.data)
+        )
+    composed = mails / (time.perf_counter() - started)
 
-        port = free_port()
-        server = smtp_server(port)
-        try:
-            mailer = Mailer(sessions, renderer, SmtpTransport("127.0.0.1", port))
-            with ThreadPoolExecutor(concurrency) as threads:  # as the worker's activity threads
-                started = time.perf_counter()
-                list(threads.map(lambda item: mailer.send_now(*item), handed.items()))
-                inline = time.perf_counter() - started
-
-            activities = MailActivities(mailer)
-            env = ActivityEnvironment()
-            gate = asyncio.Semaphore(concurrency)
-
-            async def deliver(n: int) -> None:
-                async with gate:
-                    await env.run(activities.deliver_mail, DeliverMail(order_id=f"b-{n}"))
-
+    port = free_port()
+    server = smtp_server(port)
+    try:
+        mailer = Mailer(sessions, renderer, SmtpTransport("127.0.0.1", port))
+        with ThreadPoolExecutor(concurrency) as threads:  # as the worker's activity threads
             started = time.perf_counter()
-            await asyncio.gather(*(deliver(n) for n in range(orders, 2 * orders)))
-            background = time.perf_counter() - started
-        finally:
-            server.terminate()
-            server.wait(timeout=10)
-        with sessions() as session:
-            sent = session.scalar(select(func.count()).where(OutboxRow.state == "sent")) or 0
-        engine.dispose()
+            list(threads.map(lambda item: mailer.send_now(*item), handed.items()))
+            inline = time.perf_counter() - started
+
+        activities = MailActivities(mailer)
+        env = ActivityEnvironment()
+        gate = asyncio.Semaphore(concurrency)
+
+        async def deliver(n: int) -> None:
+            async with gate:
+                await env.run(activities.deliver_mail, DeliverMail(order_id=f"b-{n}"))
+
+        started = time.perf_counter()
+        await asyncio.gather(*(deliver(n) for n in range(orders, 2 * orders)))
+        background = time.perf_counter() - started
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+    with sessions() as session:
+        sent = session.scalar(select(func.count()).where(OutboxRow.state == "sent")) or 0
+    engine.dispose()
 
     print(
         f"mail: {orders} orders and {mails} mails each way, {concurrency} orders at a time, SMTP on loopback"
