@@ -1,6 +1,6 @@
 """The load generator of bench.callbacks, run as a process of its own: sends signed callbacks at a
 fixed rate (or as fast as it can) and prints each one's latency, and when it started by the wall
-clock, as JSON.
+clock, and the CPU it used, as JSON.
 
     python -m bench.callback_load URL SECRET FACTS.json [--rate 50] [--concurrency 50]
 
@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import resource
 import time
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -78,9 +79,16 @@ async def main(url: str, secret: str, facts: list[dict[str, object]], rate: floa
     await asyncio.gather(*(one(n, fact) for n, fact in enumerate(facts)))
     elapsed = time.perf_counter() - started
     connections.close()
+    used = resource.getrusage(resource.RUSAGE_SELF)
     print(
         json.dumps(
-            {"latencies": latencies, "elapsed": elapsed, "started_at": started_at, "statuses": statuses}
+            {
+                "latencies": latencies,
+                "elapsed": elapsed,
+                "started_at": started_at,
+                "statuses": statuses,
+                "cpu": used.ru_utime + used.ru_stime,
+            }
         )
     )
 

@@ -25,7 +25,16 @@ import uvicorn
 from sqlalchemy import select, update
 
 from bench.gc_probe import pauses
-from bench.harness import embedded, free_port, order, percentile, store, worker_gc_log, worker_process
+from bench.harness import (
+    cpu_seconds,
+    embedded,
+    free_port,
+    order,
+    percentile,
+    store,
+    worker_gc_log,
+    worker_process,
+)
 from docket.api.app import create_app
 from docket.models.lifecycles import OrderState
 from docket.runtime import run_worker, settle_heap
@@ -122,7 +131,11 @@ async def main(count: int, rate: float, one_process: bool) -> None:
             try:
                 for label, first, pace in ((f"at {rate:.0f}/s", 0, rate), ("as fast as it goes", count, 0.0)):
                     facts = await place_held(running.docket, first, count)
+                    before = cpu_seconds()
                     result = await load(url, facts, pace)
+                    api_ms, server_ms, worker_ms = (
+                        1000 * (a - b) / count for a, b in zip(cpu_seconds(), before, strict=True)
+                    )  # with --one-process, the worker's CPU is in the API's
                     latencies = [1000 * x for x in result["latencies"]]  # type: ignore[union-attr]
                     settled = await running.docket.read(
                         lambda s, ids=[f["order_id"] for f in facts]: sum(
@@ -135,6 +148,12 @@ async def main(count: int, rate: float, one_process: bool) -> None:
                         f"  {label:<20} {count / result['elapsed']:6.1f} callbacks/s  "  # type: ignore[operator]
                         f"p50 {statistics.median(latencies):6.1f} ms  p99 {percentile(latencies, 99):6.1f} ms  "
                         f"max {max(latencies):6.1f} ms  statuses {result['statuses']}  settled {settled}/{count}"
+                    )
+                    load_ms = 1000 * float(result["cpu"]) / count  # type: ignore[arg-type]
+                    print(
+                        f"  {'':<20} CPU per callback: API {api_ms:.1f} + worker {worker_ms:.1f} + dev server"
+                        f" {server_ms:.1f} = {api_ms + worker_ms + server_ms:.1f} ms"
+                        f" (and the load generator's {load_ms:.1f} ms)"
                     )
                     if not one_process:
                         start, took = float(result["started_at"]), float(result["elapsed"])  # type: ignore[arg-type]

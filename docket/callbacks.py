@@ -13,7 +13,7 @@ import logging
 import time
 from dataclasses import dataclass
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session
 from temporalio.client import WorkflowUpdateFailedError
@@ -23,13 +23,15 @@ from docket.adapters.payments import BadCallback, PaymentGateway, parse_fact, sh
 from docket.commands import Docket, domain_error
 from docket.models.access import Action, Operator
 from docket.models.errors import DocketError
+from docket.models.lifecycles import OrderState
 from docket.models.messages import PaymentCallback
 from docket.models.payments import CallbackFact
 from docket.models.schemas import CallbackView
 from docket.store import charges
-from docket.store.direct import writing
-from docket.store.engine import engine_of, serialised_writes
-from docket.store.tables import Order, Shop
+from docket.store.direct import reading, writing
+from docket.store.engine import engine_of
+from docket.store.rows import ShopRow, insert_of, shop_row
+from docket.store.tables import Order
 from docket.store.tables import PaymentCallback as StoredCallback
 from docket.workflows.order import OrderWorkflow, workflow_id
 
@@ -44,10 +46,31 @@ class Answered:
     duplicate: bool = False
 
 
+@dataclass(frozen=True)
+class Stored:
+    """A callback as stored: its id; the first one's answer if it is a duplicate processed before;
+    its order's shop and state when it was stored (None: no such order)."""
+
+    callback_id: int
+    first: Answered | None = None
+    order_shop: str | None = None
+    order_state: OrderState | None = None
+
+
+_STORE = insert_of(
+    StoredCallback, "gateway", "event_id", "shop_id", "order_id", "source", "received_at", "body"
+).returning(StoredCallback.callback_id)
+_FIRST = select(
+    StoredCallback.callback_id, StoredCallback.processed_at, StoredCallback.status, StoredCallback.outcome
+).where(StoredCallback.gateway == bindparam("gateway"), StoredCallback.event_id == bindparam("event_id"))
+_ORDER_OF = select(Order.shop_id, Order.state).where(Order.order_id == bindparam("order_id"))
+
+
 class Callbacks:
     def __init__(self, docket: Docket, gateways: dict[str, PaymentGateway]):
         self.docket = docket
         self.gateways = gateways
+        self.engine = engine_of(docket.sessions)
 
     async def receive(
         self, gateway: str, body: bytes, timestamp: str | None, signature: str | None, source: str | None
@@ -58,7 +81,7 @@ class Callbacks:
             names = ", ".join(sorted(g for g in self.gateways if g != "offline"))
             raise BadCallback(404, f"unknown gateway {gateway!r}; callbacks are taken for: {names}")
         shop_id = shop_of(body)
-        shop = await self.docket.read(lambda s: s.get(Shop, shop_id))
+        shop = await asyncio.to_thread(self._shop, shop_id)
         secret = shop.gateway_secrets.get(gateway) if shop else None
         try:
             if secret is None:
@@ -70,10 +93,14 @@ class Callbacks:
             log.warning("refused %s callback from %s for shop %s: %s", gateway, source, shop_id, refused)
             raise
         fact = known.parse_callback(body)
-        stored_id, first = await self._store(gateway, fact, body, source)
-        if first is not None:
-            return first
-        return await self._process(stored_id, gateway, fact)
+        stored = await self._store(gateway, fact, body, source)
+        if stored.first is not None:
+            return stored.first
+        return await self._process(stored, gateway, fact)
+
+    def _shop(self, shop_id: str) -> ShopRow | None:
+        with reading(self.engine) as tx:
+            return shop_row(tx, shop_id)
 
     async def replay(self, operator: Operator) -> list[CallbackView]:
         """Process the stored callbacks not processed yet (a crash after storing one)."""
@@ -81,11 +108,19 @@ class Callbacks:
         waiting = await self.inbox(operator)
         for callback in waiting:
 
-            def stored(session: Session, n: int = callback.callback_id) -> StoredCallback:
-                return session.get_one(StoredCallback, n)
+            def stored(
+                session: Session, n: int = callback.callback_id
+            ) -> tuple[StoredCallback, Order | None]:
+                row = session.get_one(StoredCallback, n)
+                return row, session.get(Order, row.order_id) if row.order_id else None
 
-            row = await self.docket.read(stored)
-            await self._process(row.callback_id, row.gateway, parse_fact(row.body.encode()))
+            row, order = await self.docket.read(stored)
+            found = Stored(
+                row.callback_id,
+                order_shop=order.shop_id if order else None,
+                order_state=order.state if order else None,
+            )
+            await self._process(found, row.gateway, parse_fact(row.body.encode()))
         return await self.inbox(operator, every=True, ids=[c.callback_id for c in waiting])
 
     async def inbox(
@@ -116,16 +151,15 @@ class Callbacks:
             for r in rows
         ]
 
-    async def _store(
-        self, gateway: str, fact: CallbackFact, body: bytes, source: str | None
-    ) -> tuple[int, Answered | None]:
-        """Store the callback; for a duplicate, the first one's id and (once processed) answer."""
-        sessions = self.docket.sessions
+    async def _store(self, gateway: str, fact: CallbackFact, body: bytes, source: str | None) -> Stored:
+        """Store the callback, and read its order in the same transaction; for a duplicate, the
+        first one's id and (once processed) answer."""
 
-        def store() -> tuple[int, Answered | None]:
+        def store() -> Stored:
             try:
-                with serialised_writes(engine_of(sessions)), sessions.begin() as session:
-                    row = StoredCallback(
+                with writing(self.engine) as tx:
+                    callback_id = tx.scalar(
+                        _STORE,
                         gateway=gateway,
                         event_id=fact.event_id,
                         shop_id=fact.shop_id,
@@ -134,21 +168,27 @@ class Callbacks:
                         received_at=dt.datetime.now(dt.UTC),
                         body=body.decode(),
                     )
-                    session.add(row)
-                    session.flush()
-                    return row.callback_id, None
+                    order = tx.first(_ORDER_OF, order_id=fact.order_id)
+                return Stored(
+                    callback_id,
+                    order_shop=order[0] if order else None,
+                    order_state=order[1] if order else None,
+                )
             except IntegrityError:
-                with sessions() as session:
-                    first = session.scalars(
-                        select(StoredCallback).where(
-                            StoredCallback.gateway == gateway, StoredCallback.event_id == fact.event_id
-                        )
-                    ).one()
-                    if first.processed_at is None:
-                        return first.callback_id, None
-                    return first.callback_id, Answered(
-                        first.status or 200, first.outcome or "", duplicate=True
-                    )
+                with reading(self.engine) as tx:
+                    found = tx.first(_FIRST, gateway=gateway, event_id=fact.event_id)
+                    order = tx.first(_ORDER_OF, order_id=fact.order_id)
+                assert found is not None  # the key it broke is this callback's
+                callback_id, processed_at, status, outcome = found
+                first = (
+                    None if processed_at is None else Answered(status or 200, outcome or "", duplicate=True)
+                )
+                return Stored(
+                    callback_id,
+                    first,
+                    order_shop=order[0] if order else None,
+                    order_state=order[1] if order else None,
+                )
 
         try:
             return await asyncio.to_thread(store)
@@ -156,24 +196,22 @@ class Callbacks:
             log.error("cannot store a %s callback: %s", gateway, error)
             raise BadCallback(503, "the callback cannot be stored now; send it again") from None
 
-    async def _process(self, callback_id: int, gateway: str, fact: CallbackFact) -> Answered:
+    async def _process(self, stored: Stored, gateway: str, fact: CallbackFact) -> Answered:
         """A callback the workflow applied was marked processed in the move's own transaction; one it
         refused (or that found no open order) is marked here."""
-        answered = await self._apply(callback_id, gateway, fact)
+        answered = await self._apply(stored, gateway, fact)
         if answered.status == 200:
             return answered
-        engine = engine_of(self.docket.sessions)
 
         def mark() -> None:
-            with writing(engine) as tx:
-                charges.mark_processed(tx, callback_id, answered.status, answered.outcome)
+            with writing(self.engine) as tx:
+                charges.mark_processed(tx, stored.callback_id, answered.status, answered.outcome)
 
         await asyncio.to_thread(mark)
         return answered
 
-    async def _apply(self, callback_id: int, gateway: str, fact: CallbackFact) -> Answered:
-        order = await self.docket.read(lambda s: s.get(Order, fact.order_id))
-        if order is None or order.shop_id != fact.shop_id:
+    async def _apply(self, stored: Stored, gateway: str, fact: CallbackFact) -> Answered:
+        if stored.order_state is None or stored.order_shop != fact.shop_id:
             return Answered(404, f"unknown order {fact.order_id} of shop {fact.shop_id}")
         handle = self.docket.temporal.get_workflow_handle(
             workflow_id(fact.order_id, self.docket.workflow_id_prefix)
@@ -182,7 +220,7 @@ class Callbacks:
             result = await self.docket.answer(
                 handle.execute_update(
                     OrderWorkflow.payment_callback,
-                    PaymentCallback(gateway=gateway, fact=fact, callback_id=callback_id),
+                    PaymentCallback(gateway=gateway, fact=fact, callback_id=stored.callback_id),
                 ),
                 f"the callback is stored and was sent to order {fact.order_id}",
                 "send it again, or replay it with docket payment inbox --replay",
@@ -195,5 +233,6 @@ class Callbacks:
         except RPCError as error:
             if error.status is not RPCStatusCode.NOT_FOUND:
                 raise
-            return Answered(409, f"order {fact.order_id} is {order.state.value} and closed: nothing changed")
+            closed = stored.order_state.value
+            return Answered(409, f"order {fact.order_id} is {closed} and closed: nothing changed")
         return Answered(200, result.outcome)
