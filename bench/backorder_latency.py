@@ -17,7 +17,6 @@ from docket.models.lifecycles import DeliveryState
 from docket.models.schemas import ConfirmPayment, ReceiveStock
 from docket.runtime import run_worker
 from docket.store import queries
-from docket.store.direct import Tx
 
 
 async def main(count: int) -> None:
@@ -38,7 +37,7 @@ async def main(count: int) -> None:
                 received = await docket.change_stock(op, receipt)
                 assert [w.order_id for w in received.woken] == [f"b-{n}"], received.woken
                 while True:
-                    view = await docket.read(lambda s, n=n: queries.order_view(Tx.of(s), f"b-{n}"))
+                    view = await docket.look_up(lambda tx, n=n: queries.order_view(tx, f"b-{n}"))
                     if view.deliveries[0].state is DeliveryState.allocated:
                         break
                     await asyncio.sleep(0.002)

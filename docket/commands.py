@@ -70,9 +70,9 @@ from docket.models.schemas import (
 )
 from docket.rendering import Rendered, Renderer, RenderError, message_id
 from docket.store import catalogue, outbox, queries, rows, stock
-from docket.store.direct import Tx
+from docket.store.direct import Tx, reading
 from docket.store.engine import SessionFactory, engine_of, read_session, serialised_writes
-from docket.store.tables import Customer, Order, Product, Shop, ShopWarehouse, StockMovement, Warehouse
+from docket.store.tables import Customer, Product, ShopWarehouse, StockMovement, Warehouse
 from docket.workflows.mail import MailWorkflow, mail_workflow_id
 from docket.workflows.order import OrderWorkflow, workflow_id
 from docket.workflows.stock import StockWorkflow, stock_workflow_id
@@ -103,15 +103,13 @@ class Docket:
         operator.require(Action.place_order, cmd.shop_id)
         cmd = cmd.model_copy(update={"operator_id": operator.operator_id})
 
-        def check(
-            session: Session,
-        ) -> None:  # a known order id answers as placed, whatever the catalogue says
-            if session.get(Order, cmd.order_id) is None:
+        def check(tx: Tx) -> None:  # a known order id answers as placed, whatever the catalogue says
+            if rows.order_shop(tx, cmd.order_id) is None:
                 _check_money(cmd)
                 _check_country(cmd)
-                _check_catalogue(session, cmd)
+                _check_catalogue(tx, cmd)
 
-        await self.read(check)
+        await self.look_up(check)
         try:
             # one request: the workflow starts with the update in its first task
             start = WithStartWorkflowOperation(
@@ -130,7 +128,7 @@ class Docket:
                 "placing it again with the same order id is safe: it answers with the order once placed",
             )
         except WorkflowAlreadyStartedError:
-            view = await self.read(lambda session: queries.order_view(Tx.of(session), cmd.order_id))
+            view = await self.look_up(lambda tx: queries.order_view(tx, cmd.order_id))
         except (Unavailable, asyncio.CancelledError):
             # the start's own future holds the abandoned call as well: read it, or asyncio reports
             # it unread on standard error
@@ -138,7 +136,7 @@ class Docket:
                 await start.workflow_handle()
             raise
         if view.state is OrderState.rejected:  # its lines belong to no delivery: read them
-            lines = await self.read(lambda session: rows.order_lines(Tx.of(session), cmd.order_id))
+            lines = await self.look_up(lambda tx: rows.order_lines(tx, cmd.order_id))
             _require_same_order(cmd, view, [(line.sku, line.quantity, line.unit_price) for line in lines])
             raise OrderRejected(f"order {view.order_id} rejected: {view.rejection}")
         placed = sorted(
@@ -204,9 +202,7 @@ class Docket:
         operator.require(action)
         shop_id = self._order_shops.get(order_id)
         if shop_id is None:
-            shop_id = await self.read(
-                lambda session: session.scalar(select(Order.shop_id).where(Order.order_id == order_id))
-            )
+            shop_id = await self.look_up(lambda tx: rows.order_shop(tx, order_id))
             if shop_id is None:
                 raise NotFound(f"unknown order {order_id}")
             if len(self._order_shops) > 100_000:
@@ -229,7 +225,7 @@ class Docket:
         except RPCError as error:
             if error.status is not RPCStatusCode.NOT_FOUND:
                 raise
-            view = await self.read(lambda session: queries.order_view(Tx.of(session), order_id))
+            view = await self.look_up(lambda tx: queries.order_view(tx, order_id))
             raise Refused(
                 f"order {order_id} is {view.state.value} and closed: nothing more can move"
             ) from None
@@ -436,6 +432,16 @@ class Docket:
 
         return await asyncio.to_thread(in_session)
 
+    async def look_up(self, query: Callable[[Tx], T]) -> T:
+        """A read made of the write path's lookups (store.rows), on the driver's cursor, in a
+        thread: what every command asks before it goes to a workflow."""
+
+        def in_transaction() -> T:
+            with reading(engine_of(self.sessions)) as tx:
+                return query(tx)
+
+        return await asyncio.to_thread(in_transaction)
+
 
 def _move_name(update: Any, cmd: Any) -> str:
     if isinstance(cmd, MoveDelivery):
@@ -499,20 +505,19 @@ def _check_country(cmd: PlaceOrder) -> None:
         )
 
 
-def _check_catalogue(session: Session, cmd: PlaceOrder) -> None:
-    shop = session.get(Shop, cmd.shop_id)
+def _check_catalogue(tx: Tx, cmd: PlaceOrder) -> None:
+    shop = rows.shop_row(tx, cmd.shop_id)
     if shop is None:
         raise NotFound(f"unknown shop {cmd.shop_id}")
-    if session.get(Customer, cmd.customer_id) is None:
+    if rows.customer_row(tx, cmd.customer_id) is None:
         raise NotFound(
             f"unknown customer {cmd.customer_id}: register them first "
             "(PUT /customers/{customer_id}, or `docket customer save`)"
         )
-    skus = {line.sku for line in cmd.lines}
-    query = select(Product.sku, Product.digital).where(Product.sku.in_(skus))
-    digital = {sku: is_digital for sku, is_digital in session.execute(query)}
-    if skus - digital.keys():
-        raise NotFound(f"unknown SKU {', '.join(sorted(skus - digital.keys()))}")
+    known = {sku: rows.product_digital(tx, sku) for sku in sorted({line.sku for line in cmd.lines})}
+    digital = {sku: is_digital for sku, is_digital in known.items() if is_digital is not None}
+    if unknown := [sku for sku, is_digital in known.items() if is_digital is None]:
+        raise NotFound(f"unknown SKU {', '.join(unknown)}")
     flow = cmd.payment_flow or shop.payment_flow
     if flow is PaymentFlow.per_shipment and any(digital.values()):
         # a digital delivery is released at once, with no shipment to capture its money at

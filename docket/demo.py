@@ -40,7 +40,6 @@ from docket.sandbox import create_sandbox
 from docket.settings import Settings
 from docket.store import catalogue as cat
 from docket.store import queries
-from docket.store.direct import Tx
 from docket.store.tables import OutboxRow
 
 SANDBOX_SECRET = "demo-sandbox-secret"
@@ -385,7 +384,7 @@ async def paid_by_card(demo: Demo) -> None:
 
 async def _until_state(docket: Docket, order_id: str, state: str) -> OrderView:
     while True:
-        view = await docket.read(lambda session: queries.order_view(Tx.of(session), order_id))
+        view = await docket.look_up(lambda tx: queries.order_view(tx, order_id))
         if view.state.value == state:
             return view
         await asyncio.sleep(0.05)
@@ -393,7 +392,7 @@ async def _until_state(docket: Docket, order_id: str, state: str) -> OrderView:
 
 async def _until_allocated(docket: Docket, order_id: str) -> OrderView:
     while True:
-        view = await docket.read(lambda session: queries.order_view(Tx.of(session), order_id))
+        view = await docket.look_up(lambda tx: queries.order_view(tx, order_id))
         if view.deliveries[0].state is DeliveryState.allocated:
             return view
         await asyncio.sleep(0.02)

@@ -14,7 +14,6 @@ from docket.adapters.payments import sign
 from docket.models.messages import ConfirmPaymentMove
 from docket.models.schemas import Address, ConfirmPayment, MoveDelivery, OrderLineIn, PlaceOrder
 from docket.store import queries
-from docket.store.direct import Tx
 from docket.store.tables import PaymentTransaction
 from tests.catalogue import ALPHA_SECRET
 
@@ -64,7 +63,7 @@ async def move(shop: Shop, order_id: str, no: int, *triggers: str, operator: str
 
 
 async def view_of(shop: Shop, order_id: str):  # type: ignore[no-untyped-def]
-    return await shop.docket.read(lambda s: queries.order_view(Tx.of(s), order_id))
+    return await shop.docket.look_up(lambda tx: queries.order_view(tx, order_id))
 
 
 async def held_payment_went_through(shop: Shop, order_id: str, event_id: str) -> dict[str, object]:

@@ -22,7 +22,7 @@ from docket.models.lifecycles import DeliveryState, OrderState
 from docket.models.payments import Operation, Result
 from docket.models.schemas import DeliveryGroup, PaymentFlow
 from docket.store.direct import Tx
-from docket.store.tables import Customer, Delivery, Order, OrderLine, Shop
+from docket.store.tables import Customer, Delivery, Order, OrderLine, Product, Shop
 
 
 @dataclass(slots=True)
@@ -171,6 +171,21 @@ def locked_order(tx: Tx, order_id: str) -> OrderRow:
     tx.kept[("customer", customer.customer_id)] = customer
     tx.kept[("shop", shop.shop_id)] = shop
     return order
+
+
+_ORDER_SHOP = select(Order.shop_id).where(Order.order_id == bindparam("order_id"))
+_PRODUCT_DIGITAL = select(Product.digital).where(Product.sku == bindparam("sku"))
+
+
+def order_shop(tx: Tx, order_id: str) -> str | None:
+    """The shop an order belongs to (it never changes), or None for an unknown order."""
+    return tx.scalar(_ORDER_SHOP, order_id=order_id)  # type: ignore[no-any-return]
+
+
+def product_digital(tx: Tx, sku: str) -> bool | None:
+    """Whether a product is digital (None: no such product)."""
+    found = tx.first(_PRODUCT_DIGITAL, sku=sku)
+    return bool(found[0]) if found else None
 
 
 def order_row(tx: Tx, order_id: str) -> OrderRow | None:

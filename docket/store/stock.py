@@ -21,8 +21,8 @@ from docket.models.schemas import (
     WokenDelivery,
 )
 from docket.store.direct import Tx
-from docket.store.rows import LineRow, StockRow, columns, insert_of, save_line, select_rows
-from docket.store.tables import Delivery, Order, OrderLine, Product, Stock, StockMovement, Warehouse
+from docket.store.rows import LineRow, StockRow, columns, insert_of, product_digital, save_line, select_rows
+from docket.store.tables import Delivery, Order, OrderLine, Stock, StockMovement, Warehouse
 
 # An order line joined to the delivery it belongs to.
 LINE_OF_DELIVERY = (Delivery.order_id == OrderLine.order_id) & (Delivery.delivery_no == OrderLine.delivery_no)
@@ -134,17 +134,16 @@ def record(
 
 
 _WAREHOUSE_KNOWN = select(Warehouse.warehouse_id).where(Warehouse.warehouse_id == bindparam("id"))
-_PRODUCT_DIGITAL = select(Product.digital).where(Product.sku == bindparam("sku"))
 
 
 def check_item(tx: Tx, warehouse_id: str, sku: str) -> None:
     """A warehouse and a product docket knows, and a product that is kept in stock."""
     if tx.first(_WAREHOUSE_KNOWN, id=warehouse_id) is None:
         raise NotFound(f"unknown warehouse {warehouse_id}")
-    product = tx.first(_PRODUCT_DIGITAL, sku=sku)
-    if product is None:
+    digital = product_digital(tx, sku)
+    if digital is None:
         raise NotFound(f"unknown SKU {sku}")
-    if product[0]:
+    if digital:
         raise InvalidInput(f"{sku} is a digital product: no stock of it is kept, in any warehouse")
 
 

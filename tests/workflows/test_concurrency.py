@@ -13,7 +13,6 @@ from docket.models.errors import OrderRejected
 from docket.models.lifecycles import DeliveryState as D
 from docket.models.schemas import ConfirmPayment, DeliveryGroup, ReceiveStock
 from docket.store import queries
-from docket.store.direct import Tx
 from tests.conftest import Shop, eventually, running_docket
 from tests.orders import place
 
@@ -77,9 +76,7 @@ async def test_with_back_orders_150_wait_and_received_stock_is_allocated_oldest_
     )
 
     async def all_allocated() -> bool:
-        views = await pg_shop.docket.read(
-            lambda s: [queries.order_view(Tx.of(s), v.order_id) for v in waiting]
-        )
+        views = await pg_shop.docket.look_up(lambda tx: [queries.order_view(tx, v.order_id) for v in waiting])
         return all(view.deliveries[0].state is D.allocated for view in views)
 
     await eventually(all_allocated, timeout=60)

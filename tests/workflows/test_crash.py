@@ -23,7 +23,6 @@ from docket.models.lifecycles import OrderState
 from docket.models.schemas import ConfirmPayment, OrderView, StockMoveKind
 from docket.sandbox import Books, create_sandbox
 from docket.store import queries
-from docket.store.direct import Tx
 from docket.store.tables import Order, OutboxRow, StockMovement
 from tests.conftest import Shop, eventually, process_env, running_docket
 from tests.orders import held_payment_went_through, place, send_callback
@@ -78,7 +77,7 @@ async def test_killing_the_worker_mid_batch_loses_nothing_and_doubles_nothing(
         worker.terminate()
         worker.wait(timeout=20)
 
-    views = await shop.docket.read(lambda s: [queries.order_view(Tx.of(s), f"o-{n}") for n in range(ORDERS)])
+    views = await shop.docket.look_up(lambda tx: [queries.order_view(tx, f"o-{n}") for n in range(ORDERS)])
     kinds = dict(
         await shop.docket.read(
             lambda s: s.execute(select(StockMovement.kind, func.count()).group_by(StockMovement.kind)).all()
