@@ -81,14 +81,26 @@ class MaildirTransport:
         for outbox_id, mail in mails:
             name = hashlib.sha256(mail.message_id.encode()).hexdigest()[:32] + ".docket"
             try:
-                tmp = self.folder / "tmp" / name
-                tmp.write_bytes(mail.data)
-                os.replace(tmp, self.folder / "new" / name)
+                _deliver(self.folder / "tmp" / name, self.folder / "new" / name, mail.data)
             except OSError as error:
                 results.append(Sent(outbox_id, f"cannot write to {self.folder}: {error}"))
                 continue
             results.append(Sent(outbox_id))
         return results
+
+
+def _deliver(tmp: Path, new: Path, data: bytes) -> None:
+    """Write the mail in tmp/, then move it into new/. With the os module's calls: a buffered file
+    object adds three system calls to each mail (its size, whether it is a terminal, where it
+    stands), and in a worker every system call may hand the interpreter lock to another thread."""
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o666)
+    try:
+        rest = memoryview(data)
+        while rest:
+            rest = rest[os.write(fd, rest) :]
+    finally:
+        os.close(fd)
+    os.replace(tmp, new)
 
 
 class SmtpTransport:
