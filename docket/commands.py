@@ -145,6 +145,7 @@ class Docket:
             for line in d.lines
         )
         _require_same_order(cmd, view, [line[1:] for line in placed])
+        self._know_shop(view.order_id, view.shop_id)  # its moves need not look it up
         return view
 
     async def confirm_payment(self, operator: Operator, cmd: ConfirmPayment) -> OrderView:
@@ -205,10 +206,13 @@ class Docket:
             shop_id = await self.look_up(lambda tx: rows.order_shop(tx, order_id))
             if shop_id is None:
                 raise NotFound(f"unknown order {order_id}")
-            if len(self._order_shops) > 100_000:
-                self._order_shops.clear()
-            self._order_shops[order_id] = shop_id
+            self._know_shop(order_id, shop_id)
         operator.require(action, shop_id)
+
+    def _know_shop(self, order_id: str, shop_id: str) -> None:
+        if len(self._order_shops) > 100_000:
+            self._order_shops.clear()
+        self._order_shops[order_id] = shop_id
 
     async def _update(self, order_id: str, update: Any, cmd: Any) -> OrderView:
         handle: WorkflowHandle[Any, Any] = self.temporal.get_workflow_handle(
