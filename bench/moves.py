@@ -105,6 +105,9 @@ def run(orders: int) -> Run:
 
 def main(orders: int, runs: int) -> None:
     print(f"docket's own work: {orders} orders driven to completion by calling the activities, {runs} runs")
+    print(
+        f"  creating a file on this disk takes {harness.file_creation_us():.0f} us of CPU now (one per mail)"
+    )
     results = []
     for n in range(1, runs + 1):
         result = run(orders)
