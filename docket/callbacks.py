@@ -30,7 +30,7 @@ from docket.models.schemas import CallbackView
 from docket.store import charges
 from docket.store.direct import reading, writing
 from docket.store.engine import engine_of
-from docket.store.rows import ShopRow, insert_of, shop_row
+from docket.store.rows import insert_of, shop_row
 from docket.store.tables import Order
 from docket.store.tables import PaymentCallback as StoredCallback
 from docket.workflows.order import OrderWorkflow, workflow_id
@@ -81,7 +81,7 @@ class Callbacks:
             names = ", ".join(sorted(g for g in self.gateways if g != "offline"))
             raise BadCallback(404, f"unknown gateway {gateway!r}; callbacks are taken for: {names}")
         shop_id = shop_of(body)
-        shop = await asyncio.to_thread(self._shop, shop_id)
+        shop = await self.docket.look_up(lambda tx: shop_row(tx, shop_id))
         secret = shop.gateway_secrets.get(gateway) if shop else None
         try:
             if secret is None:
@@ -97,10 +97,6 @@ class Callbacks:
         if stored.first is not None:
             return stored.first
         return await self._process(stored, gateway, fact)
-
-    def _shop(self, shop_id: str) -> ShopRow | None:
-        with reading(self.engine) as tx:
-            return shop_row(tx, shop_id)
 
     async def replay(self, operator: Operator) -> list[CallbackView]:
         """Process the stored callbacks not processed yet (a crash after storing one)."""
@@ -168,27 +164,18 @@ class Callbacks:
                         received_at=dt.datetime.now(dt.UTC),
                         body=body.decode(),
                     )
-                    order = tx.first(_ORDER_OF, order_id=fact.order_id)
-                return Stored(
-                    callback_id,
-                    order_shop=order[0] if order else None,
-                    order_state=order[1] if order else None,
-                )
-            except IntegrityError:
+                    shop, state = tx.first(_ORDER_OF, order_id=fact.order_id) or (None, None)
+                return Stored(callback_id, order_shop=shop, order_state=state)
+            except IntegrityError:  # a duplicate: the first one's id, and its answer once processed
                 with reading(self.engine) as tx:
                     found = tx.first(_FIRST, gateway=gateway, event_id=fact.event_id)
-                    order = tx.first(_ORDER_OF, order_id=fact.order_id)
+                    shop, state = tx.first(_ORDER_OF, order_id=fact.order_id) or (None, None)
                 assert found is not None  # the key it broke is this callback's
                 callback_id, processed_at, status, outcome = found
                 first = (
                     None if processed_at is None else Answered(status or 200, outcome or "", duplicate=True)
                 )
-                return Stored(
-                    callback_id,
-                    first,
-                    order_shop=order[0] if order else None,
-                    order_state=order[1] if order else None,
-                )
+                return Stored(callback_id, first, order_shop=shop, order_state=state)
 
         try:
             return await asyncio.to_thread(store)

@@ -8,7 +8,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import bindparam, or_, select, update
+from sqlalchemy import Integer, bindparam, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -268,7 +268,7 @@ _PENDING = (
         ),
     )
     .order_by(OutboxRow.outbox_id)
-    .limit(bindparam("limit", type_=OutboxRow.attempts.type))
+    .limit(bindparam("limit", type_=Integer()))
 )
 
 
