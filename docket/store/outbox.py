@@ -18,7 +18,7 @@ from docket.models.notifications import MAIL_FAILED, Recipient, notifications_fo
 from docket.models.schemas import MailPage, MailState
 from docket.store import queries
 from docket.store.direct import Tx
-from docket.store.rows import DeliveryRow, OrderRow, customer_row, insert_of, order_lines, shop_row
+from docket.store.rows import DeliveryRow, OrderRow, customer_row, insert_of, order_lines, set_from, shop_row
 from docket.store.stock import MoveContext
 from docket.store.tables import OperatorRow, Order, OutboxRow, Product, Warehouse
 
@@ -305,11 +305,7 @@ _SENT = (
 _NOT_SENT = (
     update(OutboxRow)
     .where(OutboxRow.outbox_id == bindparam("id"), _UNSENT)
-    .values(
-        state=bindparam("state", type_=OutboxRow.state.type),
-        error=bindparam("error", type_=OutboxRow.error.type),
-        attempts=OutboxRow.attempts + 1,
-    )
+    .values({**set_from(OutboxRow, "state", "error"), OutboxRow.attempts: OutboxRow.attempts + 1})
 )
 _RELEASE = (
     update(OutboxRow)
@@ -351,7 +347,7 @@ def release(tx: Tx, order_id: str) -> None:
 # a retry) writes nothing more. The statement is the dialect's own (ON CONFLICT DO NOTHING).
 _REPORTS = {
     name: dialect.insert(OutboxRow)
-    .values({OutboxRow.__mapper__.columns[c]: bindparam(c) for c in _COLUMNS})
+    .values(set_from(OutboxRow, *_COLUMNS))
     .on_conflict_do_nothing(index_elements=["key"])
     .returning(OutboxRow.outbox_id)
     for name, dialect in (("postgresql", postgresql), ("sqlite", sqlite))

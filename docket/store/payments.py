@@ -10,7 +10,7 @@ from docket.models.payments import Operation, Result, Txn, captured, payment_sta
 from docket.models.schemas import PaymentSummary, PaymentView
 from docket.store import queries
 from docket.store.direct import Tx
-from docket.store.rows import OrderRow, PaymentRow, insert_rows, select_rows, values_of
+from docket.store.rows import OrderRow, PaymentRow, insert_rows, select_rows, set_from, values_of
 from docket.store.stock import MoveContext
 from docket.store.tables import PaymentTransaction
 
@@ -29,12 +29,7 @@ _INSERT = insert_rows(PaymentTransaction, PaymentRow, leave_out=("transaction_id
 _ANSWERED = (
     update(PaymentTransaction)
     .where(PaymentTransaction.transaction_id == bindparam("id"))
-    .values(
-        result=bindparam("result", type_=PaymentTransaction.result.type),
-        settled=bindparam("settled", type_=PaymentTransaction.settled.type),
-        reference=bindparam("reference", type_=PaymentTransaction.reference.type),
-        note=bindparam("note", type_=PaymentTransaction.note.type),
-    )
+    .values(set_from(PaymentTransaction, "result", "settled", "reference", "note"))
 )
 
 

@@ -124,11 +124,17 @@ def select_rows(model: type[DeclarativeBase], row: type) -> Select[Any]:
     return select(*columns(model, row))
 
 
+def set_from(model: type[DeclarativeBase], *names: str) -> dict[Column[Any], Any]:
+    """The mapped attributes `names`, each set from a parameter of its name (for `.values()` of an
+    INSERT or UPDATE)."""
+    mapped = model.__mapper__.columns
+    return {mapped[name]: bindparam(name, type_=mapped[name].type) for name in names}
+
+
 def insert_of(model: type[DeclarativeBase], *names: str) -> Any:
     """An INSERT of the mapped attributes `names` (its parameters named after them): the columns
     left out take what the database gives (a number it counts up)."""
-    mapped = model.__mapper__.columns
-    return insert(model).values({mapped[name]: bindparam(name) for name in names})
+    return insert(model).values(set_from(model, *names))
 
 
 def insert_rows(model: type[DeclarativeBase], row: type, leave_out: tuple[str, ...] = ()) -> Any:
@@ -275,20 +281,12 @@ _DELIVERY_STATE = (
 _LINE_HOLDS = (
     update(OrderLine)
     .where(and_(OrderLine.order_id == bindparam("id"), OrderLine.line_no == bindparam("no")))
-    .values(
-        reserved=bindparam("reserved", type_=OrderLine.reserved.type),
-        allocated=bindparam("allocated", type_=OrderLine.allocated.type),
-        short=bindparam("short", type_=OrderLine.short.type),
-    )
+    .values(set_from(OrderLine, "reserved", "allocated", "short"))
 )
 _ORDER_DETAILS = (
     update(Order)
     .where(Order.order_id == bindparam("id"))
-    .values(
-        return_until=bindparam("return_until", type_=Order.return_until.type),
-        rejection=bindparam("rejection", type_=Order.rejection.type),
-        payment_deadline=bindparam("payment_deadline", type_=Order.payment_deadline.type),
-    )
+    .values(set_from(Order, "return_until", "rejection", "payment_deadline"))
 )
 
 
