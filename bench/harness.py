@@ -36,16 +36,22 @@ def free_port() -> int:
 
 _METRICS: dict[str, str] = {}  # a dev server's address: where it serves its metrics
 _SCRATCH: list[tempfile.TemporaryDirectory[str]] = []
+SCRATCH_BASE = Path(
+    os.environ.get("DOCKET_BENCH_DIR", Path(__file__).resolve().parent.parent / "var" / "bench")
+)
 
 
 def scratch(prefix: str = "docket-bench-") -> Path:
-    """A scratch directory, removed when the benchmark ends, not when the round that used it does.
-    On an ext4 file system without a journal, creating a file passes over the inodes freed in the
-    last minutes: an order whose round began right after the last round deleted its thousands of
-    mails spent 11 ms more of system time on its mail (docs/performance.md)."""
+    """A scratch directory under var/bench (DOCKET_BENCH_DIR), where the embedded defaults keep
+    their files, not in /tmp, where other processes create and delete files all the time. It is
+    removed when the benchmark ends, not when the round that used it does. On an ext4 file
+    system without a journal, creating a file passes over the inodes freed in the last minutes:
+    an order whose round began right after the last round deleted its thousands of mails spent
+    11 ms more of system time on its mail (docs/performance.md)."""
     if not _SCRATCH:
         atexit.register(lambda: [kept.cleanup() for kept in _SCRATCH])
-    _SCRATCH.append(tempfile.TemporaryDirectory(prefix=prefix))
+    SCRATCH_BASE.mkdir(parents=True, exist_ok=True)
+    _SCRATCH.append(tempfile.TemporaryDirectory(prefix=prefix, dir=SCRATCH_BASE))
     return Path(_SCRATCH[-1].name)
 
 

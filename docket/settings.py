@@ -110,7 +110,13 @@ class Settings(BaseSettings):
 
 # Variables docket's own tests and benchmarks read: not settings, and not typos.
 TOOLING = frozenset(
-    {"DOCKET_TEST_DATABASE_URL", "DOCKET_REQUIRE_POSTGRES", "DOCKET_BENCH_GC_LOG", "DOCKET_RECORD_HISTORIES"}
+    {
+        "DOCKET_TEST_DATABASE_URL",
+        "DOCKET_REQUIRE_POSTGRES",
+        "DOCKET_BENCH_GC_LOG",
+        "DOCKET_BENCH_DIR",
+        "DOCKET_RECORD_HISTORIES",
+    }
 )
 
 

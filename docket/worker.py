@@ -25,9 +25,10 @@ from temporalio.worker import (
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 from temporalio.workflow import Info
 
+from docket.activities.inline import inline_moves
 from docket.activities.mail import MailActivities, Mailer
 from docket.activities.orders import OrderActivities
-from docket.adapters.mail import MailTransport
+from docket.adapters.mail import MaildirTransport, MailTransport
 from docket.adapters.payments import PaymentGateway
 from docket.rendering import Renderer
 from docket.store.engine import SessionFactory
@@ -188,36 +189,47 @@ def build_worker(
     renderer: Renderer,
     gateways: dict[str, PaymentGateway],
     activity_threads: int = 8,
+    inline: bool | None = None,
     checked: bool = False,
     **options: object,
 ) -> Worker:
     """Order activities are synchronous and run in `activity_threads` threads, one transaction
     each, then send the move's mail; the background mail delivery (what SMTP could not take at
-    once) is asynchronous and runs on the event loop. `checked`: see `restrictions_for`."""
+    once) is asynchronous and runs on the event loop. `inline` (by default: on SQLite with the
+    maildir) runs the moves that wait for nothing on the event loop too, and in the threads only
+    when they would wait (docket.activities.inline). `checked`: see `restrictions_for`."""
     mailer = Mailer(sessions, renderer, transport)
     orders = OrderActivities(sessions, mailer, gateways)
     mail = MailActivities(mailer)
+    threads = ThreadPoolExecutor(activity_threads, thread_name_prefix="docket-activity")
+    if inline is None:
+        inline = orders.engine.dialect.name == "sqlite" and isinstance(transport, MaildirTransport)
+    moves = {
+        name: getattr(orders, name)
+        for name in (
+            "place_order",
+            "confirm_payment",
+            "move_delivery",
+            "cancel_order",
+            "return_order",
+            "record_refund",
+            "charge",
+            "retry_refund",
+            "apply_payment_callback",
+            "advance_order",
+            "change_stock",
+        )
+    }
+    if inline:
+        moves |= inline_moves(orders, threads)
     with warnings.catch_warnings():  # more slots than threads is the point (MIN_SLOTS)
         warnings.filterwarnings("ignore", "Worker max_concurrent_activities", UserWarning)
         return Worker(
             client,
             task_queue=task_queue,
             workflows=WORKFLOWS,
-            activities=[
-                orders.place_order,
-                orders.confirm_payment,
-                orders.move_delivery,
-                orders.cancel_order,
-                orders.return_order,
-                orders.record_refund,
-                orders.charge,
-                orders.retry_refund,
-                orders.apply_payment_callback,
-                orders.advance_order,
-                orders.change_stock,
-                mail.deliver_mail,
-            ],
-            activity_executor=ThreadPoolExecutor(activity_threads, thread_name_prefix="docket-activity"),
+            activities=[*moves.values(), mail.deliver_mail],
+            activity_executor=threads,
             max_concurrent_activities=max(MIN_SLOTS, activity_threads * SLOTS_PER_THREAD),
             workflow_runner=runner_for(client, checked=checked),
             **{"graceful_shutdown_timeout": SHUTDOWN_GRACE, **options},  # type: ignore[arg-type]

@@ -15,6 +15,7 @@ placeholder SQLAlchemy expands per call): a few constants are written `or_(a, b)
 from __future__ import annotations
 
 import contextlib
+import contextvars
 from collections.abc import Iterator
 from typing import Any
 
@@ -23,7 +24,25 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import DBAPIError, StatementError
 from sqlalchemy.orm import Session
 
-from docket.store.engine import serialised_writes
+from docket.store.engine import BUSY_TIMEOUT_MS, serialised_writes, write_lock
+
+_WAITING = contextvars.ContextVar("docket-store-waiting", default=True)
+
+
+class WouldWait(Exception):
+    """A write begun `without_waiting` found the store's write lock taken: nothing was done."""
+
+
+@contextlib.contextmanager
+def without_waiting() -> Iterator[None]:
+    """Within this block a write transaction on SQLite does not wait for the write lock (held by
+    another thread of this process, or by another process): it raises `WouldWait` before it has
+    begun. PostgreSQL's writes are left as they are."""
+    token = _WAITING.set(False)
+    try:
+        yield
+    finally:
+        _WAITING.reset(token)
 
 
 class Prepared:
@@ -194,11 +213,37 @@ def writing(engine: Engine) -> Iterator[Tx]:
     """A write transaction, committed when the block ends (rolled back whole if it raises). On
     SQLite, one writer of this process at a time, holding the database's write lock from the
     start (BEGIN IMMEDIATE: see store.engine)."""
+    if _sqlite(engine) and not _WAITING.get():
+        with _at_once(engine) as tx:
+            yield tx
+        return
     with (
         serialised_writes(engine),
         _transaction(engine, "BEGIN IMMEDIATE" if _sqlite(engine) else None) as tx,
     ):
         yield tx
+
+
+@contextlib.contextmanager
+def _at_once(engine: Engine) -> Iterator[Tx]:
+    """`writing` on SQLite when the write lock is free now, else `WouldWait`: the process's own
+    writers' lock taken without blocking, and SQLite's taken with no busy time-out (restored once
+    the transaction has begun)."""
+    lock = write_lock(engine)
+    if not lock.acquire(blocking=False):
+        raise WouldWait("another thread of this process is writing")
+    try:
+        with _transaction(engine, None) as tx:
+            tx.cursor.execute("PRAGMA busy_timeout=0")
+            try:
+                tx.cursor.execute("BEGIN IMMEDIATE")
+            except engine.dialect.loaded_dbapi.OperationalError as error:
+                raise WouldWait(f"another process is writing: {error}") from None
+            finally:
+                tx.cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+            yield tx
+    finally:
+        lock.release()
 
 
 def reading(engine: Engine) -> contextlib.AbstractContextManager[Tx]:

@@ -20,6 +20,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 SessionFactory = sessionmaker[Session]
 READ_ONLY = "docket_read_only"
+# How long a SQLite connection waits for another's write lock before it gives up.
+BUSY_TIMEOUT_MS = 60_000
 _WRITE_LOCKS: WeakKeyDictionary[Engine, threading.Lock] = WeakKeyDictionary()
 _LOCKS_LOCK = threading.Lock()
 
@@ -43,7 +45,7 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
             cursor.execute("PRAGMA journal_mode=WAL")
             cursor.execute("PRAGMA synchronous=NORMAL")
             cursor.execute("PRAGMA foreign_keys=ON")
-            cursor.execute("PRAGMA busy_timeout=60000")
+            cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
             cursor.close()
 
         @event.listens_for(engine, "begin")
@@ -71,6 +73,11 @@ def serialised_writes(engine: Engine) -> AbstractContextManager[Any]:
     """Hold while writing: on SQLite, one writer of this process at a time; elsewhere nothing."""
     if engine.dialect.name != "sqlite":
         return nullcontext()
+    return write_lock(engine)
+
+
+def write_lock(engine: Engine) -> threading.Lock:
+    """The lock this process's writers to a SQLite store take in turn."""
     with _LOCKS_LOCK:
         return _WRITE_LOCKS.setdefault(engine, threading.Lock())
 

@@ -5,18 +5,22 @@ reach docket as SQLAlchemy raises them; a transaction that fails leaves nothing.
 from __future__ import annotations
 
 import datetime as dt
+import sqlite3
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.pool import StaticPool
 
 from docket.models.lifecycles import OrderState
 from docket.models.payments import Operation, Result
 from docket.models.schemas import PaymentFlow, StockMoveKind
 from docket.store import catalogue, moves, payments, stock
-from docket.store.direct import Tx, reading, writing
-from docket.store.engine import SessionFactory, make_session_factory
+from docket.store.direct import Tx, WouldWait, reading, without_waiting, writing
+from docket.store.engine import BUSY_TIMEOUT_MS, SessionFactory, make_engine, make_session_factory, write_lock
+from docket.store.migrate import upgrade
 from docket.store.rows import order_row
 from docket.store.tables import Order, PaymentTransaction, StockMovement
 from tests.catalogue import catalogue_for_tests
@@ -142,3 +146,41 @@ def _payment(key: str) -> dict[str, object]:
         "operator_id": None,
         "note": None,
     }
+
+
+def test_a_write_that_must_not_wait_gives_way_to_a_writer_elsewhere_and_writes_nothing(
+    tmp_path: Path,
+) -> None:
+    """A move run on the worker's loop writes `without_waiting`: with the write lock held by
+    another process, or by another thread of this one, it raises WouldWait before it began, and
+    the connection goes on waiting for the lock as usual afterwards."""
+    engine = make_engine(f"sqlite:///{tmp_path / 'docket.db'}", poolclass=StaticPool)  # one connection
+    upgrade(engine)
+    with make_session_factory(engine).begin() as session:
+        catalogue.load(session, catalogue_for_tests(), NOW)
+
+    def place_one(order_id: str) -> None:
+        with writing(engine) as tx:
+            moves.place_order(tx, place(order_id, ("WIDGET", 1)), f"m-{order_id}", NOW)
+
+    other = sqlite3.connect(tmp_path / "docket.db", isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    with without_waiting(), pytest.raises(WouldWait, match="another process is writing"):
+        place_one("o-1")
+    other.rollback()
+    with write_lock(engine), without_waiting(), pytest.raises(WouldWait, match="another thread"):
+        place_one("o-1")
+
+    with reading(engine) as tx:
+        assert order_row(tx, "o-1") is None
+    busy = engine.raw_connection()
+    try:
+        assert busy.driver_connection.execute("PRAGMA busy_timeout").fetchone() == (BUSY_TIMEOUT_MS,)
+    finally:
+        busy.close()
+    with without_waiting():
+        place_one("o-1")  # the lock is free: written at once
+    with reading(engine) as tx:
+        assert order_row(tx, "o-1").state is OrderState.waiting_confirmation  # type: ignore[union-attr]
+    other.close()
+    engine.dispose()
