@@ -7,15 +7,18 @@ and every file written, and costs a good deal more CPU than the same work done i
 (docs/performance.md, "Moves on the worker's loop"). So there each local move is registered as an
 asynchronous activity that runs the synchronous move right on the loop, `without_waiting`:
 
-- a write finds the write lock taken (by one of this worker's threads, or by another process: the
-  API storing a callback, a stock receipt from the CLI) and raises `WouldWait` before it begins;
-- a call that would wait (a gateway's answer) is abandoned before it waits (`run_here`).
+- a write that finds the write lock taken (by one of this worker's threads, or by another
+  process: the API storing a callback, a stock receipt from the CLI) raises `WouldWait` before it
+  begins;
+- a call that may wait (a gateway's, a mail server's) is not begun: `WouldWait` (`run_here`).
 
 Either way the move is then run again in an activity thread, as it would be anywhere else. That
-second run is a retry of the first: a move is applied once per move id, whatever ran before, and a
-retry that finds it applied answers as the first and hands its mail to the background delivery;
-mail written twice is one file (its name is the Message-ID). Moves that call a gateway (a charge,
-a capture at shipping, refunds) are not tried here at all.
+second run is a retry of the first. Mostly the first found the lock taken at its first write and
+did nothing. If it was the write that records the move's mail as sent (the move applied, its mail
+written), the retry finds the move applied, answers as the first did and hands the mail to the
+background delivery, which writes it again under the same name: one file per Message-ID, as after
+a worker's crash. Moves that call a gateway (a charge, a capture at shipping, refunds, a gateway's
+callback) are not tried here at all.
 """
 
 from __future__ import annotations

@@ -2,9 +2,9 @@
 gateway, the mail transport). `asyncio.run` made and tore down a loop for every call: a tenth of
 the mail's cost when the mail goes to a maildir.
 
-A move run on the worker's own loop (`docket.activities.inline`) cannot wait there: a call that
-completes without waiting (the maildir's) is driven to its end at once; one that would wait is
-abandoned before it waited, with `WouldWait`, and the move is run again in a thread."""
+A move run on the worker's own loop (`docket.activities.inline`) cannot wait there: a call its
+caller knows never waits (the maildir's writes) is driven to its end at once; any other (a
+gateway's, a mail server's) is not begun: `WouldWait`, and the move is run again in a thread."""
 
 from __future__ import annotations
 
@@ -31,16 +31,19 @@ class _Loop:
 _LOCAL = threading.local()
 
 
-def run_here(coroutine: Coroutine[Any, Any, T]) -> T:
+def run_here(coroutine: Coroutine[Any, Any, T], waits: bool = True) -> T:
     """Run `coroutine` to its end on this thread's own loop; on a thread whose loop is running (a
-    move run inline), only if it never waits."""
+    move run inline), only if the caller says it never `waits`."""
     if _loop_running():
+        if waits:
+            coroutine.close()  # not begun: nothing of it runs
+            raise WouldWait("a call that waits (a gateway, a mail server)")
         try:
             coroutine.send(None)
         except StopIteration as done:
             return done.value  # type: ignore[no-any-return]
         coroutine.close()
-        raise WouldWait("a call that waits (a gateway, a mail server)")
+        raise RuntimeError("a call said never to wait waited")
     loop = getattr(_LOCAL, "loop", None)
     if loop is None:
         loop = _LOCAL.loop = _Loop()

@@ -20,7 +20,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from docket.activities.loop import run_here
-from docket.adapters.mail import MailTransport, invalid_address
+from docket.adapters.mail import MaildirTransport, MailTransport, invalid_address
 from docket.models.messages import DeliverMail, MailDelivered
 from docket.rendering import Renderer, RenderError
 from docket.store import outbox
@@ -78,6 +78,7 @@ class Mailer:
         self.renderer = renderer
         self.transport = transport
         self.inline_within = inline_within
+        self.waits = not isinstance(transport, MaildirTransport)  # the maildir's writes never wait
 
     def send_now(self, order_id: str, letters: list[Letter] | None) -> bool:
         """Called from a move's activity thread after its transaction: send the mail the move
@@ -101,7 +102,7 @@ class Mailer:
         while letters:  # a mail that failed for good writes a report: sent here too (once: a
             # report's own failure is not reported), in what is left of the time
             within = max(deadline - time.monotonic(), 0.0)
-            outcomes = run_here(deliver(letters, self.renderer, self.transport, within))
+            outcomes = run_here(deliver(letters, self.renderer, self.transport, within), waits=self.waits)
             later = bool(waiting(outcomes)) or len(letters) >= CHUNK
             letters = self.record(letters, outcomes, hand_over=not later)
             if later:
