@@ -1,22 +1,27 @@
 """On SQLite with the maildir the worker runs moves on its event loop (docket.activities.inline).
 A move that would wait there for the store's write lock, held by another process, runs in an
 activity thread instead: the worker goes on answering meanwhile, and the move is applied once,
-with its mail written once, when the lock is free."""
+with its mail written once, when the lock is free. One that finds the lock taken only when it
+records its mail as sent is applied once too, and its mail delivered by the background delivery,
+one file each."""
 
 from __future__ import annotations
 
 import asyncio
 import sqlite3
 import threading
+from collections.abc import Sequence
+from pathlib import Path
 
 from sqlalchemy import Engine, func, select
+from temporalio.testing import WorkflowEnvironment
 
-from docket.adapters.mail import MaildirTransport
+from docket.adapters.mail import Mail, MaildirTransport, Sent
 from docket.models.lifecycles import DeliveryState as D
 from docket.models.lifecycles import OrderState
 from docket.store.tables import AuditRow, OutboxRow, StockMovement
 from docket.workflows.order import OrderWorkflow
-from tests.conftest import Shop, eventually
+from tests.conftest import Shop, eventually, running_docket
 from tests.orders import confirm, move, place, view_of
 
 
@@ -87,3 +92,61 @@ async def test_a_move_that_finds_the_store_locked_elsewhere_waits_in_a_thread_an
 async def _running_activity(shop: Shop, workflow_id: str) -> bool:
     described = await shop.client.get_workflow_handle(workflow_id).describe()
     return bool(described.raw_description.pending_activities)
+
+
+class _MaildirWhileAnotherWrites(MaildirTransport):
+    """A maildir that, once armed, lets another process take the store's write lock for half a
+    second right after it wrote a batch: the move's record of that mail as sent finds it taken."""
+
+    def __init__(self, folder: Path, database: str):
+        super().__init__(folder)
+        self.database = database
+        self.armed = False
+        self.written: list[int] = []  # outbox ids, once per time written
+
+    async def send(self, mails: Sequence[tuple[int, Mail]], within: float | None = None) -> list[Sent]:
+        sent = await super().send(mails, within)
+        self.written += [outbox_id for outbox_id, _ in mails]
+        if self.armed:
+            self.armed = False
+            other = sqlite3.connect(self.database, isolation_level=None, check_same_thread=False)
+            other.execute("BEGIN IMMEDIATE")
+            threading.Timer(0.5, lambda: (other.rollback(), other.close())).start()
+        return sent
+
+
+async def test_a_move_whose_mail_record_finds_the_store_locked_is_applied_once_and_its_mail_delivered_once(
+    sqlite_engine: Engine, temporal_env: WorkflowEnvironment, tmp_path: Path
+) -> None:
+    transport = _MaildirWhileAnotherWrites(tmp_path / "mail", str(sqlite_engine.url.database))
+    async for shop in running_docket(sqlite_engine, temporal_env.client, transport=transport):
+        alice = await shop.op("alice")
+        await shop.docket.place_order(alice, place("o-1", ("WIDGET", 2)))
+        transport.armed = True
+        confirmed = await confirm(shop, "o-1")
+        assert confirmed.state is OrderState.in_progress
+
+        def mail_of_o1() -> list[tuple[int, str]]:
+            with sqlite_engine.connect() as connection:
+                found = connection.execute(
+                    select(OutboxRow.outbox_id, OutboxRow.state).where(OutboxRow.order_id == "o-1")
+                )
+                return [(row.outbox_id, row.state) for row in found]
+
+        async def all_sent() -> bool:
+            return all(state == "sent" for _, state in mail_of_o1())
+
+        await eventually(all_sent)  # the background delivery took what the move could not record
+        with sqlite_engine.connect() as connection:
+            confirmations = connection.scalar(
+                select(func.count())
+                .select_from(AuditRow)
+                .where(AuditRow.order_id == "o-1", AuditRow.trigger == "confirm_payment")
+            )
+        assert confirmations == 1
+        rows = mail_of_o1()
+        # the confirmation's mail was written twice (once by the move, once by the background
+        # delivery), each time to the same file
+        assert any(transport.written.count(outbox_id) == 2 for outbox_id, _ in rows)
+        files = [f.read_bytes() for f in (transport.folder / "new").iterdir()]
+        assert sum(b"X-Docket-Order: o-1\n" in f for f in files) == len(rows)
