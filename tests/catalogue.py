@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import datetime as dt
 
+from sqlalchemy import Engine
+
 from docket.models.access import Role
+from docket.store import catalogue
 from docket.store.catalogue import (
     Catalogue,
     CustomerIn,
@@ -14,6 +17,7 @@ from docket.store.catalogue import (
     ShopIn,
     WarehouseIn,
 )
+from docket.store.engine import SessionFactory, make_session_factory
 
 FAR_FUTURE = dt.date(2100, 1, 1)
 ALPHA_SECRET = "alpha-sandbox-secret"
@@ -110,3 +114,11 @@ def catalogue_for_tests(
             OpeningStock(warehouse_id="north", sku="FUTURE", on_hand=future_on_hand),
         ],
     )
+
+
+def catalogued_sessions(engine: Engine, at: dt.datetime) -> SessionFactory:
+    """Sessions on `engine`, whose (migrated) store holds the test catalogue, loaded at `at`."""
+    factory = make_session_factory(engine)
+    with factory.begin() as session:
+        catalogue.load(session, catalogue_for_tests(), at)
+    return factory

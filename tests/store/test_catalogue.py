@@ -13,19 +13,16 @@ from docket.models.errors import InvalidInput, NotFound
 from docket.models.schemas import CustomerDetails, Saved
 from docket.store import catalogue, queries, stock
 from docket.store.catalogue import OpeningStock, OperatorIn, ProductIn, ShopIn
-from docket.store.engine import SessionFactory, make_session_factory
+from docket.store.engine import SessionFactory
 from docket.store.tables import Customer, Product, Shop, ShopWarehouse, StockMovement
-from tests.catalogue import catalogue_for_tests
+from tests.catalogue import catalogue_for_tests, catalogued_sessions
 
 NOW = dt.datetime(2026, 11, 23, 9, 0, tzinfo=dt.UTC)
 
 
 @pytest.fixture
 def sessions(engine: Engine) -> SessionFactory:
-    factory = make_session_factory(engine)
-    with factory.begin() as session:
-        catalogue.load(session, catalogue_for_tests(), NOW)
-    return factory
+    return catalogued_sessions(engine, NOW)
 
 
 def test_the_same_catalogue_loaded_again_changes_nothing(sessions: SessionFactory) -> None:
@@ -151,9 +148,7 @@ def test_a_customer_saved_while_another_save_of_it_commits_is_changed_not_refuse
 ) -> None:
     """A storefront retrying a registration that timed out sends it again while the first is still
     being written: the second waits for the first and then changes what it wrote."""
-    sessions = make_session_factory(postgres_engine)
-    with sessions.begin() as s:
-        catalogue.load(s, catalogue_for_tests(), NOW)
+    sessions = catalogued_sessions(postgres_engine, NOW)
     second: list[Saved] = []
 
     def save_again() -> None:

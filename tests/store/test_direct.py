@@ -17,13 +17,13 @@ from sqlalchemy.pool import StaticPool
 from docket.models.lifecycles import OrderState
 from docket.models.payments import Operation, Result
 from docket.models.schemas import PaymentFlow, StockMoveKind
-from docket.store import catalogue, moves, payments, stock
+from docket.store import moves, payments, stock
 from docket.store.direct import Tx, WouldWait, reading, without_waiting, writing
-from docket.store.engine import BUSY_TIMEOUT_MS, SessionFactory, make_engine, make_session_factory, write_lock
+from docket.store.engine import BUSY_TIMEOUT_MS, SessionFactory, make_engine, write_lock
 from docket.store.migrate import upgrade
 from docket.store.rows import order_row
 from docket.store.tables import Order, PaymentTransaction, StockMovement
-from tests.catalogue import catalogue_for_tests
+from tests.catalogue import catalogued_sessions
 from tests.orders import place
 
 NOW = dt.datetime(2026, 11, 23, 9, 0, 30, 123456, tzinfo=dt.UTC)
@@ -31,10 +31,7 @@ NOW = dt.datetime(2026, 11, 23, 9, 0, 30, 123456, tzinfo=dt.UTC)
 
 @pytest.fixture
 def sessions(engine: Engine) -> SessionFactory:
-    factory = make_session_factory(engine)
-    with factory.begin() as session:
-        catalogue.load(session, catalogue_for_tests(), NOW)
-    return factory
+    return catalogued_sessions(engine, NOW)
 
 
 def test_an_order_written_on_the_cursor_reads_back_the_same_through_the_orm(
@@ -156,8 +153,7 @@ def test_a_write_that_must_not_wait_gives_way_to_a_writer_elsewhere_and_writes_n
     the connection goes on waiting for the lock as usual afterwards."""
     engine = make_engine(f"sqlite:///{tmp_path / 'docket.db'}", poolclass=StaticPool)  # one connection
     upgrade(engine)
-    with make_session_factory(engine).begin() as session:
-        catalogue.load(session, catalogue_for_tests(), NOW)
+    catalogued_sessions(engine, NOW)
 
     def place_one(order_id: str) -> None:
         with writing(engine) as tx:

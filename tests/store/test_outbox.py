@@ -20,12 +20,12 @@ from docket.adapters.mail import MaildirTransport, SmtpTransport
 from docket.models.messages import DeliverMail, Moved, PlaceOrderMove
 from docket.models.schemas import MailState
 from docket.rendering import Renderer
-from docket.store import catalogue, moves, outbox
+from docket.store import moves, outbox
 from docket.store.direct import Tx, writing
-from docket.store.engine import SessionFactory, engine_of, make_session_factory
+from docket.store.engine import SessionFactory, engine_of
 from docket.store.outbox import Outcome
 from docket.store.tables import OutboxRow
-from tests.catalogue import catalogue_for_tests
+from tests.catalogue import catalogued_sessions
 from tests.orders import confirmation, place
 from tests.smtp import SmtpServer
 
@@ -34,10 +34,7 @@ NOW = dt.datetime(2026, 11, 23, 9, 0, tzinfo=dt.UTC)
 
 @pytest.fixture
 def catalogued(engine: Engine) -> SessionFactory:
-    factory = make_session_factory(engine)
-    with factory.begin() as session:
-        catalogue.load(session, catalogue_for_tests(), NOW)
-    return factory
+    return catalogued_sessions(engine, NOW)
 
 
 @pytest.fixture
