@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from importlib.abc import MetaPathFinder
 from importlib.machinery import ModuleSpec, PathFinder, SourceFileLoader
@@ -25,7 +25,7 @@ from temporalio.worker import (
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 from temporalio.workflow import Info
 
-from docket.activities.inline import inline_moves
+from docket.activities.inline import on_loop_where_local
 from docket.activities.mail import MailActivities, Mailer
 from docket.activities.orders import OrderActivities
 from docket.adapters.mail import MaildirTransport, MailTransport
@@ -204,31 +204,28 @@ def build_worker(
     threads = ThreadPoolExecutor(activity_threads, thread_name_prefix="docket-activity")
     if inline is None:
         inline = orders.engine.dialect.name == "sqlite" and isinstance(transport, MaildirTransport)
-    moves = {
-        name: getattr(orders, name)
-        for name in (
-            "place_order",
-            "confirm_payment",
-            "move_delivery",
-            "cancel_order",
-            "return_order",
-            "record_refund",
-            "charge",
-            "retry_refund",
-            "apply_payment_callback",
-            "advance_order",
-            "change_stock",
-        )
-    }
+    moves: list[Callable[..., Any]] = [
+        orders.place_order,
+        orders.confirm_payment,
+        orders.move_delivery,
+        orders.cancel_order,
+        orders.return_order,
+        orders.record_refund,
+        orders.charge,
+        orders.retry_refund,
+        orders.apply_payment_callback,
+        orders.advance_order,
+        orders.change_stock,
+    ]
     if inline:
-        moves |= inline_moves(orders, threads)
+        moves = on_loop_where_local(moves, threads)
     with warnings.catch_warnings():  # more slots than threads is the point (MIN_SLOTS)
         warnings.filterwarnings("ignore", "Worker max_concurrent_activities", UserWarning)
         return Worker(
             client,
             task_queue=task_queue,
             workflows=WORKFLOWS,
-            activities=[*moves.values(), mail.deliver_mail],
+            activities=[*moves, mail.deliver_mail],
             activity_executor=threads,
             max_concurrent_activities=max(MIN_SLOTS, activity_threads * SLOTS_PER_THREAD),
             workflow_runner=runner_for(client, checked=checked),

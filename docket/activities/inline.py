@@ -32,26 +32,12 @@ from typing import Any, TypeVar
 
 from temporalio import activity
 
-from docket.activities.orders import OrderActivities
 from docket.models.messages import DeliveryMove
 from docket.models.schemas import PaymentFlow
 from docket.store.direct import WouldWait, without_waiting
 
 M = TypeVar("M")
 R = TypeVar("R")
-
-
-def inline_moves(orders: OrderActivities, threads: Executor) -> dict[str, Callable[..., Any]]:
-    """The order activities that may run on the loop, by name, as asynchronous activities of the
-    same names; `threads` runs each one the loop cannot."""
-    return {
-        "place_order": _on_loop(orders.place_order, threads),
-        "confirm_payment": _on_loop(orders.confirm_payment, threads),
-        "move_delivery": _on_loop(orders.move_delivery, threads, local=_ships_without_capture),
-        "advance_order": _on_loop(orders.advance_order, threads),
-        "record_refund": _on_loop(orders.record_refund, threads),
-        "change_stock": _on_loop(orders.change_stock, threads),
-    }
 
 
 def _ships_without_capture(move: DeliveryMove) -> bool:
@@ -63,13 +49,34 @@ def _always(_: Any) -> bool:
     return True
 
 
-def _on_loop(
-    move: Callable[[M], R], threads: Executor, local: Callable[[M], bool] = _always
-) -> Callable[[M], Any]:
+# The moves that may run on the loop, by activity name, and which of their calls may.
+LOCAL: dict[str, Callable[[Any], bool]] = {
+    "place_order": _always,
+    "confirm_payment": _always,
+    "move_delivery": _ships_without_capture,
+    "advance_order": _always,
+    "record_refund": _always,
+    "change_stock": _always,
+}
+
+
+def on_loop_where_local(moves: list[Callable[..., Any]], threads: Executor) -> list[Callable[..., Any]]:
+    """`moves` (synchronous activities), those in `LOCAL` made asynchronous activities of the same
+    names that run on the loop; `threads` runs each call the loop cannot."""
+    return [
+        _on_loop(move, threads, LOCAL[name]) if (name := _name(move)) in LOCAL else move for move in moves
+    ]
+
+
+def _name(move: Callable[..., Any]) -> str:
+    return str(activity._Definition.must_from_callable(move).name)
+
+
+def _on_loop(move: Callable[[M], R], threads: Executor, local: Callable[[M], bool]) -> Callable[[M], Any]:
     """`move` as an asynchronous activity of the same name: run here when it is `local` and nothing
     makes it wait, else in `threads` (with the activity's context, as the SDK runs a synchronous
     activity)."""
-    name = activity._Definition.must_from_callable(move).name
+    name = _name(move)
 
     @functools.wraps(move)
     async def run(given: M) -> R:
